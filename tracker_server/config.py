@@ -1,0 +1,136 @@
+"""Server settings: one frozen dataclass, read from the environment in one place.
+
+Every setting has a ``TRACKER_*`` variable (``DATABASE_URL`` for the database) and
+may be overridden by a command-line flag of ``tracker-server``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one tracker server process."""
+
+    listen: str = "127.0.0.1:50051"
+    """gRPC listen address, host:port. Port 0 picks a free port (tests)."""
+
+    database_url: str | None = None
+    """PostgreSQL conninfo. None starts the embedded PostgreSQL in ``data_dir``."""
+
+    data_dir: Path = Path("~/.local/share/tracker").expanduser()
+    """Directory of the embedded PostgreSQL cluster (``<data_dir>/pg``)."""
+
+    flush_interval_ms: int = 100
+    """Longest time a received point waits before its flush starts."""
+
+    flush_bytes: int = 8 * MiB
+    """A flush starts as soon as this many bytes of points are buffered."""
+
+    memory_budget_bytes: int = 256 * MiB
+    """Global budget for buffered, uncommitted points. Over it the server stops reading
+    streams (HTTP/2 flow control pushes back on clients) and sends SlowDown."""
+
+    max_message_bytes: int = 16 * MiB
+    """Largest gRPC message accepted; a bigger batch is refused with RESOURCE_EXHAUSTED
+    by gRPC itself. Clients split batches well below it."""
+
+    max_batch_points: int = 1_000_000
+    """Most points in one batch (INVALID_ARGUMENT beyond)."""
+
+    max_key_bytes: int = 250
+    """Longest metric name, in UTF-8 bytes."""
+
+    max_keys_per_batch: int = 10_000
+    """Largest key table in one batch."""
+
+    slow_down_ms: int = 200
+    """retry_after sent with SlowDown while the budget is exhausted."""
+
+    db_pool_size: int = 8
+    """Connections in the PostgreSQL pool (queries and flushes share it)."""
+
+    flush_retry_max_ms: int = 5_000
+    """Longest back-off between retries of a failed flush (database unavailable)."""
+
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, time given to open streams and the last flush before exit."""
+
+    log_level: str = "info"
+    """structlog level: debug, info, warning, error."""
+
+
+_ENV = {
+    "listen": "TRACKER_LISTEN",
+    "database_url": "DATABASE_URL",
+    "data_dir": "TRACKER_DATA_DIR",
+    "flush_interval_ms": "TRACKER_FLUSH_INTERVAL_MS",
+    "flush_bytes": "TRACKER_FLUSH_BYTES",
+    "memory_budget_bytes": "TRACKER_MEMORY_BUDGET_BYTES",
+    "max_message_bytes": "TRACKER_MAX_MESSAGE_BYTES",
+    "max_batch_points": "TRACKER_MAX_BATCH_POINTS",
+    "max_key_bytes": "TRACKER_MAX_KEY_BYTES",
+    "max_keys_per_batch": "TRACKER_MAX_KEYS_PER_BATCH",
+    "slow_down_ms": "TRACKER_SLOW_DOWN_MS",
+    "db_pool_size": "TRACKER_DB_POOL_SIZE",
+    "flush_retry_max_ms": "TRACKER_FLUSH_RETRY_MAX_MS",
+    "shutdown_grace_s": "TRACKER_SHUTDOWN_GRACE_S",
+    "log_level": "TRACKER_LOG_LEVEL",
+}
+
+
+def env_var(field_name: str) -> str:
+    """Name of the environment variable of a setting."""
+    return _ENV[field_name]
+
+
+def _convert(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, Path) or name == "data_dir":
+        return Path(raw).expanduser()
+    return raw
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Settings from ``env`` (default: os.environ), then explicit overrides (flags)."""
+    env = os.environ if env is None else env
+    base = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(_ENV[f.name])
+        if raw not in (None, ""):
+            try:
+                values[f.name] = _convert(f.name, raw, getattr(base, f.name))
+            except ValueError as exc:
+                raise ValueError(f"{_ENV[f.name]}={raw!r}: {exc}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = replace(base, **values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Reject settings that cannot work, with the variable name in the message."""
+    positive = (
+        "flush_interval_ms", "flush_bytes", "memory_budget_bytes", "max_message_bytes",
+        "max_batch_points", "max_key_bytes", "max_keys_per_batch", "db_pool_size",
+    )
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"{_ENV[name]} must be > 0, got {getattr(settings, name)}")
+    if settings.flush_bytes > settings.memory_budget_bytes:
+        raise ValueError("TRACKER_FLUSH_BYTES must not exceed TRACKER_MEMORY_BUDGET_BYTES")

@@ -1,0 +1,118 @@
+"""Experiments and runs: domain records and input rules."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tracker_server.domain.errors import invalid
+
+MAX_NAME_CHARS = 200
+MAX_PARAM_KEY_CHARS = 250
+MAX_PARAM_VALUE_CHARS = 6000
+MAX_PARAMS_PER_CALL = 1000
+
+
+class ExperimentStatus(enum.IntEnum):
+    """Mirrors tracker.v1.ExperimentStatus."""
+
+    CREATED = 1
+    ACTIVE = 2
+    ARCHIVED = 3
+
+
+class RunStatus(enum.IntEnum):
+    """Mirrors tracker.v1.RunStatus."""
+
+    RUNNING = 1
+    FINISHED = 2
+    FAILED = 3
+    KILLED = 4
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment row."""
+
+    experiment_id: uuid.UUID
+    name: str
+    owner: str
+    description: str
+    status: ExperimentStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run row with its params and tags."""
+
+    run_id: uuid.UUID
+    experiment_id: uuid.UUID
+    name: str
+    run_key: str
+    status: RunStatus
+    attempt: int
+    seed: int | None
+    slurm_job_id: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    ended_at: datetime | None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What CreateRun asks for."""
+
+    experiment_id: uuid.UUID
+    name: str
+    run_key: str
+    seed: int | None
+    slurm_job_id: str
+    metadata: dict[str, Any]
+    params: dict[str, str]
+    tags: dict[str, str]
+    resume: bool
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """A UUID from the wire, or INVALID_ARGUMENT naming the field."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise invalid(f"{what} is not a UUID: {value[:80]!r}", [(what, "not a UUID")]) from None
+
+
+def check_name(value: str, what: str, *, required: bool = True) -> str:
+    """Strip and bound a name."""
+    value = value.strip()
+    if required and not value:
+        raise invalid(f"{what} must not be empty", [(what, "empty")])
+    if len(value) > MAX_NAME_CHARS:
+        raise invalid(f"{what} is longer than {MAX_NAME_CHARS} characters", [(what, "too long")])
+    if "\x00" in value:
+        raise invalid(f"{what} contains NUL", [(what, "NUL character")])
+    return value
+
+
+def check_kv(values: dict[str, str], what: str) -> dict[str, str]:
+    """Bound a params/tags map."""
+    if len(values) > MAX_PARAMS_PER_CALL:
+        raise invalid(f"more than {MAX_PARAMS_PER_CALL} {what} in one call")
+    for key, value in values.items():
+        if not key or len(key) > MAX_PARAM_KEY_CHARS or "\x00" in key:
+            raise invalid(
+                f"{what} key {key[:80]!r} must be 1..{MAX_PARAM_KEY_CHARS} characters without NUL",
+                [(f"{what}[{key[:80]}]", "bad key")],
+            )
+        if len(value) > MAX_PARAM_VALUE_CHARS or "\x00" in value:
+            raise invalid(
+                f"{what} value of {key!r} must be at most {MAX_PARAM_VALUE_CHARS} characters "
+                "without NUL",
+                [(f"{what}[{key[:80]}]", "bad value")],
+            )
+    return values

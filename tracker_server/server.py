@@ -1,0 +1,120 @@
+"""Server assembly: database, migrations, ingest engine, gRPC services, shutdown.
+
+``start_server(settings)`` is the seam tests use: it binds ``settings.listen``
+(``127.0.0.1:0`` picks a free port) and returns a handle with the bound port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from psycopg_pool import AsyncConnectionPool
+
+from tracker_client.pb import experiments_pb2_grpc, ingest_pb2_grpc
+from tracker_server.config import Settings
+from tracker_server.domain.ingest import EngineConfig, IngestEngine
+from tracker_server.domain.points import Limits
+from tracker_server.storage.embedded import start_embedded
+from tracker_server.storage.metric_store import PgMetricStore
+from tracker_server.storage.migrate import migrate
+from tracker_server.storage.runs_store import PgRunStore
+from tracker_server.transport.experiments_servicer import ExperimentServicer
+from tracker_server.transport.ingest_servicer import IngestServicer
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAMES = ("tracker.v1.IngestService", "tracker.v1.ExperimentService")
+
+
+@dataclass
+class RunningServer:
+    """A started server and what it owns."""
+
+    server: grpc.aio.Server
+    port: int
+    engine: IngestEngine
+    pool: AsyncConnectionPool
+    conninfo: str
+    health: Any
+    embedded: Any = None
+
+    @property
+    def address(self) -> str:
+        """host:port clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop serving, flush buffered points, close the pool (and embedded PG)."""
+        await self.health.enter_graceful_shutdown()
+        await asyncio.gather(self.server.stop(grace_s), self.engine.stop(grace_s))
+        await self.pool.close()
+        if self.embedded is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.embedded.cleanup)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """Engine tuning from settings."""
+    return EngineConfig(
+        flush_interval_s=settings.flush_interval_ms / 1000,
+        flush_bytes=settings.flush_bytes,
+        memory_budget_bytes=settings.memory_budget_bytes,
+        slow_down_s=settings.slow_down_ms / 1000,
+        retry_max_s=settings.flush_retry_max_ms / 1000,
+    )
+
+
+def limits(settings: Settings) -> Limits:
+    """Input limits from settings."""
+    return Limits(
+        max_batch_points=settings.max_batch_points,
+        max_key_bytes=settings.max_key_bytes,
+        max_keys_per_batch=settings.max_keys_per_batch,
+    )
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    """Connect (or start the embedded PostgreSQL), migrate, and start serving."""
+    embedded = None
+    conninfo = settings.database_url
+    if not conninfo:
+        conninfo, embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
+    applied = await asyncio.to_thread(migrate, conninfo)
+    if applied:
+        log.info("migrations.applied", versions=applied)
+    pool = AsyncConnectionPool(
+        conninfo, min_size=2, max_size=settings.db_pool_size, open=False, name="tracker"
+    )
+    await pool.open(wait=True, timeout=30)
+    engine = IngestEngine(PgMetricStore(pool), engine_config(settings))
+    engine.start()
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(
+        IngestServicer(engine, limits(settings), settings.slow_down_ms / 1000), server
+    )
+    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
+        ExperimentServicer(PgRunStore(pool)), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise OSError(f"cannot bind {settings.listen}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None)
+    return RunningServer(server, port, engine, pool, conninfo, health_servicer, embedded)

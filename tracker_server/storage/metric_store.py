@@ -1,0 +1,178 @@
+"""PostgreSQL side of ingest: writer offsets, key table, the flush transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+from psycopg_pool import AsyncConnectionPool
+
+from tracker_server.domain.errors import Code, TrackerError, failed_precondition, not_found
+from tracker_server.domain.ingest import CommitPlan
+from tracker_server.domain.points import WriterInfo, WriterKey
+from tracker_server.storage.copy_binary import COPY_COLUMNS, encode_chunks
+from tracker_server.storage.errors import db_errors
+
+_COPY_SQL = f"COPY metric_chunks ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+_OPEN_SQL = """
+SELECT r.attempt, o.committed_seq
+FROM runs r
+LEFT JOIN writer_offsets o ON o.run_id = r.run_id AND o.writer_id = %(writer)s
+WHERE r.run_id = %(run)s
+"""
+
+_ENSURE_OFFSETS_SQL = """
+INSERT INTO writer_offsets (run_id, writer_id, rank, attempt)
+SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::int[])
+ON CONFLICT (run_id, writer_id) DO NOTHING
+"""
+
+# Locks are taken in (run_id, writer_id) order so concurrent flushes (other replicas)
+# cannot deadlock; this row lock is the fence of the compare-and-set.
+_LOCK_OFFSETS_SQL = """
+SELECT o.run_id, o.writer_id, o.committed_seq
+FROM writer_offsets o
+JOIN unnest(%s::uuid[], %s::text[]) AS w(run_id, writer_id)
+  ON o.run_id = w.run_id AND o.writer_id = w.writer_id
+ORDER BY o.run_id, o.writer_id
+FOR UPDATE OF o
+"""
+
+_UPDATE_OFFSETS_SQL = """
+UPDATE writer_offsets o
+SET committed_seq = w.seq, updated_at = now()
+FROM unnest(%s::uuid[], %s::text[], %s::int8[]) AS w(run_id, writer_id, seq)
+WHERE o.run_id = w.run_id AND o.writer_id = w.writer_id
+"""
+
+# min/max ignore NaN (NULL when a key has only NaN so far); ties keep the earlier point.
+# "last" is the point with the highest (attempt, step); a tie goes to the later write.
+_SUMMARY_SQL = """
+INSERT INTO run_metric_summary AS s (
+    run_id, key_id, count, first_step, last_step, last_value, last_attempt, last_wall_ns,
+    min_value, min_step, max_value, max_step)
+SELECT * FROM unnest(
+    %s::uuid[], %s::int[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::int[],
+    %s::int8[], %s::float8[], %s::int8[], %s::float8[], %s::int8[])
+ORDER BY 1, 2  -- row-lock order, so concurrent flushes of one run cannot deadlock
+ON CONFLICT (run_id, key_id) DO UPDATE SET
+    count = s.count + excluded.count,
+    first_step = least(s.first_step, excluded.first_step),
+    last_step = CASE WHEN (excluded.last_attempt, excluded.last_step)
+                          >= (s.last_attempt, s.last_step)
+                     THEN excluded.last_step ELSE s.last_step END,
+    last_value = CASE WHEN (excluded.last_attempt, excluded.last_step)
+                           >= (s.last_attempt, s.last_step)
+                      THEN excluded.last_value ELSE s.last_value END,
+    last_wall_ns = CASE WHEN (excluded.last_attempt, excluded.last_step)
+                             >= (s.last_attempt, s.last_step)
+                        THEN excluded.last_wall_ns ELSE s.last_wall_ns END,
+    last_attempt = greatest(s.last_attempt, excluded.last_attempt),
+    min_step = CASE WHEN s.min_value IS NULL OR excluded.min_value < s.min_value
+                    THEN excluded.min_step ELSE s.min_step END,
+    min_value = CASE WHEN s.min_value IS NULL OR excluded.min_value < s.min_value
+                     THEN excluded.min_value ELSE s.min_value END,
+    max_step = CASE WHEN s.max_value IS NULL OR excluded.max_value > s.max_value
+                    THEN excluded.max_step ELSE s.max_step END,
+    max_value = CASE WHEN s.max_value IS NULL OR excluded.max_value > s.max_value
+                     THEN excluded.max_value ELSE s.max_value END
+"""
+
+_KEYS_INSERT_SQL = (
+    "INSERT INTO metric_keys (name) SELECT unnest(%s::text[]) ORDER BY 1 "
+    "ON CONFLICT (name) DO NOTHING"
+)
+_KEYS_SELECT_SQL = "SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::text[])"
+
+
+class PgMetricStore:
+    """Implements ``domain.ingest.MetricStore`` on PostgreSQL."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+        self._key_ids: dict[str, int] = {}
+
+    async def open_writer(self, info: WriterInfo) -> int:
+        with db_errors():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    _OPEN_SQL, {"run": info.key.run_id, "writer": info.key.writer_id}
+                )
+                row = await cur.fetchone()
+        if row is None:
+            raise not_found(f"run {info.key.run_id} not found")
+        current_attempt, committed = row
+        if info.attempt > current_attempt:
+            raise failed_precondition(
+                f"attempt {info.attempt} is newer than the run's attempt {current_attempt}; "
+                "create it with CreateRun(resume=true)"
+            )
+        return int(committed or 0)
+
+    async def resolve_keys(self, names: list[str]) -> list[int]:
+        missing = [n for n in names if n not in self._key_ids]
+        if missing:
+            with db_errors():
+                async with self._pool.connection() as conn:
+                    await conn.execute(_KEYS_INSERT_SQL, (missing,))
+                    cur = await conn.execute(_KEYS_SELECT_SQL, (missing,))
+                    for name, key_id in await cur.fetchall():
+                        self._key_ids[name] = key_id
+        return [self._key_ids[n] for n in names]
+
+    async def commit(
+        self,
+        writers: list[WriterInfo],
+        plan: Callable[[dict[WriterKey, int]], CommitPlan],
+    ) -> CommitPlan:
+        with db_errors():
+            async with self._pool.connection() as conn, conn.transaction():
+                committed: dict[WriterKey, int] = {}
+                if writers:
+                    await conn.execute(
+                        _ENSURE_OFFSETS_SQL,
+                        (
+                            [w.key.run_id for w in writers],
+                            [w.key.writer_id for w in writers],
+                            [w.rank for w in writers],
+                            [w.attempt for w in writers],
+                        ),
+                    )
+                    cur = await conn.execute(
+                        _LOCK_OFFSETS_SQL,
+                        ([w.key.run_id for w in writers], [w.key.writer_id for w in writers]),
+                    )
+                    for run_id, writer_id, seq in await cur.fetchall():
+                        committed[WriterKey(run_id, writer_id)] = int(seq)
+                # CPU-bound numpy work runs off the event loop so streams keep flowing.
+                result = await asyncio.to_thread(plan, committed)
+                if result.chunks is not None and result.chunks.rows:
+                    payload = await asyncio.to_thread(encode_chunks, result.chunks)
+                    async with conn.cursor() as cur2, cur2.copy(_COPY_SQL) as copy:
+                        await copy.write(payload)
+                if result.summaries is not None:
+                    s = result.summaries
+                    await conn.execute(
+                        _SUMMARY_SQL,
+                        (s.run_ids, s.key_ids, s.count, s.first_step, s.last_step,
+                         s.last_value, s.last_attempt, s.last_wall_ns, s.min_value,
+                         s.min_step, s.max_value, s.max_step),
+                    )
+                if result.offsets:
+                    keys = sorted(result.offsets)
+                    await conn.execute(
+                        _UPDATE_OFFSETS_SQL,
+                        ([k.run_id for k in keys], [k.writer_id for k in keys],
+                         [result.offsets[k] for k in keys]),
+                    )
+        return result
+
+
+def parse_run_id(value: str) -> uuid.UUID:
+    """A run id from the wire, or INVALID_ARGUMENT."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise TrackerError(Code.INVALID_ARGUMENT, f"run_id is not a UUID: {value[:80]!r}") from None

@@ -1,0 +1,217 @@
+"""IngestService: the bidirectional stream and the unary fallback.
+
+Each stream runs a reader task (validate, hand batches to the engine, stop reading
+while the server is over its memory budget so HTTP/2 flow control pushes back) and
+writes responses from a queue fed by the reader and by the engine's acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import duration_pb2
+
+from tracker_client.pb import ingest_pb2, ingest_pb2_grpc, metrics_pb2
+from tracker_server.domain.errors import Code, TrackerError, invalid
+from tracker_server.domain.ingest import IngestEngine
+from tracker_server.domain.points import (
+    Limits,
+    PointBatch,
+    WriterInfo,
+    empty_batch,
+    point_errors_of,
+    validate_columns,
+    validate_writer,
+)
+from tracker_server.transport.convert import columns_from_proto
+from tracker_server.transport.errors import abort, rpc_code, unary
+
+log = structlog.get_logger(__name__)
+
+_END = object()
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromMilliseconds(int(seconds * 1000))
+    return d
+
+
+def _rejection(seq: int, error: TrackerError) -> ingest_pb2.StreamResponse:
+    return ingest_pb2.StreamResponse(
+        rejected=ingest_pb2.BatchRejected(
+            seq=seq,
+            code=rpc_code(error.code),
+            message=error.message,
+            errors=[
+                metrics_pb2.PointError(point_index=i, reason=r)
+                for i, r in point_errors_of(error)
+            ],
+        )
+    )
+
+
+class _StreamSession:
+    """State of one Stream call; also the engine's Subscriber for its writer."""
+
+    def __init__(self, engine: IngestEngine, limits: Limits, slow_down_s: float) -> None:
+        self.engine = engine
+        self.limits = limits
+        self.slow_down_s = slow_down_s
+        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        self.info: WriterInfo | None = None
+        self.last_seq = 0
+        self.last_acked = -1
+
+    # Subscriber -----------------------------------------------------------------------
+    def on_ack(self, committed_seq: int) -> None:
+        if committed_seq > self.last_acked:
+            self.last_acked = committed_seq
+            self.out.put_nowait(
+                ingest_pb2.StreamResponse(
+                    ack=ingest_pb2.Ack(committed_through_seq=committed_seq)
+                )
+            )
+
+    def on_abort(self, error: TrackerError) -> None:
+        self.out.put_nowait(error)
+
+    def on_slow_down(self, retry_after_s: float) -> None:
+        self.out.put_nowait(
+            ingest_pb2.StreamResponse(
+                slow_down=ingest_pb2.SlowDown(retry_after=_duration(retry_after_s))
+            )
+        )
+
+    # Reader ---------------------------------------------------------------------------
+    async def read(self, requests: AsyncIterator[ingest_pb2.StreamRequest]) -> None:
+        try:
+            await self._read(requests)
+        except TrackerError as exc:
+            self.out.put_nowait(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must end this stream, not the server
+            log.exception("ingest.stream_reader_failed")
+            self.out.put_nowait(TrackerError(Code.UNAVAILABLE, f"internal error: {exc!r}"))
+
+    async def _read(self, requests: AsyncIterator[ingest_pb2.StreamRequest]) -> None:
+        first = await anext(requests, None)
+        if first is None:
+            self.out.put_nowait(_END)
+            return
+        if first.WhichOneof("kind") != "open":
+            raise invalid("the first message of a stream must be Open")
+        o = first.open
+        info = validate_writer(o.run_id, o.writer_id, o.rank, o.attempt)
+        committed = await self.engine.open(info, self)
+        self.info = info
+        self.last_acked = committed
+        self.out.put_nowait(
+            ingest_pb2.StreamResponse(opened=ingest_pb2.Opened(committed_seq=committed))
+        )
+        async for request in requests:
+            if request.WhichOneof("kind") != "batch":
+                raise invalid("Open may be sent only once, as the first message")
+            await self._on_batch(info, committed, request.batch)
+            if self.engine.over_budget():
+                self.on_slow_down(self.slow_down_s)
+                # Not reading is the back-pressure: gRPC stops granting HTTP/2 window.
+                await self.engine.wait_for_budget()
+        # Client half-closed: wait for acks of what it sent, then end the call.
+        while self.engine.committed_seq(info.key) < self.last_seq:
+            await asyncio.sleep(0.01)
+        self.on_ack(self.engine.committed_seq(info.key))
+        self.out.put_nowait(_END)
+
+    async def _on_batch(self, info: WriterInfo, opened_at: int, msg: ingest_pb2.Batch) -> None:
+        seq = msg.seq
+        if seq == 0:
+            raise invalid("batch seq must be >= 1")
+        if self.last_seq and seq <= self.last_seq:
+            raise invalid(f"batch seq going backwards: {seq} after {self.last_seq}")
+        if self.last_seq and seq != self.last_seq + 1:
+            raise invalid(f"batch seq gap: {seq} after {self.last_seq} (seqs are contiguous)")
+        committed = self.engine.committed_seq(info.key)
+        if not self.last_seq and seq > max(opened_at, committed) + 1:
+            raise invalid(
+                f"first batch seq {seq} leaves a gap after committed seq {max(opened_at, committed)}"
+            )
+        self.last_seq = seq
+        if seq <= committed:
+            self.on_ack(committed)  # replay of a committed batch: ack, drop
+            return
+        try:
+            batch = validate_columns(seq, columns_from_proto(msg.columns), self.limits)
+        except TrackerError as exc:
+            self.engine.submit(info, empty_batch(seq))
+            self.out.put_nowait(_rejection(seq, exc))
+            return
+        await self.engine.resolve_keys(batch)
+        self.engine.submit(info, batch)
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    """Thin servicer over the ingest engine."""
+
+    def __init__(self, engine: IngestEngine, limits: Limits, slow_down_s: float) -> None:
+        self._engine = engine
+        self._limits = limits
+        self._slow_down_s = slow_down_s
+
+    async def Stream(  # noqa: N802 (gRPC method name)
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.StreamRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[ingest_pb2.StreamResponse]:
+        session = _StreamSession(self._engine, self._limits, self._slow_down_s)
+        reader = asyncio.create_task(session.read(request_iterator))
+        try:
+            while True:
+                item = await session.out.get()
+                if item is _END:
+                    return
+                if isinstance(item, TrackerError):
+                    await abort(context, item)
+                yield item
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if session.info is not None:
+                self._engine.close(session.info.key, session)
+
+    @unary
+    async def LogMetrics(  # noqa: N802 (gRPC method name)
+        self,
+        request: ingest_pb2.LogMetricsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> ingest_pb2.LogMetricsResponse:
+        w = request.writer
+        info = validate_writer(w.run_id, w.writer_id, w.rank, w.attempt)
+        await self._engine.open(info)
+        seq = request.batch.seq
+        if seq and seq <= self._engine.committed_seq(info.key):
+            return ingest_pb2.LogMetricsResponse(
+                committed_through_seq=self._engine.committed_seq(info.key), points_written=0
+            )
+        batch: PointBatch = validate_columns(
+            seq, columns_from_proto(request.batch.columns), self._limits
+        )
+        await self._engine.resolve_keys(batch)
+        await self._engine.wait_for_budget()
+        if seq == 0:
+            committed = await self._engine.submit_unsequenced(info, batch)
+            return ingest_pb2.LogMetricsResponse(
+                committed_through_seq=committed, points_written=batch.n
+            )
+        fresh = self._engine.submit(info, batch)
+        committed = await self._engine.wait_committed(info.key, seq)
+        return ingest_pb2.LogMetricsResponse(
+            committed_through_seq=committed, points_written=batch.n if fresh else 0
+        )
