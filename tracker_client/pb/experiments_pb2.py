@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctracker/v1/experiments.proto\x12\ntracker.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.tracker.v1.ExperimentStatus\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07run_key\x18\x04 \x01(\t\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.tracker.v1.RunStatus\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x07 \x01(\t\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x06params\x18\t \x03(\x0b\x32\x1b.tracker.v1.Run.ParamsEntry\x12\'\n\x04tags\x18\n \x03(\x0b\x32\x19.tracker.v1.Run.TagsEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\r \x01(\x05\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"K\n\x17\x43reateExperimentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"F\n\x18\x43reateExperimentResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.tracker.v1.Experiment\"\x81\x03\n\x10\x43reateRunRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07run_key\x18\x03 \x01(\t\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x05 \x01(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x06params\x18\x07 \x03(\x0b\x32(.tracker.v1.CreateRunRequest.ParamsEntry\x12\x34\n\x04tags\x18\x08 \x03(\x0b\x32&.tracker.v1.CreateRunRequest.TagsEntry\x12\x0e\n\x06resume\x18\t \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"B\n\x11\x43reateRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run*\x92\x01\n\x10\x45xperimentStatus\x12!\n\x1d\x45XPERIMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPERIMENT_STATUS_CREATED\x10\x01\x12\x1c\n\x18\x45XPERIMENT_STATUS_ACTIVE\x10\x02\x12\x1e\n\x1a\x45XPERIMENT_STATUS_ARCHIVED\x10\x03*\x86\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x02\x12\x15\n\x11RUN_STATUS_FAILED\x10\x03\x12\x15\n\x11RUN_STATUS_KILLED\x10\x04\x32\xfd\x01\n\x11\x45xperimentService\x12]\n\x10\x43reateExperiment\x12#.tracker.v1.CreateExperimentRequest\x1a$.tracker.v1.CreateExperimentResponse\x12H\n\tCreateRun\x12\x1c.tracker.v1.CreateRunRequest\x1a\x1d.tracker.v1.CreateRunResponse\x12?\n\x06GetRun\x12\x19.tracker.v1.GetRunRequest\x1a\x1a.tracker.v1.GetRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctracker/v1/experiments.proto\x12\ntracker.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.tracker.v1.ExperimentStatus\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07run_key\x18\x04 \x01(\t\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.tracker.v1.RunStatus\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x07 \x01(\t\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x06params\x18\t \x03(\x0b\x32\x1b.tracker.v1.Run.ParamsEntry\x12\'\n\x04tags\x18\n \x03(\x0b\x32\x19.tracker.v1.Run.TagsEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\r \x01(\x05\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"b\n\x17\x43reateExperimentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x15\n\rget_if_exists\x18\x04 \x01(\x08\"W\n\x18\x43reateExperimentResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.tracker.v1.Experiment\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x81\x03\n\x10\x43reateRunRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07run_key\x18\x03 \x01(\t\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x05 \x01(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x06params\x18\x07 \x03(\x0b\x32(.tracker.v1.CreateRunRequest.ParamsEntry\x12\x34\n\x04tags\x18\x08 \x03(\x0b\x32&.tracker.v1.CreateRunRequest.TagsEntry\x12\x0e\n\x06resume\x18\t \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"B\n\x11\x43reateRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run*\x92\x01\n\x10\x45xperimentStatus\x12!\n\x1d\x45XPERIMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPERIMENT_STATUS_CREATED\x10\x01\x12\x1c\n\x18\x45XPERIMENT_STATUS_ACTIVE\x10\x02\x12\x1e\n\x1a\x45XPERIMENT_STATUS_ARCHIVED\x10\x03*\x86\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x02\x12\x15\n\x11RUN_STATUS_FAILED\x10\x03\x12\x15\n\x11RUN_STATUS_KILLED\x10\x04\x32\xfd\x01\n\x11\x45xperimentService\x12]\n\x10\x43reateExperiment\x12#.tracker.v1.CreateExperimentRequest\x1a$.tracker.v1.CreateExperimentResponse\x12H\n\tCreateRun\x12\x1c.tracker.v1.CreateRunRequest\x1a\x1d.tracker.v1.CreateRunResponse\x12?\n\x06GetRun\x12\x19.tracker.v1.GetRunRequest\x1a\x1a.tracker.v1.GetRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,10 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATERUNREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_CREATERUNREQUEST_TAGSENTRY']._loaded_options = None
   _globals['_CREATERUNREQUEST_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_EXPERIMENTSTATUS']._serialized_start=1475
-  _globals['_EXPERIMENTSTATUS']._serialized_end=1621
-  _globals['_RUNSTATUS']._serialized_start=1624
-  _globals['_RUNSTATUS']._serialized_end=1758
+  _globals['_EXPERIMENTSTATUS']._serialized_start=1515
+  _globals['_EXPERIMENTSTATUS']._serialized_end=1661
+  _globals['_RUNSTATUS']._serialized_start=1664
+  _globals['_RUNSTATUS']._serialized_end=1798
   _globals['_EXPERIMENT']._serialized_start=108
   _globals['_EXPERIMENT']._serialized_end=287
   _globals['_RUN']._serialized_start=290
@@ -54,21 +54,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN_TAGSENTRY']._serialized_start=734
   _globals['_RUN_TAGSENTRY']._serialized_end=777
   _globals['_CREATEEXPERIMENTREQUEST']._serialized_start=788
-  _globals['_CREATEEXPERIMENTREQUEST']._serialized_end=863
-  _globals['_CREATEEXPERIMENTRESPONSE']._serialized_start=865
-  _globals['_CREATEEXPERIMENTRESPONSE']._serialized_end=935
-  _globals['_CREATERUNREQUEST']._serialized_start=938
-  _globals['_CREATERUNREQUEST']._serialized_end=1323
+  _globals['_CREATEEXPERIMENTREQUEST']._serialized_end=886
+  _globals['_CREATEEXPERIMENTRESPONSE']._serialized_start=888
+  _globals['_CREATEEXPERIMENTRESPONSE']._serialized_end=975
+  _globals['_CREATERUNREQUEST']._serialized_start=978
+  _globals['_CREATERUNREQUEST']._serialized_end=1363
   _globals['_CREATERUNREQUEST_PARAMSENTRY']._serialized_start=687
   _globals['_CREATERUNREQUEST_PARAMSENTRY']._serialized_end=732
   _globals['_CREATERUNREQUEST_TAGSENTRY']._serialized_start=734
   _globals['_CREATERUNREQUEST_TAGSENTRY']._serialized_end=777
-  _globals['_CREATERUNRESPONSE']._serialized_start=1325
-  _globals['_CREATERUNRESPONSE']._serialized_end=1391
-  _globals['_GETRUNREQUEST']._serialized_start=1393
-  _globals['_GETRUNREQUEST']._serialized_end=1424
-  _globals['_GETRUNRESPONSE']._serialized_start=1426
-  _globals['_GETRUNRESPONSE']._serialized_end=1472
-  _globals['_EXPERIMENTSERVICE']._serialized_start=1761
-  _globals['_EXPERIMENTSERVICE']._serialized_end=2014
+  _globals['_CREATERUNRESPONSE']._serialized_start=1365
+  _globals['_CREATERUNRESPONSE']._serialized_end=1431
+  _globals['_GETRUNREQUEST']._serialized_start=1433
+  _globals['_GETRUNREQUEST']._serialized_end=1464
+  _globals['_GETRUNRESPONSE']._serialized_start=1466
+  _globals['_GETRUNRESPONSE']._serialized_end=1512
+  _globals['_EXPERIMENTSERVICE']._serialized_start=1801
+  _globals['_EXPERIMENTSERVICE']._serialized_end=2054
 # @@protoc_insertion_point(module_scope)

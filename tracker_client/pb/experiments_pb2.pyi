@@ -96,20 +96,24 @@ class Run(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., run_key: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., seed: _Optional[int] = ..., slurm_job_id: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class CreateExperimentRequest(_message.Message):
-    __slots__ = ("name", "owner", "description")
+    __slots__ = ("name", "owner", "description", "get_if_exists")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    GET_IF_EXISTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     owner: str
     description: str
-    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    get_if_exists: bool
+    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., get_if_exists: _Optional[bool] = ...) -> None: ...
 
 class CreateExperimentResponse(_message.Message):
-    __slots__ = ("experiment",)
+    __slots__ = ("experiment", "created")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
     experiment: Experiment
-    def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ...) -> None: ...
+    created: bool
+    def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
     __slots__ = ("experiment_id", "name", "run_key", "seed", "slurm_job_id", "metadata", "params", "tags", "resume")

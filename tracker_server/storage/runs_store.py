@@ -151,8 +151,11 @@ class PgRunStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def create_experiment(self, name: str, owner: str, description: str) -> Experiment:
-        """Create an experiment; ALREADY_EXISTS when (owner, name) is taken."""
+    async def create_experiment(
+        self, name: str, owner: str, description: str, get_if_exists: bool = False
+    ) -> tuple[Experiment, bool]:
+        """Create an experiment; ALREADY_EXISTS when (owner, name) is taken, unless
+        ``get_if_exists``, which returns the existing one. Returns (experiment, created)."""
         with db_errors():
             async with self._pool.connection() as conn:
                 cur = conn.cursor(row_factory=dict_row)
@@ -161,9 +164,18 @@ class PgRunStore:
                     {"id": uuid.uuid4(), "name": name, "owner": owner, "description": description},
                 )
                 row = await cur.fetchone()
-        if row is None:
-            raise already_exists(f"experiment {name!r} of owner {owner!r} already exists")
-        return experiment_from_row(row)
+                if row is not None:
+                    return experiment_from_row(row), True
+                if get_if_exists:
+                    await cur.execute(
+                        f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments "
+                        "WHERE owner = %s AND name = %s",
+                        (owner, name),
+                    )
+                    row = await cur.fetchone()
+                    if row is not None:
+                        return experiment_from_row(row), False
+        raise already_exists(f"experiment {name!r} of owner {owner!r} already exists")
 
     async def create_run(self, new: NewRun) -> tuple[Run, bool]:
         """Create a run, or return the existing one with the same run key."""

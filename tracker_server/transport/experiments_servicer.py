@@ -25,12 +25,15 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
     async def CreateExperiment(  # noqa: N802
         self, request: experiments_pb2.CreateExperimentRequest, context: Ctx
     ) -> experiments_pb2.CreateExperimentResponse:
-        exp = await self._runs.create_experiment(
+        exp, created = await self._runs.create_experiment(
             check_name(request.name, "name"),
             check_name(request.owner, "owner", required=False),
             request.description[:10_000],
+            get_if_exists=request.get_if_exists,
         )
-        return experiments_pb2.CreateExperimentResponse(experiment=experiment_to_proto(exp))
+        return experiments_pb2.CreateExperimentResponse(
+            experiment=experiment_to_proto(exp), created=created
+        )
 
     @unary
     async def CreateRun(  # noqa: N802

