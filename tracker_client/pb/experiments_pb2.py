@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctracker/v1/experiments.proto\x12\ntracker.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.tracker.v1.ExperimentStatus\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07run_key\x18\x04 \x01(\t\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.tracker.v1.RunStatus\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x07 \x01(\t\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x06params\x18\t \x03(\x0b\x32\x1b.tracker.v1.Run.ParamsEntry\x12\'\n\x04tags\x18\n \x03(\x0b\x32\x19.tracker.v1.Run.TagsEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\r \x01(\x05\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"b\n\x17\x43reateExperimentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x15\n\rget_if_exists\x18\x04 \x01(\x08\"W\n\x18\x43reateExperimentResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.tracker.v1.Experiment\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x81\x03\n\x10\x43reateRunRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07run_key\x18\x03 \x01(\t\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x05 \x01(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x06params\x18\x07 \x03(\x0b\x32(.tracker.v1.CreateRunRequest.ParamsEntry\x12\x34\n\x04tags\x18\x08 \x03(\x0b\x32&.tracker.v1.CreateRunRequest.TagsEntry\x12\x0e\n\x06resume\x18\t \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"B\n\x11\x43reateRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run*\x92\x01\n\x10\x45xperimentStatus\x12!\n\x1d\x45XPERIMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPERIMENT_STATUS_CREATED\x10\x01\x12\x1c\n\x18\x45XPERIMENT_STATUS_ACTIVE\x10\x02\x12\x1e\n\x1a\x45XPERIMENT_STATUS_ARCHIVED\x10\x03*\x86\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x02\x12\x15\n\x11RUN_STATUS_FAILED\x10\x03\x12\x15\n\x11RUN_STATUS_KILLED\x10\x04\x32\xfd\x01\n\x11\x45xperimentService\x12]\n\x10\x43reateExperiment\x12#.tracker.v1.CreateExperimentRequest\x1a$.tracker.v1.CreateExperimentResponse\x12H\n\tCreateRun\x12\x1c.tracker.v1.CreateRunRequest\x1a\x1d.tracker.v1.CreateRunResponse\x12?\n\x06GetRun\x12\x19.tracker.v1.GetRunRequest\x1a\x1a.tracker.v1.GetRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctracker/v1/experiments.proto\x12\ntracker.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.tracker.v1.ExperimentStatus\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07run_key\x18\x04 \x01(\t\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.tracker.v1.RunStatus\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x07 \x01(\t\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x06params\x18\t \x03(\x0b\x32\x1b.tracker.v1.Run.ParamsEntry\x12\'\n\x04tags\x18\n \x03(\x0b\x32\x19.tracker.v1.Run.TagsEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\r \x01(\x05\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"b\n\x17\x43reateExperimentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x15\n\rget_if_exists\x18\x04 \x01(\x08\"W\n\x18\x43reateExperimentResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.tracker.v1.Experiment\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x81\x03\n\x10\x43reateRunRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07run_key\x18\x03 \x01(\t\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x05 \x01(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x38\n\x06params\x18\x07 \x03(\x0b\x32(.tracker.v1.CreateRunRequest.ParamsEntry\x12\x34\n\x04tags\x18\x08 \x03(\x0b\x32&.tracker.v1.CreateRunRequest.TagsEntry\x12\x0e\n\x06resume\x18\t \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seed\"B\n\x11\x43reateRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run\"^\n\x14GetExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x16\n\x0eruns_page_size\x18\x02 \x01(\x05\x12\x17\n\x0fruns_page_token\x18\x03 \x01(\t\"\x80\x01\n\x15GetExperimentResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.tracker.v1.Experiment\x12\x1d\n\x04runs\x18\x02 \x03(\x0b\x32\x0f.tracker.v1.Run\x12\x1c\n\x14next_runs_page_token\x18\x03 \x01(\t\"\xfa\x01\n\x16ListExperimentsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12.\n\x08statuses\x18\x02 \x03(\x0e\x32\x1c.tracker.v1.ExperimentStatus\x12\x13\n\x0bname_prefix\x18\x03 \x01(\t\x12\x31\n\rcreated_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"_\n\x17ListExperimentsResponse\x12+\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32\x16.tracker.v1.Experiment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x98\x01\n\x17UpdateExperimentRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32\x1c.tracker.v1.ExperimentStatusH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07_statusB\x0e\n\x0c_description\"F\n\x18UpdateExperimentResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.tracker.v1.Experiment\"t\n\x11SearchRunsRequest\x12\x16\n\x0e\x65xperiment_ids\x18\x01 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x03(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"L\n\x12SearchRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.tracker.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x10\x46inishRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.tracker.v1.RunStatus\x12,\n\x08\x65nded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x11\x46inishRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.tracker.v1.Run\"\x8b\x01\n\x10LogParamsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x38\n\x06params\x18\x02 \x03(\x0b\x32(.tracker.v1.LogParamsRequest.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11LogParamsResponse\"\x96\x01\n\x0eSetTagsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x32\n\x04tags\x18\x02 \x03(\x0b\x32$.tracker.v1.SetTagsRequest.TagsEntry\x12\x13\n\x0b\x64\x65lete_keys\x18\x03 \x03(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"s\n\x0fSetTagsResponse\x12\x33\n\x04tags\x18\x01 \x03(\x0b\x32%.tracker.v1.SetTagsResponse.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x92\x01\n\x10\x45xperimentStatus\x12!\n\x1d\x45XPERIMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPERIMENT_STATUS_CREATED\x10\x01\x12\x1c\n\x18\x45XPERIMENT_STATUS_ACTIVE\x10\x02\x12\x1e\n\x1a\x45XPERIMENT_STATUS_ARCHIVED\x10\x03*\x86\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x02\x12\x15\n\x11RUN_STATUS_FAILED\x10\x03\x12\x15\n\x11RUN_STATUS_KILLED\x10\x04\x32\xb3\x06\n\x11\x45xperimentService\x12]\n\x10\x43reateExperiment\x12#.tracker.v1.CreateExperimentRequest\x1a$.tracker.v1.CreateExperimentResponse\x12H\n\tCreateRun\x12\x1c.tracker.v1.CreateRunRequest\x1a\x1d.tracker.v1.CreateRunResponse\x12?\n\x06GetRun\x12\x19.tracker.v1.GetRunRequest\x1a\x1a.tracker.v1.GetRunResponse\x12T\n\rGetExperiment\x12 .tracker.v1.GetExperimentRequest\x1a!.tracker.v1.GetExperimentResponse\x12Z\n\x0fListExperiments\x12\".tracker.v1.ListExperimentsRequest\x1a#.tracker.v1.ListExperimentsResponse\x12]\n\x10UpdateExperiment\x12#.tracker.v1.UpdateExperimentRequest\x1a$.tracker.v1.UpdateExperimentResponse\x12K\n\nSearchRuns\x12\x1d.tracker.v1.SearchRunsRequest\x1a\x1e.tracker.v1.SearchRunsResponse\x12H\n\tFinishRun\x12\x1c.tracker.v1.FinishRunRequest\x1a\x1d.tracker.v1.FinishRunResponse\x12H\n\tLogParams\x12\x1c.tracker.v1.LogParamsRequest\x1a\x1d.tracker.v1.LogParamsResponse\x12\x42\n\x07SetTags\x12\x1a.tracker.v1.SetTagsRequest\x1a\x1b.tracker.v1.SetTagsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,10 +41,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATERUNREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_CREATERUNREQUEST_TAGSENTRY']._loaded_options = None
   _globals['_CREATERUNREQUEST_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_EXPERIMENTSTATUS']._serialized_start=1515
-  _globals['_EXPERIMENTSTATUS']._serialized_end=1661
-  _globals['_RUNSTATUS']._serialized_start=1664
-  _globals['_RUNSTATUS']._serialized_end=1798
+  _globals['_LOGPARAMSREQUEST_PARAMSENTRY']._loaded_options = None
+  _globals['_LOGPARAMSREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
+  _globals['_SETTAGSREQUEST_TAGSENTRY']._loaded_options = None
+  _globals['_SETTAGSREQUEST_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_SETTAGSRESPONSE_TAGSENTRY']._loaded_options = None
+  _globals['_SETTAGSRESPONSE_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_EXPERIMENTSTATUS']._serialized_start=3120
+  _globals['_EXPERIMENTSTATUS']._serialized_end=3266
+  _globals['_RUNSTATUS']._serialized_start=3269
+  _globals['_RUNSTATUS']._serialized_end=3403
   _globals['_EXPERIMENT']._serialized_start=108
   _globals['_EXPERIMENT']._serialized_end=287
   _globals['_RUN']._serialized_start=290
@@ -69,6 +75,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNREQUEST']._serialized_end=1464
   _globals['_GETRUNRESPONSE']._serialized_start=1466
   _globals['_GETRUNRESPONSE']._serialized_end=1512
-  _globals['_EXPERIMENTSERVICE']._serialized_start=1801
-  _globals['_EXPERIMENTSERVICE']._serialized_end=2054
+  _globals['_GETEXPERIMENTREQUEST']._serialized_start=1514
+  _globals['_GETEXPERIMENTREQUEST']._serialized_end=1608
+  _globals['_GETEXPERIMENTRESPONSE']._serialized_start=1611
+  _globals['_GETEXPERIMENTRESPONSE']._serialized_end=1739
+  _globals['_LISTEXPERIMENTSREQUEST']._serialized_start=1742
+  _globals['_LISTEXPERIMENTSREQUEST']._serialized_end=1992
+  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_start=1994
+  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_end=2089
+  _globals['_UPDATEEXPERIMENTREQUEST']._serialized_start=2092
+  _globals['_UPDATEEXPERIMENTREQUEST']._serialized_end=2244
+  _globals['_UPDATEEXPERIMENTRESPONSE']._serialized_start=2246
+  _globals['_UPDATEEXPERIMENTRESPONSE']._serialized_end=2316
+  _globals['_SEARCHRUNSREQUEST']._serialized_start=2318
+  _globals['_SEARCHRUNSREQUEST']._serialized_end=2434
+  _globals['_SEARCHRUNSRESPONSE']._serialized_start=2436
+  _globals['_SEARCHRUNSRESPONSE']._serialized_end=2512
+  _globals['_FINISHRUNREQUEST']._serialized_start=2514
+  _globals['_FINISHRUNREQUEST']._serialized_end=2633
+  _globals['_FINISHRUNRESPONSE']._serialized_start=2635
+  _globals['_FINISHRUNRESPONSE']._serialized_end=2684
+  _globals['_LOGPARAMSREQUEST']._serialized_start=2687
+  _globals['_LOGPARAMSREQUEST']._serialized_end=2826
+  _globals['_LOGPARAMSREQUEST_PARAMSENTRY']._serialized_start=687
+  _globals['_LOGPARAMSREQUEST_PARAMSENTRY']._serialized_end=732
+  _globals['_LOGPARAMSRESPONSE']._serialized_start=2828
+  _globals['_LOGPARAMSRESPONSE']._serialized_end=2847
+  _globals['_SETTAGSREQUEST']._serialized_start=2850
+  _globals['_SETTAGSREQUEST']._serialized_end=3000
+  _globals['_SETTAGSREQUEST_TAGSENTRY']._serialized_start=734
+  _globals['_SETTAGSREQUEST_TAGSENTRY']._serialized_end=777
+  _globals['_SETTAGSRESPONSE']._serialized_start=3002
+  _globals['_SETTAGSRESPONSE']._serialized_end=3117
+  _globals['_SETTAGSRESPONSE_TAGSENTRY']._serialized_start=734
+  _globals['_SETTAGSRESPONSE_TAGSENTRY']._serialized_end=777
+  _globals['_EXPERIMENTSERVICE']._serialized_start=3406
+  _globals['_EXPERIMENTSERVICE']._serialized_end=4225
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,41 @@ class ExperimentServiceStub:
                 request_serializer=tracker_dot_v1_dot_experiments__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=tracker_dot_v1_dot_experiments__pb2.GetRunResponse.FromString,
                 _registered_method=True)
+        self.GetExperiment = channel.unary_unary(
+                '/tracker.v1.ExperimentService/GetExperiment',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.GetExperimentRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.GetExperimentResponse.FromString,
+                _registered_method=True)
+        self.ListExperiments = channel.unary_unary(
+                '/tracker.v1.ExperimentService/ListExperiments',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.ListExperimentsRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.ListExperimentsResponse.FromString,
+                _registered_method=True)
+        self.UpdateExperiment = channel.unary_unary(
+                '/tracker.v1.ExperimentService/UpdateExperiment',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.UpdateExperimentRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.UpdateExperimentResponse.FromString,
+                _registered_method=True)
+        self.SearchRuns = channel.unary_unary(
+                '/tracker.v1.ExperimentService/SearchRuns',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.SearchRunsRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.SearchRunsResponse.FromString,
+                _registered_method=True)
+        self.FinishRun = channel.unary_unary(
+                '/tracker.v1.ExperimentService/FinishRun',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.FinishRunRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.FinishRunResponse.FromString,
+                _registered_method=True)
+        self.LogParams = channel.unary_unary(
+                '/tracker.v1.ExperimentService/LogParams',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.LogParamsRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.LogParamsResponse.FromString,
+                _registered_method=True)
+        self.SetTags = channel.unary_unary(
+                '/tracker.v1.ExperimentService/SetTags',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.SetTagsRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.SetTagsResponse.FromString,
+                _registered_method=True)
 
 
 class ExperimentServiceServicer:
@@ -79,6 +114,64 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExperiment(self, request, context):
+        """GetExperiment returns one experiment and a page of its runs (newest first).
+        Unknown ids give NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperiments(self, request, context):
+        """ListExperiments lists experiments, newest first, filtered by owner, status,
+        name prefix and creation time range. Paginated with an opaque page_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateExperiment(self, request, context):
+        """UpdateExperiment changes the status and/or description of an experiment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchRuns(self, request, context):
+        """SearchRuns finds runs of some experiments with a filter expression over status,
+        params, tags and summary metrics, ordered by any of those (see docs/query.md).
+        A malformed filter gives INVALID_ARGUMENT with the position of the error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishRun(self, request, context):
+        """FinishRun moves a run from running to finished, failed or killed and sets
+        ended_at. Any other transition gives FAILED_PRECONDITION; repeating the same
+        terminal status is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogParams(self, request, context):
+        """LogParams adds params to a run. Params are immutable: a key that already holds a
+        different value gives ALREADY_EXISTS (and nothing of the call is written); the
+        same value is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTags(self, request, context):
+        """SetTags sets (inserts or replaces) tags of a run, and deletes the keys listed in
+        delete_keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +189,41 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.GetRun,
                     request_deserializer=tracker_dot_v1_dot_experiments__pb2.GetRunRequest.FromString,
                     response_serializer=tracker_dot_v1_dot_experiments__pb2.GetRunResponse.SerializeToString,
+            ),
+            'GetExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperiment,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.GetExperimentRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.GetExperimentResponse.SerializeToString,
+            ),
+            'ListExperiments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperiments,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.ListExperimentsRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.ListExperimentsResponse.SerializeToString,
+            ),
+            'UpdateExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateExperiment,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.UpdateExperimentRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.UpdateExperimentResponse.SerializeToString,
+            ),
+            'SearchRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchRuns,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.SearchRunsRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.SearchRunsResponse.SerializeToString,
+            ),
+            'FinishRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishRun,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.FinishRunRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.FinishRunResponse.SerializeToString,
+            ),
+            'LogParams': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogParams,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.LogParamsRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.LogParamsResponse.SerializeToString,
+            ),
+            'SetTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTags,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.SetTagsRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.SetTagsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +308,195 @@ class ExperimentService:
             '/tracker.v1.ExperimentService/GetRun',
             tracker_dot_v1_dot_experiments__pb2.GetRunRequest.SerializeToString,
             tracker_dot_v1_dot_experiments__pb2.GetRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/GetExperiment',
+            tracker_dot_v1_dot_experiments__pb2.GetExperimentRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.GetExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperiments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/ListExperiments',
+            tracker_dot_v1_dot_experiments__pb2.ListExperimentsRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.ListExperimentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/UpdateExperiment',
+            tracker_dot_v1_dot_experiments__pb2.UpdateExperimentRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.UpdateExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/SearchRuns',
+            tracker_dot_v1_dot_experiments__pb2.SearchRunsRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.SearchRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/FinishRun',
+            tracker_dot_v1_dot_experiments__pb2.FinishRunRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.FinishRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogParams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/LogParams',
+            tracker_dot_v1_dot_experiments__pb2.LogParamsRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.LogParamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/SetTags',
+            tracker_dot_v1_dot_experiments__pb2.SetTagsRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.SetTagsResponse.FromString,
             options,
             channel_credentials,
             insecure,
