@@ -40,6 +40,8 @@ class CommitPlan:
     """Seqs written per writer (for bookkeeping after commit)."""
     gaps: set[WriterKey] = field(default_factory=set)
     """Writers whose buffered batches do not follow their committed seq."""
+    committed_before: dict[WriterKey, int] = field(default_factory=dict)
+    """Committed seq per writer as locked in the transaction (other servers' progress)."""
 
 
 class MetricStore(Protocol):
@@ -132,8 +134,8 @@ def plan_commit(
     rows.extend((e.info, e.batch) for e in unsequenced)
     if rows:
         chunks, summaries = build_chunks(rows)
-        return CommitPlan(chunks, summaries, offsets, selected, gaps)
-    return CommitPlan(None, None, offsets, selected, gaps)
+        return CommitPlan(chunks, summaries, offsets, selected, gaps, dict(committed))
+    return CommitPlan(None, None, offsets, selected, gaps, dict(committed))
 
 
 class IngestEngine:
@@ -203,9 +205,16 @@ class IngestEngine:
         state.subscribers.discard(subscriber)
         self._maybe_forget(writer, state)
 
+    def release(self, writer: WriterKey) -> None:
+        """Forget a writer opened without a stream once nothing of it is buffered."""
+        state = self._writers.get(writer)
+        if state is not None:
+            self._maybe_forget(writer, state)
+
     def _maybe_forget(self, writer: WriterKey, state: _Writer) -> None:
-        if not (state.subscribers or state.pending or state.inflight or state.waiters
-                or state.unsequenced):
+        idle = not (state.subscribers or state.pending or state.inflight or state.waiters
+                    or state.unsequenced)
+        if idle and self._writers.get(writer) is state:
             del self._writers[writer]
 
     async def resolve_keys(self, batch: PointBatch) -> None:
@@ -385,20 +394,17 @@ class IngestEngine:
                 fut.set_result(self._writers[entry.info.key].committed)
         for key, entries in taken.items():
             state = self._writers[key]
-            state.committed = max(state.committed, plan.offsets.get(key, state.committed))
+            durable = plan.offsets.get(key, plan.committed_before.get(key, 0))
+            state.committed = max(state.committed, durable)
             for entry in entries:
+                # Committed, or beyond a gap (another server holds the missing seqs, or
+                # they died with a stream): either way this server is done with it; after
+                # a gap the stream is aborted and the client resends from the committed seq.
                 state.inflight.pop(entry.batch.seq, None)
-                if entry.batch.seq <= state.committed:
-                    self._release(entry.batch.nbytes)
-                else:
-                    # Beyond a gap: another server holds the missing seqs, or they were
-                    # lost with a dead stream. Drop them; the client resends after
-                    # reconnecting, starting from the committed seq.
-                    self._release(entry.batch.nbytes)
+                self._release(entry.batch.nbytes)
             # Batches that arrived during the flush and are now covered are replays.
             for seq in [s for s in state.pending if s <= state.committed]:
                 self._release(state.pending.pop(seq).batch.nbytes)
-                self._pending_bytes -= 0  # pending bytes were counted; recomputed below
             self._notify(key, state, gap=key in plan.gaps)
         self._pending_bytes = sum(
             e.batch.nbytes for w in self._writers.values() for e in w.pending.values()

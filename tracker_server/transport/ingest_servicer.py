@@ -195,14 +195,20 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         w = request.writer
         info = validate_writer(w.run_id, w.writer_id, w.rank, w.attempt)
         await self._engine.open(info)
-        seq = request.batch.seq
+        try:
+            return await self._log_metrics(info, request.batch)
+        finally:
+            self._engine.release(info.key)
+
+    async def _log_metrics(
+        self, info: WriterInfo, msg: ingest_pb2.Batch
+    ) -> ingest_pb2.LogMetricsResponse:
+        seq = msg.seq
         if seq and seq <= self._engine.committed_seq(info.key):
             return ingest_pb2.LogMetricsResponse(
                 committed_through_seq=self._engine.committed_seq(info.key), points_written=0
             )
-        batch: PointBatch = validate_columns(
-            seq, columns_from_proto(request.batch.columns), self._limits
-        )
+        batch: PointBatch = validate_columns(seq, columns_from_proto(msg.columns), self._limits)
         await self._engine.resolve_keys(batch)
         await self._engine.wait_for_budget()
         if seq == 0:
