@@ -1,0 +1,51 @@
+"""The real ``tracker-server`` process: embedded PostgreSQL by default, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.support import Api, free_port, wait_healthy
+
+
+def test_embedded_default_starts_serves_and_stops(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(TRACKER_DATA_DIR=str(tmp_path / "data"), TRACKER_LISTEN=f"127.0.0.1:{port}")
+    proc = subprocess.Popen([sys.executable, "-m", "tracker_server"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_healthy(f"127.0.0.1:{port}", timeout=60)
+        api = Api(f"127.0.0.1:{port}")
+        run_id = api.new_run("embedded")
+        assert len(run_id) == 36
+        api.close()
+        pid_file = tmp_path / "data" / "pg" / "postmaster.pid"
+        postmaster = int(pid_file.read_text().splitlines()[0])
+        assert psutil.pid_exists(postmaster)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"listening on" in out
+    deadline = time.monotonic() + 20
+    while psutil.pid_exists(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(postmaster), "embedded PostgreSQL still running after exit"
+    # Restart on the same data directory: data survives.
+    proc = subprocess.Popen([sys.executable, "-m", "tracker_server"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_healthy(f"127.0.0.1:{port}", timeout=60)
+        api = Api(f"127.0.0.1:{port}")
+        assert api.new_run("embedded") == run_id  # idempotent run key, same database
+        api.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
