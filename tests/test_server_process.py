@@ -23,7 +23,7 @@ def test_embedded_default_starts_serves_and_stops(tmp_path: Path) -> None:
     try:
         wait_healthy(f"127.0.0.1:{port}", timeout=60)
         api = Api(f"127.0.0.1:{port}")
-        run_id = api.new_run("embedded")
+        run_id = api.new_run("embedded", exp_name="e")
         assert len(run_id) == 36
         api.close()
         pid_file = tmp_path / "data" / "pg" / "postmaster.pid"
@@ -44,7 +44,7 @@ def test_embedded_default_starts_serves_and_stops(tmp_path: Path) -> None:
     try:
         wait_healthy(f"127.0.0.1:{port}", timeout=60)
         api = Api(f"127.0.0.1:{port}")
-        assert api.new_run("embedded") == run_id  # idempotent run key, same database
+        assert api.new_run("embedded", exp_name="e") == run_id  # idempotent run key, same database
         api.close()
     finally:
         proc.send_signal(signal.SIGTERM)
