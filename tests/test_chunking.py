@@ -16,11 +16,14 @@ RUNS = [uuid.UUID(int=1), uuid.UUID(int=2)]
 
 
 def _batch(seq: int, keys: list[int], steps: list[int], values: list[float]) -> PointBatch:
+    """A batch whose key table maps local index i to global key id 10 + i."""
     n = len(keys)
+    table = np.array(sorted(set(keys)), np.int32) + 10
+    local = np.searchsorted(table, np.array(keys, np.int32) + 10).astype(np.uint32)
     return PointBatch(
-        seq, ["unused"], np.zeros(n, np.uint32), np.array(steps, np.int64),
+        seq, [str(k) for k in table.tolist()], local, np.array(steps, np.int64),
         np.array(values, np.float64), np.arange(n, dtype=np.int64) + seq * 1000,
-        np.array(keys, np.int32),
+        table[local], table,
     )
 
 
@@ -39,7 +42,7 @@ def test_chunks_and_summaries_match_naive_model(specs: list) -> None:
         info = WriterInfo(WriterKey(RUNS[run], f"w{run}{rank}{attempt}"), rank, attempt)
         b = _batch(seq, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts])
         rows.append((info, b))
-        flat += [(RUNS[run], rank, attempt, k, s, v, len(flat) + i) for i, (k, s, v) in enumerate(pts)]
+        flat += [(RUNS[run], rank, attempt, k + 10, s, v, len(flat) + i) for i, (k, s, v) in enumerate(pts)]
     chunks, summaries = build_chunks(rows)
 
     # Chunks: every point once, grouped by (run, rank, attempt, key), arrival order kept.

@@ -1,7 +1,9 @@
 """Turn the batches of one flush into chunk rows and summary updates (numpy only).
 
 Points of many batches are regrouped by (run, rank, attempt, key) with one stable
-argsort, so a chunk keeps the arrival order of its points; no per-point Python loop.
+argsort (a radix sort on small dense codes), so a chunk keeps the arrival order of its
+points. Summary deltas per (run, key) are computed from per-chunk aggregates, so the
+per-point work is a handful of vectorised passes; no per-point Python loop.
 """
 
 from __future__ import annotations
@@ -68,123 +70,137 @@ class SummarySet:
     max_step: list[int | None]
 
 
-def _concat(batches: list[tuple[WriterInfo, PointBatch]]) -> tuple[
-    list[tuple[uuid.UUID, int, int]], Int64Array, Int32Array, Int64Array, Float64Array, Int64Array
-]:
-    """Concatenate the points; return per-point writer-group ids and columns."""
+def _dense_codes(
+    batches: list[tuple[WriterInfo, PointBatch]],
+) -> tuple[list[tuple[uuid.UUID, int, int]], list[int], npt.NDArray[np.integer]]:
+    """Per-point group code = writer group * keys-in-flush + dense key, as small ints.
+
+    Dense codes come from the batches' small key tables, so no per-point lookup of
+    global ids is needed and the codes usually fit 16 bits (numpy radix-sorts those).
+    """
     groups: dict[tuple[uuid.UUID, int, int], int] = {}
-    wg_parts = []
+    dense: dict[int, int] = {}
+    batch_meta = []
     for info, batch in batches:
         g = groups.setdefault((info.key.run_id, info.rank, info.attempt), len(groups))
-        wg_parts.append(np.full(batch.n, g, dtype=np.int64))
-    wg = np.concatenate(wg_parts)
-    key_ids = np.concatenate([b.key_ids for _, b in batches])
-    steps = np.concatenate([b.steps for _, b in batches])
-    values = np.concatenate([b.values for _, b in batches])
-    wall = np.concatenate([b.wall_ns for _, b in batches])
-    return list(groups), wg, key_ids, steps, values, wall
-
-
-def _group(code: Int64Array) -> tuple[IntpArray, IntpArray, IntpArray]:
-    """Stable sort order, group start offsets, and group sizes of ``code``."""
-    order = np.argsort(code, kind="stable")
-    sorted_code = code[order]
-    starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]])
-    sizes = np.diff(np.r_[starts, sorted_code.shape[0]])
-    return order, starts, sizes
+        table = [dense.setdefault(k, len(dense)) for k in batch.table_ids.tolist()]
+        batch_meta.append((g, table))
+    n_keys = max(len(dense), 1)
+    span = len(groups) * n_keys
+    dtype: type[np.integer] = np.uint16 if span <= 0xFFFF else np.int64
+    parts = []
+    for (g, table), (_, batch) in zip(batch_meta, batches, strict=True):
+        lut = np.asarray(table, dtype=dtype) + dtype(g * n_keys)
+        parts.append(lut[batch.key_index])
+    dense_to_global = [0] * len(dense)
+    for global_id, d in dense.items():
+        dense_to_global[d] = global_id
+    return list(groups), dense_to_global, np.concatenate(parts)
 
 
 def build_chunks(batches: list[tuple[WriterInfo, PointBatch]]) -> tuple[ChunkSet, SummarySet]:
     """Group the points of ``batches`` (in commit order) into chunks and summaries."""
-    wgroups, wg, key_ids, steps, values, wall = _concat(batches)
-    key_span = int(key_ids.max()) + 1
-    order, starts, sizes = _group(wg * key_span + key_ids.astype(np.int64))
-    s_steps, s_values, s_wall = steps[order], values[order], wall[order]
-    s_keys = key_ids[order]
-    s_wg = wg[order]
-    row_wg = s_wg[starts]
+    wgroups, dense_to_global, code = _dense_codes(batches)
+    n_keys = max(len(dense_to_global), 1)
+    order = np.argsort(code, kind="stable")
+    sorted_code = code[order]
+    starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]])
+    n = sorted_code.shape[0]
+    sizes = np.diff(np.r_[starts, n])
+    steps = np.concatenate([b.steps for _, b in batches])[order]
+    values = np.concatenate([b.values for _, b in batches])[order]
+    wall = np.concatenate([b.wall_ns for _, b in batches])[order]
+
+    row_code = sorted_code[starts].astype(np.int64)
+    row_wg = (row_code // n_keys).tolist()
+    key_lut = np.asarray(dense_to_global, dtype=np.int32)
     chunks = ChunkSet(
-        run_ids=[wgroups[g][0] for g in row_wg.tolist()],
-        key_ids=s_keys[starts].astype(np.int32),
-        ranks=np.array([wgroups[g][1] for g in row_wg.tolist()], dtype=np.int32),
-        attempts=np.array([wgroups[g][2] for g in row_wg.tolist()], dtype=np.int32),
-        first_steps=np.minimum.reduceat(s_steps, starts),
-        last_steps=np.maximum.reduceat(s_steps, starts),
+        run_ids=[wgroups[g][0] for g in row_wg],
+        key_ids=key_lut[row_code % n_keys],
+        ranks=np.array([wgroups[g][1] for g in row_wg], dtype=np.int32),
+        attempts=np.array([wgroups[g][2] for g in row_wg], dtype=np.int32),
+        first_steps=np.minimum.reduceat(steps, starts),
+        last_steps=np.maximum.reduceat(steps, starts),
         n=sizes.astype(np.int64),
         starts=starts.astype(np.int64),
-        steps=s_steps,
-        values=s_values,
-        wall_ns=s_wall,
+        steps=steps,
+        values=values,
+        wall_ns=wall,
     )
-    return chunks, _summaries(wgroups, wg, key_ids, steps, values, wall)
+    return chunks, _summaries(chunks, order, sizes)
 
 
-def _first_per_group(group_of: IntpArray, mask: npt.NDArray[np.bool_], last: bool) -> IntpArray:
-    """Index (into the sorted arrays) of the first/last masked element of each group."""
-    idx = np.flatnonzero(mask)
-    if last:
-        idx = idx[::-1]
-    _, first = np.unique(group_of[idx], return_index=True)
-    return idx[first]
+def _summaries(chunks: ChunkSet, order: IntpArray, sizes: IntpArray) -> SummarySet:
+    """Per (run, key) deltas: count, step range, last point, NaN-ignoring min/max.
 
-
-def _summaries(
-    wgroups: list[tuple[uuid.UUID, int, int]],
-    wg: Int64Array,
-    key_ids: Int32Array,
-    steps: Int64Array,
-    values: Float64Array,
-    wall: Int64Array,
-) -> SummarySet:
-    """Per (run, key) deltas: count, step range, last point, NaN-ignoring min/max."""
-    runs: dict[uuid.UUID, int] = {}
-    run_of_wg = np.array([runs.setdefault(r, len(runs)) for r, _, _ in wgroups], dtype=np.int64)
-    attempt_of_wg = np.array([a for _, _, a in wgroups], dtype=np.int64)
-    run_idx = run_of_wg[wg]
-    attempts = attempt_of_wg[wg]
-    key_span = int(key_ids.max()) + 1
-    order, starts, sizes = _group(run_idx * key_span + key_ids.astype(np.int64))
-    s_steps, s_values, s_wall, s_att = steps[order], values[order], wall[order], attempts[order]
+    First per chunk (vectorised over points), then per (run, key) over the few chunk
+    rows. Ties are broken by arrival order (``order`` maps back to it): the later write
+    is "last"; the earlier occurrence of an equal min/max is kept.
+    """
+    starts = chunks.starts
+    n = chunks.points
+    steps, values = chunks.steps, chunks.values
+    pos = np.arange(n)
     group_of = np.repeat(np.arange(starts.shape[0]), sizes)
 
-    # "Last" point: highest (attempt, step); a tie goes to the later write.
-    # Steps span int64, so compare attempt first, then step, rather than a combined key.
-    max_att = np.maximum.reduceat(s_att, starts)
-    in_att = s_att == max_att[group_of]
-    masked_steps = np.where(in_att, s_steps, np.iinfo(np.int64).min)
-    max_step = np.maximum.reduceat(masked_steps, starts)
-    last_idx = _first_per_group(group_of, in_att & (s_steps == max_step[group_of]), last=True)
+    # Last point of a chunk: highest step, later arrival on a tie.
+    at_max = steps == chunks.last_steps[group_of]
+    last_idx = np.maximum.reduceat(np.where(at_max, pos, -1), starts)
 
-    finite = ~np.isnan(s_values)
-    has_value = np.add.reduceat(finite.astype(np.int64), starts) > 0
-    gmin = np.minimum.reduceat(np.where(finite, s_values, np.inf), starts)
-    gmax = np.maximum.reduceat(np.where(finite, s_values, -np.inf), starts)
-    min_idx = np.full(starts.shape[0], -1, dtype=np.intp)
-    max_idx = np.full(starts.shape[0], -1, dtype=np.intp)
-    grp_with = np.flatnonzero(has_value)
-    if grp_with.size:
-        sel = has_value[group_of] & finite
-        min_idx[grp_with] = _first_per_group(group_of, sel & (s_values == gmin[group_of]), False)
-        max_idx[grp_with] = _first_per_group(group_of, sel & (s_values == gmax[group_of]), False)
+    finite = ~np.isnan(values)
+    gmin = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
+    gmax = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
+    min_idx = np.minimum.reduceat(np.where(finite & (values == gmin[group_of]), pos, n), starts)
+    max_idx = np.minimum.reduceat(np.where(finite & (values == gmax[group_of]), pos, n), starts)
+    has_value = min_idx < n
+    min_idx = np.where(has_value, min_idx, 0)
+    max_idx = np.where(has_value, max_idx, 0)
+
+    # Per (run, key) over chunk rows.
+    runs: dict[uuid.UUID, int] = {}
+    run_idx = np.array([runs.setdefault(r, len(runs)) for r in chunks.run_ids], dtype=np.int64)
+    key_span = int(chunks.key_ids.max()) + 1
+    skey = run_idx * key_span + chunks.key_ids
+    attempts = chunks.attempts.astype(np.int64)
+    arrival_last = order[last_idx]
+    arrival_min = order[min_idx]
+    arrival_max = order[max_idx]
+    row_order = np.argsort(skey, kind="stable")
+    s_key = skey[row_order]
+    g_starts = np.flatnonzero(np.r_[True, s_key[1:] != s_key[:-1]])
+    g_last = np.r_[g_starts[1:], s_key.shape[0]] - 1
+
+    def pick(keys: tuple[npt.NDArray[np.generic], ...], largest: bool) -> IntpArray:
+        """Row (index into chunk rows) that sorts last/first by ``keys`` in each group."""
+        # np.lexsort sorts by the last key first: group code is the primary key.
+        o = np.lexsort((*keys, skey))
+        return o[g_last] if largest else o[g_starts]
+
+    last_rows = pick((arrival_last, steps[last_idx], attempts), largest=True)
+    inf_min = np.where(has_value, gmin, np.inf)
+    neg_max = np.where(has_value, -gmax, np.inf)
+    min_rows = pick((arrival_min, inf_min), largest=False)
+    max_rows = pick((arrival_max, neg_max), largest=False)
+    group_rows = row_order[g_starts]
+    counts = np.add.reduceat(chunks.n[row_order], g_starts)
+    first = np.minimum.reduceat(chunks.first_steps[row_order], g_starts)
+
+    def opt(arr: npt.NDArray[np.generic], rows: IntpArray, idx: IntpArray) -> list[object]:
+        present = has_value[rows].tolist()
+        return [v if ok else None for v, ok in zip(arr[idx[rows]].tolist(), present, strict=True)]
 
     run_list = list(runs)
-    s_run = run_idx[order]
-    s_key = key_ids[order]
-
-    def opt(arr: npt.NDArray[np.generic], idx: IntpArray) -> list[object]:
-        return [None if i < 0 else v for i, v in zip(idx.tolist(), arr[idx].tolist(), strict=True)]
-
     return SummarySet(
-        run_ids=[run_list[r] for r in s_run[starts].tolist()],
-        key_ids=s_key[starts].tolist(),
-        count=sizes.tolist(),
-        first_step=np.minimum.reduceat(s_steps, starts).tolist(),
-        last_step=s_steps[last_idx].tolist(),
-        last_value=s_values[last_idx].tolist(),
-        last_attempt=s_att[last_idx].tolist(),
-        last_wall_ns=s_wall[last_idx].tolist(),
-        min_value=opt(s_values, min_idx),  # type: ignore[arg-type]
-        min_step=opt(s_steps, min_idx),  # type: ignore[arg-type]
-        max_value=opt(s_values, max_idx),  # type: ignore[arg-type]
-        max_step=opt(s_steps, max_idx),  # type: ignore[arg-type]
+        run_ids=[run_list[r] for r in run_idx[group_rows].tolist()],
+        key_ids=chunks.key_ids[group_rows].tolist(),
+        count=counts.tolist(),
+        first_step=first.tolist(),
+        last_step=steps[last_idx[last_rows]].tolist(),
+        last_value=values[last_idx[last_rows]].tolist(),
+        last_attempt=attempts[last_rows].tolist(),
+        last_wall_ns=chunks.wall_ns[last_idx[last_rows]].tolist(),
+        min_value=opt(values, min_rows, min_idx),  # type: ignore[arg-type]
+        min_step=opt(steps, min_rows, min_idx),  # type: ignore[arg-type]
+        max_value=opt(values, max_rows, max_idx),  # type: ignore[arg-type]
+        max_step=opt(steps, max_rows, max_idx),  # type: ignore[arg-type]
     )

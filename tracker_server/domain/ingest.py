@@ -222,7 +222,8 @@ class IngestEngine:
         import numpy as np
 
         ids = await self._store.resolve_keys(batch.keys)
-        batch.key_ids = np.asarray(ids, dtype=np.int32)[batch.key_index]
+        batch.table_ids = np.asarray(ids, dtype=np.int32)
+        batch.key_ids = batch.table_ids[batch.key_index]
 
     def committed_seq(self, writer: WriterKey) -> int:
         """Highest seq known committed for ``writer``."""

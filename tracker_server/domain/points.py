@@ -68,6 +68,8 @@ class PointBatch:
     wall_ns: Int64Array
     key_ids: Int32Array = field(default_factory=lambda: np.empty(0, np.int32))
     """Global key ids per point, filled in once the key table is resolved."""
+    table_ids: Int32Array = field(default_factory=lambda: np.empty(0, np.int32))
+    """Global key id of each entry of ``keys`` (same resolution step)."""
 
     @property
     def n(self) -> int:
