@@ -4,10 +4,19 @@
 >>> with tracker_client.init(experiment="mnist", config={"lr": 3e-4}) as run:
 ...     for step in range(100):
 ...         run.log({"loss": 1 / (step + 1)}, step=step)
+
+``log()`` never blocks; points go through an on-disk spool and are delivered exactly
+once, surviving server restarts, network loss and killed trainers. See docs/client.md.
 """
 
-from tracker_client._run import DeliveryReport, Run, init
-from tracker_client._sender import DeliveryStats, SenderOptions
+from tracker_client._options import Options, SenderOptions
+from tracker_client._recover import SyncResult
+from tracker_client._run import DeliveryReport, Run, TrackerError, init
+from tracker_client._stats import RunStats
 
-__all__ = ["DeliveryReport", "DeliveryStats", "Run", "SenderOptions", "init"]
+DeliveryStats = RunStats
+"""Former name of :class:`RunStats` (first client cut)."""
+
+__all__ = ["DeliveryReport", "DeliveryStats", "Options", "Run", "RunStats", "SenderOptions",
+           "SyncResult", "TrackerError", "init"]
 __version__ = "0.1.0"

@@ -1,8 +1,10 @@
-"""What the client reads from the environment: server, key, rank, run key."""
+"""What the client reads from the environment: server, key, rank, run key, spool, mode."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Literal
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -39,3 +41,27 @@ def default_run_key() -> str | None:
         step = os.environ.get("SLURM_STEP_ID", "")
         return f"slurm-{os.environ['SLURM_JOB_ID']}" + (f".{step}" if step else "")
     return None
+
+
+def world_size() -> int | None:
+    """Number of ranks from WORLD_SIZE or SLURM_NTASKS, None when unknown."""
+    for var in ("WORLD_SIZE", "SLURM_NTASKS"):
+        value = os.environ.get(var)
+        if value and value.isdigit():
+            return int(value)
+    return None
+
+
+def mode() -> Literal["online", "offline"]:
+    """TRACKER_MODE (``online`` or ``offline``), default online."""
+    value = os.environ.get("TRACKER_MODE", "online").strip().lower()
+    return "offline" if value == "offline" else "online"
+
+
+def spool_dir() -> Path:
+    """Root of the on-disk spools: TRACKER_SPOOL_DIR, else ~/.cache/tracker/spool."""
+    explicit = os.environ.get("TRACKER_SPOOL_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "tracker" / "spool"

@@ -3,136 +3,325 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
-import socket
+import re
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import grpc
-import numpy as np
-from google.protobuf import struct_pb2
 
-from tracker_client import _env
-from tracker_client._sender import DeliveryStats, Sender, SenderOptions
-from tracker_client.pb import experiments_pb2, experiments_pb2_grpc, ingest_pb2
+from tracker_client import _env, _metadata
+from tracker_client._batcher import Batcher, as_series
+from tracker_client._delivery import Delivery
+from tracker_client._options import Options
+from tracker_client._recover import recover_orphans
+from tracker_client._rpc import RETRYABLE_CODES, RunRef, create_run, status_number
+from tracker_client._spool import Spool
+from tracker_client._stats import DeliveryStats, RunStats
+from tracker_client._sysmetrics import SystemMetrics
 
-_CHANNEL_OPTIONS = [
+log = logging.getLogger("tracker_client")
+
+CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 << 20),
     ("grpc.max_receive_message_length", 64 << 20),
     ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Reconnect quickly after a server restart: the stream's own back-off paces retries.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
+
+Mode = Literal["online", "offline"]
+
+
+class TrackerError(RuntimeError):
+    """A non-retryable error from the server at init (bad name, clashing param, ...)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """What ``flush``/``close`` could not make durable within the timeout."""
+    """What ``flush``/``close``/``finish`` could not make durable within the timeout."""
 
     durable: bool
-    unacked_batches: int
-    unacked_points: int
+    """Everything logged (and every param/tag/status change) is acknowledged."""
+    points_pending: int
+    """Points logged but not yet acknowledged; they stay in the spool."""
+    batches_pending: int
+    """Spooled batches not yet acknowledged."""
+    ops_pending: int
+    """Params/tags/status changes not yet delivered."""
     oldest_unacked_age_s: float | None
+    """Age of the oldest unacknowledged batch, None when there is none."""
+    spool_path: str
+    """Where undelivered data waits (for the next start or ``tracker sync``)."""
+    state: str
+    """Delivery state (see :class:`RunStats`)."""
+
+    @property
+    def unacked_points(self) -> int:
+        """Alias of ``points_pending`` (first client cut)."""
+        return self.points_pending
+
+    @property
+    def unacked_batches(self) -> int:
+        """Alias of ``batches_pending`` (first client cut)."""
+        return self.batches_pending
 
 
 class Run:
-    """One writer attached to a run. Create it with :func:`tracker_client.init`."""
+    """One writer (process / rank) attached to a run. Create it with :func:`init`."""
 
-    def __init__(
-        self,
-        channel: grpc.Channel,
-        run: experiments_pb2.Run,
-        rank: int,
-        options: SenderOptions,
-        metadata: tuple[tuple[str, str], ...] = (),
-    ) -> None:
+    def __init__(self, *, spool: Spool, delivery: Delivery, channel: grpc.Channel | None,
+                 options: Options, rank: int, mode: Mode) -> None:
+        self._spool = spool
+        self._delivery = delivery
         self._channel = channel
-        self.info = run
-        self.run_id = run.run_id
+        self._opt = options
         self.rank = rank
-        self.writer_id = f"{socket.gethostname()}:{os.getpid()}:{rank}:{uuid.uuid4().hex[:8]}"
+        """Distributed rank of this process."""
+        self.primary = rank == 0
+        """Only the primary rank (0) changes the run's status."""
+        self.mode: Mode = mode
+        self.writer_id = str(spool.meta["writer_id"])
+        """Stable identity of this writer (its seqs are exactly-once per writer id)."""
+        self.run_key = str(spool.meta["run_key"])
+        """Idempotency key every rank of the job shares."""
+        self._stats = delivery.stats
         self._step = -1
+        self._internal_logged = 0
+        self._queue_dropped = 0
         self._closed = False
-        self._sender = Sender(
-            channel,
-            ingest_pb2.Open(run_id=run.run_id, writer_id=self.writer_id, rank=rank,
-                            attempt=run.attempt),
-            options,
-            metadata,
-        )
-        self._records = self._sender.records
-        self._sender.start()
+        self._close_lock = threading.Lock()
+        self._batcher = Batcher(spool, options, self._stats, self._on_batch)
+        self._records = self._batcher.records
+        self._wakeup = self._batcher.wakeup
+        self._max_queue = options.max_queue_records
+        self._batch_points = options.batch_points
+        self._recovery_stop = threading.Event()
+        self._sys: SystemMetrics | None = None
+        self._batcher.start()
+        delivery.start()
+        if options.system_metrics_interval_s:
+            self._sys = SystemMetrics(options.system_metrics_interval_s, self._log_system, rank)
+            self._sys.start()
         atexit.register(self._atexit)
+
+    # -- identity ----------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str | None:
+        """Server id of the run; None while offline (the server was never reached)."""
+        ref = self._delivery.ref
+        return ref.run_id if ref else None
+
+    @property
+    def attempt(self) -> int | None:
+        """Attempt number of the run this writer logs under (None while offline)."""
+        ref = self._delivery.ref
+        return ref.attempt if ref else None
+
+    @property
+    def spool_path(self) -> Path:
+        """Directory of this writer's on-disk spool."""
+        return self._spool.path
+
+    def wait_attached(self, timeout: float) -> bool:
+        """Wait until the run exists on the server (useful after an offline start)."""
+        return self._delivery.attached.wait(timeout)
 
     # -- logging -----------------------------------------------------------------------
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Record scalar metrics at ``step`` (auto-incremented when omitted).
+        """Record scalar metrics at ``step`` (previous step + 1 when omitted).
 
-        Returns immediately: the points are batched and sent by a background thread.
-        Values may be Python numbers, numpy scalars or 0-d arrays.
+        Never blocks on the network or the disk: the values are converted to float
+        here (so later mutation of the caller's objects cannot change them) and
+        queued; a background thread batches, spools and sends them. Values may be
+        Python numbers, numpy scalars, 0-d arrays or anything ``float()`` accepts.
         """
         if step is None:
             step = self._step + 1
         self._step = step
-        self._records.append((dict(metrics), step, time.time_ns()))
-        self._sender.stats.points_logged += len(metrics)
-        self._sender.wake()
+        keys = tuple(metrics)
+        values = [float(v) for v in metrics.values()]
+        records = self._records
+        n = len(keys)
+        if len(records) >= self._max_queue:
+            self._queue_dropped += n
+            return
+        records.append((keys, values, step, time.time_ns()))
+        stats = self._stats
+        stats.points_logged += n
+        if not self._wakeup.is_set() and (
+            (self._batcher.idle and len(records) == 1)
+            or stats.points_logged - self._batcher.consumed_points >= self._batch_points
+        ):
+            self._wakeup.set()
 
     def log_series(self, key: str, steps: Any, values: Any) -> None:
-        """Record a whole series (numpy arrays or sequences) in one call."""
-        s = np.ascontiguousarray(steps, dtype=np.int64)
-        v = np.ascontiguousarray(values, dtype=np.float64)
-        if s.shape != v.shape or s.ndim != 1:
-            raise ValueError(f"steps and values must be 1-d of one length ({s.shape} vs {v.shape})")
-        wall = np.full(s.shape[0], time.time_ns(), dtype=np.int64)
-        self._records.append((key, s, v, wall))
-        self._sender.stats.points_logged += int(s.shape[0])
-        if s.shape[0]:
-            self._step = max(self._step, int(s.max()))
-        self._sender.wake()
+        """Record a whole series (numpy arrays or sequences of one length) in one call."""
+        s, v = as_series(steps, values)
+        n = int(s.shape[0])
+        if not n:
+            return
+        self._records.append((key, s, v, time.time_ns()))
+        self._stats.points_logged += n
+        self._step = max(self._step, int(s.max()))
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def _log_system(self, metrics: dict[str, float], step: int) -> None:
+        # From the system-metrics thread: its own counter, so the training thread's
+        # counters are written by one thread only.
+        self._records.append((tuple(metrics), list(metrics.values()), step, time.time_ns()))
+        self._internal_logged += len(metrics)
+
+    def _on_batch(self) -> None:
+        if self._delivery.sender is not None:
+            self._delivery.sender.wake()
+
+    # -- params, tags, status ----------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any], timeout: float = 0.0) -> DeliveryReport:
+        """Record hyper-parameters (immutable once set). Persisted at once, delivered
+        in the background; waits up to ``timeout`` seconds for the server."""
+        return self._op({"op": "params", "values": {k: str(v) for k, v in params.items()}},
+                        timeout)
+
+    def set_tags(self, tags: Mapping[str, str], timeout: float = 0.0) -> DeliveryReport:
+        """Set (or overwrite) tags; delivered like :meth:`log_params`."""
+        return self._op({"op": "tags", "values": {k: str(v) for k, v in tags.items()}},
+                        timeout)
+
+    def _op(self, op: dict[str, Any], timeout: float) -> DeliveryReport:
+        ticket = self._delivery.control.submit(op)
+        if timeout > 0:
+            self._delivery.control.wait(ticket, time.monotonic() + timeout)
+        return self._report()
 
     # -- durability --------------------------------------------------------------------
 
     @property
-    def stats(self) -> DeliveryStats:
-        """Delivery counters: logged, acknowledged, dropped, reconnects, ..."""
-        return self._sender.stats
+    def stats(self) -> RunStats:
+        """Delivery counters: logged, acknowledged, spooled, dropped, lag, ..."""
+        s = self._stats
+        spool = self._spool
+        logged = s.points_logged + self._internal_logged
+        dropped = self._queue_dropped + spool.counters.dropped_points
+        pending = max(0, logged - s.points_acked - dropped - s.points_invalid
+                      - s.points_rejected)
+        oldest = spool.oldest_pending_ns()
+        return RunStats(
+            points_logged=logged, points_acked=s.points_acked, points_spooled=s.points_spooled,
+            points_pending=pending, points_dropped=dropped, points_invalid=s.points_invalid,
+            points_rejected=s.points_rejected, batches_pending=spool.pending_batches,
+            spool_bytes=spool.bytes, corrupt_records=spool.counters.corrupt_records,
+            lag_s=max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0,
+            reconnects=s.reconnects, slow_downs=s.slow_downs,
+            state="closed" if self._closed else s.state, last_error=s.last_error,
+        )
 
-    def _report(self, durable: bool) -> DeliveryReport:
-        batches, points, oldest = self._sender.pending()
-        return DeliveryReport(durable, batches, points, oldest)
+    def _report(self) -> DeliveryReport:
+        st = self.stats
+        ops = self._delivery.pending_ops
+        return DeliveryReport(
+            durable=st.points_pending == 0 and st.batches_pending == 0 and ops == 0
+            and self._delivery.attached.is_set(),
+            points_pending=st.points_pending, batches_pending=st.batches_pending,
+            ops_pending=ops, oldest_unacked_age_s=st.lag_s if st.batches_pending else None,
+            spool_path=str(self._spool.path), state=st.state,
+        )
 
     def flush(self, timeout: float = 30.0) -> DeliveryReport:
-        """Wait (at most ``timeout`` seconds) until everything logged is committed."""
-        return self._report(self._sender.flush(timeout))
+        """Wait at most ``timeout`` seconds until everything logged so far is durable."""
+        deadline = time.monotonic() + timeout
+        if not self._closed:
+            self._batcher.flush(timeout)
+        if self.mode == "online":
+            self._delivery.wait_delivered(deadline)
+        return self._report()
+
+    def finish(self, status: str = "finished", timeout: float = 30.0) -> DeliveryReport:
+        """Mark the run ``finished``/``failed``/``killed`` (primary rank only) and close.
+
+        Returns within ``timeout`` seconds; what is not delivered by then stays in
+        the spool and is delivered by the next start or ``tracker sync``.
+        """
+        status_number(status)  # validate before anything is queued
+        if self.primary and not self._closed:
+            self._delivery.control.submit({"op": "finish", "status": status})
+        return self.close(timeout)
 
     def close(self, timeout: float = 30.0) -> DeliveryReport:
-        """Flush within ``timeout`` seconds and stop the background threads."""
-        if self._closed:
-            return self._report(True)
-        self._closed = True
-        atexit.unregister(self._atexit)
-        durable = self._sender.close(timeout)
-        report = self._report(durable)
-        self._channel.close()
-        return report
+        """Deliver for at most ``timeout`` seconds, then stop the background threads.
+
+        The run's status is left as is (see :meth:`finish`). Undelivered points stay
+        in the spool on disk.
+        """
+        with self._close_lock:
+            if self._closed:
+                return self._report()
+            deadline = time.monotonic() + timeout
+            atexit.unregister(self._atexit)
+            self._recovery_stop.set()
+            if self._sys is not None:
+                self._sys.stop()
+            self._batcher.flush(max(0.0, deadline - time.monotonic()))
+            self._batcher.stop(max(0.0, min(1.0, deadline - time.monotonic())))
+            if self.mode == "online":
+                self._delivery.wait_delivered(deadline)
+            self._delivery.close(deadline)
+            report = self._report()
+            self._closed = True
+            if report.durable and self.mode == "online":
+                self._spool.destroy()
+            else:
+                self._spool.update_meta(closed=True)
+                self._spool.close()
+                if not report.durable and report.points_pending + report.ops_pending:
+                    log.warning("tracker_client: %d point(s) and %d op(s) not delivered; kept "
+                                "in %s", report.points_pending, report.ops_pending,
+                                self._spool.path)
+            if self._channel is not None:
+                self._channel.close()
+            return report
 
     def _atexit(self) -> None:
-        self.close(timeout=float(os.environ.get("TRACKER_EXIT_TIMEOUT_S", "10")))
+        timeout = float(os.environ.get("TRACKER_EXIT_TIMEOUT_S", self._opt.exit_timeout_s))
+        crashed = getattr(sys, "last_value", None) is not None
+        self.finish("failed" if crashed else "finished", timeout=timeout)
 
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        failed = exc_type is not None and not issubclass(exc_type, KeyboardInterrupt)
+        killed = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self.finish("failed" if failed else "killed" if killed else "finished")
+
+    def __repr__(self) -> str:
+        return (f"Run(run_key={self.run_key!r}, run_id={self.run_id!r}, rank={self.rank}, "
+                f"state={self._stats.state!r})")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "run"
 
 
 def init(
@@ -146,45 +335,79 @@ def init(
     api_key: str | None = None,
     seed: int | None = None,
     owner: str = "",
-    options: SenderOptions | None = None,
-    timeout: float = 10.0,
+    mode: Mode | None = None,
+    options: Options | None = None,
+    rank: int | None = None,
 ) -> Run:
-    """Attach to (or create) a run and return a :class:`Run` that logs to it.
+    """Attach this process to a run (creating it when needed) and return a :class:`Run`.
 
-    ``experiment`` is created when missing. With ``run_key`` (default: derived from
-    TORCHELASTIC_RUN_ID / SLURM_JOB_ID), every process of a job attaches to one run.
+    - ``experiment`` (``$TRACKER_EXPERIMENT``, default ``"default"``) is created when
+      missing. ``server`` defaults to ``$TRACKER_SERVER``, ``api_key`` to
+      ``$TRACKER_API_KEY``, ``mode`` to ``$TRACKER_MODE`` or ``"online"``.
+    - ``run_key`` (default: derived from ``TORCHELASTIC_RUN_ID`` / ``SLURM_JOB_ID``)
+      makes every rank of a job attach to the same run; without one, a fresh key
+      (so a fresh run) is generated.
+    - ``resume=True`` starts a new attempt of an existing run: its steps supersede the
+      earlier attempt's from its first step on. Only the primary rank asks for it.
+    - ``config`` becomes the run's params; ``seed`` and reproducibility metadata (git,
+      host, packages, command line, SLURM, GPUs) are recorded.
+    - If the server cannot be reached, init() does not fail: the run logs to its
+      spool and is created as soon as the server answers. ``mode="offline"`` never
+      connects; upload later with ``tracker sync``.
+
+    Non-retryable server errors (invalid names, a param changing value) raise
+    :class:`TrackerError`.
     """
+    opt = options or Options()
+    mode = mode or _env.mode()
+    if mode not in ("online", "offline"):
+        raise ValueError(f"mode must be 'online' or 'offline', got {mode!r}")
     address = _env.server_address(server)
     key = _env.api_key(api_key)
-    metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {key}"),) if key else ()
-    channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
-    stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
-    exp_id = _ensure_experiment(stub, _env.experiment_name(experiment), owner, metadata, timeout)
-    req = experiments_pb2.CreateRunRequest(
-        experiment_id=exp_id,
-        name=name or "",
-        run_key=run_key or _env.default_run_key() or "",
-        params={k: str(v) for k, v in (config or {}).items()},
-        tags=dict(tags or {}),
-        resume=resume,
+    md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {key}"),) if key else ()
+    rank = _env.rank() if rank is None else rank
+    run_key = run_key or _env.default_run_key() or f"run-{uuid.uuid4().hex[:12]}"
+    root = opt.spool_dir or _env.spool_dir()
+    writer_id = f"{_safe(run_key)}.r{rank}.{uuid.uuid4().hex[:10]}"
+    spool = opt.spool().open(root / writer_id)
+    spool.update_meta(
+        version=1, mode=mode, server=address, experiment=_env.experiment_name(experiment),
+        owner=owner, name=name or "", run_key=run_key, writer_id=writer_id, rank=rank,
+        params={k: str(v) for k, v in (config or {}).items()}, tags=dict(tags or {}),
+        resume=bool(resume and rank == 0), seed=seed,
         slurm_job_id=os.environ.get("SLURM_JOB_ID", ""),
-        metadata=struct_pb2.Struct(),
+        metadata=_metadata.collect(seed, rank, _env.world_size()),
+        created_ns=time.time_ns(), run_id=None,
     )
-    if seed is not None:
-        req.seed = seed
-    resp = stub.CreateRun(req, timeout=timeout, metadata=metadata, wait_for_ready=True)
-    return Run(channel, resp.run, _env.rank(), options or SenderOptions(), metadata)
+    if resume and rank != 0:
+        log.info("tracker_client: rank %d attaches to the attempt the primary rank resumes",
+                 rank)
+    channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS) if mode == "online" \
+        else None
+    stats = DeliveryStats()
+    delivery = Delivery(spool, channel, md, opt, stats)
+    if channel is not None:
+        ref = _try_create(channel, spool, md, opt)
+        if ref is not None:
+            delivery.ref = ref
+    run = Run(spool=spool, delivery=delivery, channel=channel, options=opt, rank=rank,
+              mode=mode)
+    if channel is not None and opt.recover_orphans:
+        threading.Thread(target=recover_orphans, name="tracker-recover", daemon=True,
+                         args=(root, address, channel, md, opt, run._recovery_stop)).start()
+    return run
 
 
-def _ensure_experiment(
-    stub: experiments_pb2_grpc.ExperimentServiceStub,
-    name: str,
-    owner: str,
-    metadata: tuple[tuple[str, str], ...],
-    timeout: float,
-) -> str:
-    resp = stub.CreateExperiment(
-        experiments_pb2.CreateExperimentRequest(name=name, owner=owner, get_if_exists=True),
-        timeout=timeout, metadata=metadata, wait_for_ready=True,
-    )
-    return str(resp.experiment.experiment_id)
+def _try_create(channel: grpc.Channel, spool: Spool, md: tuple[tuple[str, str], ...],
+                opt: Options) -> RunRef | None:
+    """Create/attach the run now; None when the server is unreachable (retried later)."""
+    try:
+        return create_run(channel, spool.meta, md, opt.init_timeout_s)
+    except grpc.RpcError as exc:
+        if exc.code() in RETRYABLE_CODES:
+            log.warning("tracker_client: server %s unreachable (%s); logging to the spool "
+                        "%s until it answers", spool.meta["server"], exc.code().name,
+                        spool.path)
+            return None
+        spool.destroy()
+        raise TrackerError(exc.code(), exc.details() or "") from None

@@ -1,0 +1,178 @@
+"""The batcher thread: log records -> packed batches -> spool.
+
+A batch is cut when it holds ``batch_points`` points or ``flush_interval_s`` after its
+first point, whichever comes first. Each cut batch is appended to the spool (which
+assigns its seq) and the sender is woken. The training thread never waits for any of
+this; it only appends to :attr:`Batcher.records` and sometimes sets an Event.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tracker_client._columns import ColumnBuilder
+from tracker_client._options import Options
+from tracker_client._spool import Spool
+from tracker_client._stats import DeliveryStats
+
+log = logging.getLogger("tracker_client")
+
+ScalarRecord = tuple[tuple[str, ...], list[float], int, int]
+"""(keys, values, step, wall_ns) from ``log()``."""
+SeriesRecord = tuple[str, Any, Any, int]
+"""(key, steps int64 array, values float64 array, wall_ns) from ``log_series()``."""
+
+
+class Batcher:
+    """Owns the record queue and the thread that drains it into the spool."""
+
+    def __init__(
+        self, spool: Spool, options: Options, stats: DeliveryStats,
+        on_batch: Callable[[], None],
+    ) -> None:
+        self.records: collections.deque[Any] = collections.deque()
+        self.wakeup = threading.Event()
+        """Set by log() when the thread should look (first record, or a full batch)."""
+        self.consumed_points = 0
+        """Points taken off ``records`` (only the batcher thread writes it)."""
+        self.idle = True
+        """No partial batch is waiting: the next record should wake the thread."""
+        self._spool = spool
+        self._opt = options
+        self._stats = stats
+        self._on_batch = on_batch
+        self._builder = ColumnBuilder()
+        self._cv = threading.Condition()
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._stopped = False
+        self._warned_invalid = 0
+        self._thread = threading.Thread(target=self._loop, name="tracker-batcher", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Cut everything logged so far into the spool; False when that took too long."""
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            self._flush_requested += 1
+            ticket = self._flush_requested
+        self.wakeup.set()
+        with self._cv:
+            while self._flush_done < ticket and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._cv.wait(remaining):
+                    return self._flush_done >= ticket
+        return True
+
+    def stop(self, timeout_s: float) -> None:
+        """Drain what is queued (bounded by ``timeout_s``) and end the thread."""
+        self._stopped = True
+        self.wakeup.set()
+        self._thread.join(max(0.0, timeout_s))
+
+    # -- thread ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        opt = self._opt
+        builder = self._builder
+        try:
+            while True:
+                if builder.first_at is None:
+                    self.idle = True
+                    self.wakeup.wait(opt.flush_interval_s)
+                else:
+                    # Sleep until this batch is due unless log() says a full batch waits.
+                    remaining = builder.first_at + opt.flush_interval_s - time.monotonic()
+                    if remaining > 0:
+                        self.wakeup.wait(remaining)
+                self.wakeup.clear()
+                self.idle = False
+                with self._cv:
+                    flush_ticket = self._flush_requested
+                self._drain(builder)
+                due = (builder.first_at is not None
+                       and time.monotonic() - builder.first_at >= opt.flush_interval_s)
+                if builder.points and (due or flush_ticket > self._flush_done
+                                       or self._stopped):
+                    self._cut(builder)
+                if flush_ticket > self._flush_done:
+                    with self._cv:
+                        self._flush_done = flush_ticket
+                        self._cv.notify_all()
+                if self._stopped and not self.records:
+                    return
+        except Exception:  # a bug here must not kill training; it is visible in stats
+            log.exception("tracker_client: batcher thread failed")
+            self._stats.last_error = "batcher thread failed (see log)"
+        finally:
+            with self._cv:
+                self._cv.notify_all()
+
+    def _drain(self, builder: ColumnBuilder) -> None:
+        records = self.records
+        limit = self._opt.batch_points
+        max_points = self._opt.max_batch_points
+        while records:
+            rec = records.popleft()
+            if isinstance(rec[0], tuple):
+                builder.add_scalars(rec[0], rec[1], rec[2], rec[3])
+                self.consumed_points += len(rec[0])
+            else:
+                self._add_series(builder, rec, max_points)
+            if builder.points >= limit:
+                self._cut(builder)
+        if builder.invalid_points > self._warned_invalid:
+            self._stats.points_invalid = builder.invalid_points
+            if not self._warned_invalid:
+                log.warning("tracker_client: dropping points with invalid metric names "
+                            "(1..250 UTF-8 bytes, no NUL): %s", ", ".join(builder.invalid_keys))
+            self._warned_invalid = builder.invalid_points
+
+    def _add_series(self, builder: ColumnBuilder, rec: SeriesRecord, max_points: int) -> None:
+        key, steps, values, wall = rec
+        n = int(steps.shape[0])
+        self.consumed_points += n
+        start = 0
+        # Split a huge series so no message comes near the server's size limit.
+        while start < n:
+            room = max(1, max_points - builder.points)
+            end = min(n, start + room)
+            builder.add_series(key, steps[start:end], values[start:end], wall)
+            start = end
+            if builder.points >= max_points:
+                self._cut(builder)
+
+    def _cut(self, builder: ColumnBuilder) -> None:
+        payload, points = builder.build()
+        if not points:
+            return
+        seq = self._spool.append(payload, points)
+        if seq is None:  # counted in spool.counters.dropped_points
+            if self._spool.counters.dropped_batches == 1:
+                log.warning("tracker_client: spool %s is full (%d bytes); policy %s drops "
+                            "points (see run.stats)", self._spool.path, self._spool.max_bytes,
+                            self._spool.policy)
+            return
+        self._stats.points_spooled += points
+        self._stats.batches_spooled += 1
+        self._on_batch()
+
+
+def as_series(steps: Any, values: Any) -> tuple[Any, Any]:
+    """Validated contiguous (int64 steps, float64 values) arrays of one length."""
+    s = np.ascontiguousarray(steps, dtype=np.int64)
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    if s.ndim != 1 or s.shape != v.shape:
+        raise ValueError(f"steps and values must be 1-d and of one length "
+                         f"(got shapes {s.shape} and {v.shape})")
+    return s, v

@@ -1,0 +1,132 @@
+"""Params, tags and status changes: persisted next to the spool, delivered in order.
+
+They are rare and small, so each is one line of ``ops.jsonl`` in the spool directory
+(written before any delivery attempt) and the count of delivered lines lives in the
+spool's meta. A thread delivers them with retries once the run exists; whatever is
+left is delivered by the next start or ``tracker sync``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from tracker_client._clock import Backoff
+from tracker_client._rpc import RETRYABLE_CODES, Metadata, RunRef, UnsupportedByServer, deliver_op
+from tracker_client._spool import Spool
+
+log = logging.getLogger("tracker_client")
+OPS_FILE = "ops.jsonl"
+
+
+def read_ops(path: Path) -> list[dict[str, Any]]:
+    """Every op line of a spool directory (a torn last line is ignored)."""
+    try:
+        lines = (path / OPS_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    ops = []
+    for line in lines:
+        try:
+            ops.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return ops
+
+
+class ControlQueue:
+    """Ordered, persisted delivery of control ops for one spool."""
+
+    def __init__(self, spool: Spool, channel: grpc.Channel | None, metadata: Metadata,
+                 timeout_s: float, backoff: Backoff | None = None) -> None:
+        self._spool = spool
+        self._channel = channel
+        self._metadata = metadata
+        self._timeout = timeout_s
+        self._backoff = backoff or Backoff()
+        self._ops = read_ops(spool.path)
+        self._done = int(spool.meta.get("ops_done", 0))
+        self._ref: RunRef | None = None
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self.errors: list[str] = []
+        """Ops that failed for good (e.g. an immutable param changed), as messages."""
+        self._thread = threading.Thread(target=self._loop, name="tracker-control", daemon=True)
+
+    @property
+    def submitted(self) -> int:
+        """Ops submitted so far (the ticket of the latest)."""
+        return len(self._ops)
+
+    @property
+    def pending(self) -> int:
+        """Ops not delivered yet."""
+        return len(self._ops) - self._done
+
+    def submit(self, op: dict[str, Any]) -> int:
+        """Persist an op and queue it; returns its ticket for :meth:`wait`."""
+        line = json.dumps(op, sort_keys=True, default=str)
+        with self._cv:
+            with open(self._spool.path / OPS_FILE, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+            self._ops.append(op)
+            self._cv.notify_all()
+            return len(self._ops)
+
+    def attach(self, ref: RunRef) -> None:
+        """The run exists: start delivering."""
+        self._ref = ref
+        if self._channel is not None and not self._thread.is_alive():
+            self._thread.start()
+
+    def wait(self, ticket: int, deadline: float) -> bool:
+        """Wait until op ``ticket`` (and all before it) is delivered or failed."""
+        with self._cv:
+            while self._done < ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return False
+                self._cv.wait(min(remaining, 0.1))
+            return True
+
+    def stop(self) -> None:
+        """Stop delivering (undelivered ops stay persisted)."""
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+
+    def _loop(self) -> None:
+        assert self._channel is not None and self._ref is not None
+        run_key = str(self._spool.meta.get("run_key", ""))
+        while not self._stop.is_set():
+            with self._cv:
+                while self._done >= len(self._ops) and not self._stop.is_set():
+                    self._cv.wait(0.5)
+                if self._stop.is_set():
+                    return
+                op = self._ops[self._done]
+            try:
+                deliver_op(self._channel, op, self._ref, run_key, self._metadata, self._timeout)
+            except grpc.RpcError as exc:
+                if exc.code() in RETRYABLE_CODES:
+                    self._stop.wait(self._backoff.next_delay())
+                    continue
+                self._fail(op, f"{exc.code().name}: {exc.details()}")
+            except (UnsupportedByServer, ValueError) as exc:
+                self._fail(op, str(exc))
+            self._backoff.reset()
+            with self._cv:
+                self._done += 1
+                self._spool.update_meta(ops_done=self._done)
+                self._cv.notify_all()
+
+    def _fail(self, op: dict[str, Any], message: str) -> None:
+        text = f"{op['op']} not applied: {message}"
+        self.errors.append(text)
+        log.error("tracker_client: %s", text)

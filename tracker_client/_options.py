@@ -1,0 +1,64 @@
+"""Client options: one frozen dataclass, every field documented with its unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker_client._spool import FullPolicy, SpoolOptions
+
+
+@dataclass(frozen=True)
+class Options:
+    """Delivery and spool tuning. The defaults suit training jobs; tests shrink them."""
+
+    batch_points: int = 1000
+    """A batch is cut as soon as it holds this many points."""
+    max_batch_points: int = 100_000
+    """Upper bound of one batch (~2 MiB on the wire, far below the server's 16 MiB)."""
+    flush_interval_s: float = 0.1
+    """A non-empty partial batch is cut this long after its first point."""
+    max_queue_records: int = 1_000_000
+    """log() records waiting for the batcher; beyond it log() drops (counted), so memory
+    stays bounded even if the batcher thread were starved."""
+    max_inflight_bytes: int = 32 << 20
+    """Sent-but-unacknowledged bytes before the stream waits for acks."""
+    spool_dir: Path | None = None
+    """Root of the on-disk spool; default ``$TRACKER_SPOOL_DIR`` or ``~/.cache/tracker/spool``."""
+    spool_max_bytes: int = 1 << 30
+    """Disk the spool of one writer may use."""
+    spool_full_policy: FullPolicy = "drop_new"
+    """When the spool is full: ``drop_new`` refuses new batches (keeps the oldest data),
+    ``drop_oldest`` evicts the oldest unacknowledged segment (keeps the newest data).
+    Either way the loss is counted in ``run.stats.points_dropped``."""
+    spool_segment_bytes: int = 16 << 20
+    """Size of one spool file; space is freed a segment at a time."""
+    spool_cache_bytes: int = 64 << 20
+    """Unacknowledged batches also kept in memory, so resends rarely read the disk."""
+    spool_fsync: bool = False
+    """fsync every batch: survives a machine crash, costs throughput. Without it a killed
+    process still loses nothing (the page cache keeps what was written)."""
+    backoff_initial_s: float = 0.1
+    """First reconnect delay (doubled per failure, with jitter)."""
+    backoff_max_s: float = 10.0
+    """Longest reconnect delay."""
+    rpc_timeout_s: float = 10.0
+    """Deadline of unary calls (create run, params, tags, finish)."""
+    init_timeout_s: float = 5.0
+    """How long init() tries to reach the server before continuing offline."""
+    exit_timeout_s: float = 10.0
+    """Bound of the flush that runs at interpreter exit (``$TRACKER_EXIT_TIMEOUT_S``)."""
+    system_metrics_interval_s: float | None = 10.0
+    """Period of ``sys/...`` metrics (CPU, memory, GPU); None disables them."""
+    recover_orphans: bool = True
+    """At init, deliver spools left by crashed processes for the same server."""
+
+    def spool(self) -> SpoolOptions:
+        """The spool part of these options."""
+        return SpoolOptions(max_bytes=self.spool_max_bytes, policy=self.spool_full_policy,
+                            segment_bytes=self.spool_segment_bytes,
+                            cache_bytes=self.spool_cache_bytes, fsync=self.spool_fsync)
+
+
+SenderOptions = Options
+"""Former name of :class:`Options` (first client cut)."""
