@@ -16,20 +16,28 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool
 
-from tracker_client.pb import experiments_pb2_grpc, ingest_pb2_grpc
+from tracker_client.pb import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
 from tracker_server.config import Settings
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.points import Limits
+from tracker_server.domain.series_query import SeriesQuery
 from tracker_server.storage.embedded import start_embedded
 from tracker_server.storage.metric_store import PgMetricStore
+from tracker_server.storage.metrics_read import PgMetricsReader
 from tracker_server.storage.migrate import migrate
-from tracker_server.storage.runs_store import PgRunStore
+from tracker_server.storage.run_search import PgRunSearch
+from tracker_server.storage.runs_store import PgRunQueries
 from tracker_server.transport.experiments_servicer import ExperimentServicer
 from tracker_server.transport.ingest_servicer import IngestServicer
+from tracker_server.transport.query_servicer import MetricsQueryServicer
 
 log = structlog.get_logger(__name__)
 
-SERVICE_NAMES = ("tracker.v1.IngestService", "tracker.v1.ExperimentService")
+SERVICE_NAMES = (
+    "tracker.v1.IngestService",
+    "tracker.v1.ExperimentService",
+    "tracker.v1.MetricsQueryService",
+)
 
 
 @dataclass
@@ -106,7 +114,11 @@ async def start_server(settings: Settings) -> RunningServer:
         IngestServicer(engine, limits(settings), settings.slow_down_ms / 1000), server
     )
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
-        ExperimentServicer(PgRunStore(pool)), server
+        ExperimentServicer(PgRunQueries(pool), PgRunSearch(pool)), server
+    )
+    reader = PgMetricsReader(pool)
+    query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(
+        MetricsQueryServicer(reader, PgRunQueries(pool), SeriesQuery(reader)), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

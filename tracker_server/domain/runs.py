@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tracker_server.domain.errors import invalid
+from tracker_server.domain.errors import failed_precondition, invalid
 
 MAX_NAME_CHARS = 200
 MAX_PARAM_KEY_CHARS = 250
@@ -116,3 +116,53 @@ def check_kv(values: dict[str, str], what: str) -> dict[str, str]:
                 [(f"{what}[{key[:80]}]", "bad value")],
             )
     return values
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED})
+
+
+def check_finish_status(value: int) -> RunStatus:
+    """The target status of FinishRun: FINISHED, FAILED or KILLED."""
+    try:
+        status = RunStatus(value)
+    except ValueError:
+        status = None
+    if status not in TERMINAL_STATUSES:
+        raise invalid(
+            "status must be FINISHED, FAILED or KILLED", [("status", "not a terminal status")]
+        )
+    assert status is not None
+    return status
+
+
+def check_transition(current: RunStatus, target: RunStatus) -> bool:
+    """Whether ``current -> target`` changes the run; False for a repeat of the same
+    terminal status (a no-op, so retried FinishRun calls succeed). FAILED_PRECONDITION
+    for any other transition out of a terminal status."""
+    if current == target:
+        return False
+    if current != RunStatus.RUNNING:
+        raise failed_precondition(
+            f"run is already {current.name.lower()}; cannot become {target.name.lower()}"
+        )
+    return True
+
+
+def check_experiment_status(value: int) -> ExperimentStatus:
+    """A settable experiment status (UNSPECIFIED and unknown numbers are refused)."""
+    try:
+        return ExperimentStatus(value)
+    except ValueError:
+        raise invalid(
+            f"status {value} is not CREATED, ACTIVE or ARCHIVED",
+            [("status", "not a valid experiment status")],
+        ) from None
+
+
+def check_id_list(values: list[str], what: str, most: int) -> list[uuid.UUID]:
+    """1..``most`` UUIDs, order kept, duplicates dropped."""
+    if not values:
+        raise invalid(f"{what} must not be empty", [(what, "empty")])
+    if len(values) > most:
+        raise invalid(f"at most {most} {what}", [(what, "too many")])
+    return list(dict.fromkeys(parse_uuid(v, what) for v in values))

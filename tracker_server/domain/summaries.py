@@ -1,0 +1,99 @@
+"""Metric summaries (run_metric_summary rows) and the side-by-side run comparison."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+
+from tracker_server.domain.runs import Run
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Summary of one key of one run, maintained at ingest."""
+
+    key: str
+    count: int
+    first_step: int
+    last_step: int
+    last_value: float
+    last_wall_ns: int
+    last_attempt: int
+    min_value: float | None
+    min_step: int | None
+    max_value: float | None
+    max_step: int | None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key of a run: its summary and the ranks that logged it."""
+
+    summary: MetricSummary
+    ranks: list[int]
+
+
+@dataclass(frozen=True)
+class RankedRun:
+    """One entry of GetBestRuns."""
+
+    run_id: uuid.UUID
+    run_name: str
+    status: int
+    experiment_id: uuid.UUID
+    value: float
+    step: int
+    summary: MetricSummary
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    """One param across runs: a value per run (None when absent)."""
+
+    key: str
+    values: list[str | None]
+    differs: bool
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One key across runs: a summary per run (None when absent)."""
+
+    key: str
+    summaries: list[MetricSummary | None]
+    differs: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Runs side by side."""
+
+    runs: list[Run]
+    params: list[ParamRow]
+    metrics: list[MetricRow]
+
+
+def _same_float(a: float, b: float) -> bool:
+    # NaN equals NaN here: two runs that both diverged do not "differ" on that metric.
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def compare(runs: list[Run], summaries: dict[uuid.UUID, dict[str, MetricSummary]]) -> Comparison:
+    """Params and last metric values side by side; ``differs`` marks rows where the
+    runs disagree (a run missing the param or key counts as different)."""
+    param_keys = sorted({k for r in runs for k in r.params})
+    params = []
+    for key in param_keys:
+        values = [r.params.get(key) for r in runs]
+        params.append(ParamRow(key, values, len(set(values)) > 1))
+    metric_keys = sorted({k for r in runs for k in summaries.get(r.run_id, {})})
+    metrics = []
+    for key in metric_keys:
+        cells = [summaries.get(r.run_id, {}).get(key) for r in runs]
+        present = [c for c in cells if c is not None]
+        differs = len(present) < len(cells) or any(
+            not _same_float(c.last_value, present[0].last_value) for c in present
+        )
+        metrics.append(MetricRow(key, cells, differs))
+    return Comparison(runs, params, metrics)

@@ -1,0 +1,258 @@
+"""Read queries over metric chunks and summaries (the query API's storage side).
+
+Chunk arrays are fetched in binary and decoded straight into numpy (see
+``numpy_arrays``); duplicate resolution and downsampling happen in ``domain.series``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from tracker_server.domain.errors import not_found
+from tracker_server.domain.run_filter import Node
+from tracker_server.domain.series import STEP_MAX, STEP_MIN, AttemptInfo, Chunks
+from tracker_server.domain.summaries import KeyInfo, MetricSummary, RankedRun
+from tracker_server.storage.errors import db_errors
+from tracker_server.storage.numpy_arrays import use_numpy_arrays
+from tracker_server.storage.run_filter_sql import compile_filter
+
+_SUMMARY_COLUMNS = (
+    "k.name, s.count, s.first_step, s.last_step, s.last_value, s.last_wall_ns, "
+    "s.last_attempt, s.min_value, s.min_step, s.max_value, s.max_step"
+)
+
+_RUNS_EXIST = "SELECT run_id FROM runs WHERE run_id = ANY(%s::uuid[])"
+_EXPERIMENTS_EXIST = "SELECT experiment_id FROM experiments WHERE experiment_id = ANY(%s::uuid[])"
+_KEY_IDS = "SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::text[])"
+
+# Per (rank, attempt): smallest step (the supersession boundary of an attempt depends on
+# all its chunks, not only those inside the requested range), chunk count and newest
+# chunk id. Chunks are insert-only (a compactor replaces them by new, higher ids), so
+# these rows also serve as the version of the series for the read cache.
+_ATTEMPTS = """
+SELECT rank, attempt, min(first_step), count(*), max(chunk_id), sum(n) FROM metric_chunks
+WHERE run_id = %(run)s AND key_id = %(key)s
+GROUP BY rank, attempt
+ORDER BY rank, attempt
+"""
+
+_CHUNKS = """
+SELECT rank, attempt, chunk_id, n, steps, "values", wall_ns FROM metric_chunks
+WHERE run_id = %(run)s AND key_id = %(key)s
+  AND first_step <= %(end)s AND last_step >= %(start)s
+  AND (%(rank)s::int IS NULL OR rank = %(rank)s::int)
+ORDER BY rank, attempt, chunk_id
+"""
+
+# Chunk metadata only (no arrays): plans the windows of a full-resolution export.
+_CHUNK_BOUNDS = """
+SELECT first_step, n FROM metric_chunks
+WHERE run_id = %(run)s AND key_id = %(key)s
+  AND first_step <= %(end)s AND last_step >= %(start)s
+  AND (%(rank)s::int IS NULL OR rank = %(rank)s::int)
+ORDER BY first_step
+"""
+
+_RANKS = """
+SELECT DISTINCT rank FROM metric_chunks WHERE run_id = %s AND key_id = %s ORDER BY 1
+"""
+
+_LIST_KEYS = f"""
+SELECT {_SUMMARY_COLUMNS},
+    ARRAY(SELECT DISTINCT c.rank FROM metric_chunks c
+          WHERE c.run_id = s.run_id AND c.key_id = s.key_id ORDER BY 1) AS ranks
+FROM run_metric_summary s JOIN metric_keys k USING (key_id)
+WHERE s.run_id = %s
+ORDER BY k.name
+"""
+
+_LATEST = f"""
+SELECT s.run_id, {_SUMMARY_COLUMNS}
+FROM run_metric_summary s JOIN metric_keys k USING (key_id)
+WHERE s.run_id = ANY(%(runs)s::uuid[])
+  AND (cardinality(%(keys)s::text[]) = 0 OR k.name = ANY(%(keys)s::text[]))
+ORDER BY s.run_id, k.name
+"""
+
+# Fixed fragments per (summary field, direction); chosen by lookup, never from input.
+_BEST_VALUE = {
+    "last": ("s.last_value", "s.last_step"),
+    "min": ("s.min_value", "s.min_step"),
+    "max": ("s.max_value", "s.max_step"),
+}
+_BEST = """
+SELECT r.run_id, r.name, r.status, r.experiment_id, {value} AS value, {step} AS step,
+    {summary}
+FROM run_metric_summary s
+JOIN runs r ON r.run_id = s.run_id
+JOIN metric_keys k ON k.key_id = s.key_id
+WHERE s.key_id = (SELECT key_id FROM metric_keys WHERE name = %s)
+  AND r.experiment_id = ANY(%s::uuid[])
+  AND {value} IS NOT NULL AND {value} <> 'NaN'::float8
+  AND {filter}
+ORDER BY {value} {direction}, r.run_id
+LIMIT %s
+"""
+
+
+def summary_from_row(row: tuple[Any, ...] | list[Any]) -> MetricSummary:
+    """Map the ``_SUMMARY_COLUMNS`` part of a row."""
+    return MetricSummary(
+        key=row[0],
+        count=row[1],
+        first_step=row[2],
+        last_step=row[3],
+        last_value=row[4],
+        last_wall_ns=row[5],
+        last_attempt=row[6],
+        min_value=row[7],
+        min_step=row[8],
+        max_value=row[9],
+        max_step=row[10],
+    )
+
+
+async def require_ids(
+    conn: psycopg.AsyncConnection[Any], query: str, ids: list[uuid.UUID], what: str
+) -> None:
+    """NOT_FOUND naming the first of ``ids`` that does not exist."""
+    cur = await conn.execute(query, (ids,))
+    found = {row[0] for row in await cur.fetchall()}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise not_found(f"{what} {missing[0]} not found")
+
+
+class PgMetricsReader:
+    """Metric reads: keys, chunks of a series, latest values, best runs."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def list_keys(self, run_id: uuid.UUID) -> list[KeyInfo]:
+        """Keys of a run with summaries and ranks; NOT_FOUND for an unknown run."""
+        with db_errors():
+            async with self._pool.connection() as conn:
+                await require_ids(conn, _RUNS_EXIST, [run_id], "run")
+                cur = await conn.execute(_LIST_KEYS, (run_id,))
+                rows = await cur.fetchall()
+        return [KeyInfo(summary_from_row(r), list(r[11])) for r in rows]
+
+    async def key_ids(self, names: list[str]) -> dict[str, int]:
+        """Ids of the known names among ``names``."""
+        with db_errors():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_KEY_IDS, (names,))
+                return {name: key_id for name, key_id in await cur.fetchall()}
+
+    async def require_runs(self, run_ids: list[uuid.UUID]) -> None:
+        """NOT_FOUND when any run does not exist."""
+        with db_errors():
+            async with self._pool.connection() as conn:
+                await require_ids(conn, _RUNS_EXIST, run_ids, "run")
+
+    async def attempts(self, run_id: uuid.UUID, key_id: int) -> list[AttemptInfo]:
+        """One row per (rank, attempt) of the series, ordered."""
+        with db_errors():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_ATTEMPTS, {"run": run_id, "key": key_id})
+                return [AttemptInfo(*map(int, row)) for row in await cur.fetchall()]
+
+    async def chunks(
+        self,
+        run_id: uuid.UUID,
+        key_id: int,
+        start_step: int = STEP_MIN,
+        end_step: int = STEP_MAX,
+        rank: int | None = None,
+    ) -> Chunks:
+        """Chunks overlapping the step range (one rank or all), decoded into numpy."""
+        args = {"run": run_id, "key": key_id, "start": start_step, "end": end_step,
+                "rank": rank}
+        with db_errors():
+            async with self._pool.connection() as conn:
+                cur = conn.cursor(binary=True)
+                use_numpy_arrays(cur)
+                await cur.execute(_CHUNKS, args)
+                rows = await cur.fetchall()
+        return _chunks_from_rows(rows)
+
+    async def ranks(self, run_id: uuid.UUID, key_id: int) -> list[int]:
+        """Ranks that logged the key, ascending."""
+        with db_errors():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_RANKS, (run_id, key_id))
+                return [int(r[0]) for r in await cur.fetchall()]
+
+    async def chunk_bounds(
+        self, run_id: uuid.UUID, key_id: int, start_step: int, end_step: int, rank: int | None
+    ) -> list[tuple[int, int]]:
+        """(first_step, n) of the chunks in range, by first_step."""
+        args = {"run": run_id, "key": key_id, "start": start_step, "end": end_step,
+                "rank": rank}
+        with db_errors():
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_CHUNK_BOUNDS, args)
+                return [(int(a), int(b)) for a, b in await cur.fetchall()]
+
+    async def latest(
+        self, run_ids: list[uuid.UUID], keys: list[str]
+    ) -> dict[uuid.UUID, list[MetricSummary]]:
+        """Summaries per run (every requested run present, possibly with no keys)."""
+        out: dict[uuid.UUID, list[MetricSummary]] = {r: [] for r in run_ids}
+        with db_errors():
+            async with self._pool.connection() as conn:
+                await require_ids(conn, _RUNS_EXIST, run_ids, "run")
+                cur = await conn.execute(_LATEST, {"runs": run_ids, "keys": keys})
+                for row in await cur.fetchall():
+                    out[row[0]].append(summary_from_row(row[1:]))
+        return out
+
+    async def best_runs(
+        self,
+        experiment_ids: list[uuid.UUID],
+        key: str,
+        maximize: bool,
+        on: str,
+        limit: int,
+        where: Node | None,
+    ) -> list[RankedRun]:
+        """Runs of the experiments ranked by one summary value of ``key``."""
+        value, step = _BEST_VALUE[on]
+        flt = compile_filter(where)
+        query = _BEST.format(
+            value=value,
+            step=step,
+            summary=_SUMMARY_COLUMNS,
+            filter=flt.text,
+            direction="DESC" if maximize else "ASC",
+        )
+        with db_errors():
+            async with self._pool.connection() as conn:
+                await require_ids(conn, _EXPERIMENTS_EXIST, experiment_ids, "experiment")
+                cur = await conn.execute(query, [key, experiment_ids, *flt.params, limit])
+                rows = await cur.fetchall()
+        return [
+            RankedRun(r[0], r[1], r[2], r[3], r[4], r[5], summary_from_row(r[6:])) for r in rows
+        ]
+
+
+def _chunks_from_rows(rows: list[tuple[Any, ...]]) -> Chunks:
+    if not rows:
+        return Chunks.empty()
+    ranks, attempts, chunk_ids, _n, steps, values, wall = zip(*rows, strict=True)
+    return Chunks(
+        ranks=np.array(ranks, dtype=np.int64),
+        attempts=np.array(attempts, dtype=np.int64),
+        chunk_ids=np.array(chunk_ids, dtype=np.int64),
+        sizes=np.array([len(s) for s in steps], dtype=np.int64),
+        steps=np.concatenate(steps),
+        values=np.concatenate(values),
+        wall_ns=np.concatenate(wall),
+    )
+

@@ -1,0 +1,134 @@
+"""Domain -> wire conversion for the query API (MetricsQueryService)."""
+
+from __future__ import annotations
+
+import uuid
+
+from tracker_client.pb import query_pb2
+from tracker_server.domain.series import Series
+from tracker_server.domain.summaries import Comparison, KeyInfo, MetricSummary, RankedRun
+from tracker_server.transport.convert import run_to_proto
+
+DOWNSAMPLING = {
+    query_pb2.DOWNSAMPLING_UNSPECIFIED: "minmax",
+    query_pb2.DOWNSAMPLING_MINMAX: "minmax",
+    query_pb2.DOWNSAMPLING_LTTB: "lttb",
+    query_pb2.DOWNSAMPLING_NONE: "none",
+}
+AGGREGATION = {
+    query_pb2.RANK_AGGREGATION_UNSPECIFIED: "per_rank",
+    query_pb2.RANK_AGGREGATION_PER_RANK: "per_rank",
+    query_pb2.RANK_AGGREGATION_MEAN: "mean",
+    query_pb2.RANK_AGGREGATION_MIN: "min",
+    query_pb2.RANK_AGGREGATION_MAX: "max",
+}
+AGGREGATION_ENUM = {
+    "per_rank": query_pb2.RANK_AGGREGATION_PER_RANK,
+    "mean": query_pb2.RANK_AGGREGATION_MEAN,
+    "min": query_pb2.RANK_AGGREGATION_MIN,
+    "max": query_pb2.RANK_AGGREGATION_MAX,
+}
+SUMMARY_FIELD = {
+    query_pb2.SUMMARY_FIELD_UNSPECIFIED: "last",
+    query_pb2.SUMMARY_FIELD_LAST: "last",
+    query_pb2.SUMMARY_FIELD_MIN: "min",
+    query_pb2.SUMMARY_FIELD_MAX: "max",
+}
+
+
+def summary_to_proto(s: MetricSummary) -> query_pb2.MetricSummary:
+    """Domain summary -> wire (unset optionals stay unset)."""
+    msg = query_pb2.MetricSummary(
+        key=s.key,
+        count=s.count,
+        first_step=s.first_step,
+        last_step=s.last_step,
+        last_value=s.last_value,
+        last_wall_time_ns=s.last_wall_ns,
+        last_attempt=s.last_attempt,
+    )
+    if s.min_value is not None:
+        msg.min_value = s.min_value
+    if s.min_step is not None:
+        msg.min_step = s.min_step
+    if s.max_value is not None:
+        msg.max_value = s.max_value
+    if s.max_step is not None:
+        msg.max_step = s.max_step
+    return msg
+
+
+def key_info_to_proto(info: KeyInfo) -> query_pb2.MetricKeyInfo:
+    """Key of a run -> wire."""
+    return query_pb2.MetricKeyInfo(summary=summary_to_proto(info.summary), ranks=info.ranks)
+
+
+def series_to_proto(
+    run_id: uuid.UUID, key: str, series: Series, aggregation: str
+) -> query_pb2.MetricSeries:
+    """Resolved series -> packed columns (bulk ``extend`` from numpy, no per-point work
+    in Python beyond the list conversion)."""
+    msg = query_pb2.MetricSeries(
+        run_id=str(run_id),
+        key=key,
+        rank=series.rank,
+        aggregation=AGGREGATION_ENUM[aggregation],
+        total_points=series.total_points,
+        downsampled=series.downsampled,
+    )
+    msg.steps.extend(series.steps.tolist())
+    msg.values.extend(series.values.tolist())
+    msg.wall_time_ns.extend(series.wall_ns.tolist())
+    return msg
+
+
+def slice_to_proto(series: Series) -> query_pb2.StreamMetricSeriesResponse:
+    """One export slice -> wire."""
+    msg = query_pb2.StreamMetricSeriesResponse(rank=series.rank)
+    msg.steps.extend(series.steps.tolist())
+    msg.values.extend(series.values.tolist())
+    msg.wall_time_ns.extend(series.wall_ns.tolist())
+    return msg
+
+
+def ranked_to_proto(r: RankedRun) -> query_pb2.RankedRun:
+    """Ranking entry -> wire."""
+    return query_pb2.RankedRun(
+        run_id=str(r.run_id),
+        run_name=r.run_name,
+        status=r.status,  # type: ignore[arg-type]
+        experiment_id=str(r.experiment_id),
+        value=r.value,
+        step=r.step,
+        summary=summary_to_proto(r.summary),
+    )
+
+
+def comparison_to_proto(c: Comparison) -> query_pb2.CompareRunsResponse:
+    """Side-by-side comparison -> wire."""
+    return query_pb2.CompareRunsResponse(
+        runs=[run_to_proto(r) for r in c.runs],
+        params=[
+            query_pb2.ParamRow(
+                key=row.key,
+                differs=row.differs,
+                cells=[
+                    query_pb2.ParamCell(present=v is not None, value=v or "") for v in row.values
+                ],
+            )
+            for row in c.params
+        ],
+        metrics=[
+            query_pb2.MetricRow(
+                key=row.key,
+                differs=row.differs,
+                cells=[
+                    query_pb2.MetricCell(present=True, summary=summary_to_proto(s))
+                    if s is not None
+                    else query_pb2.MetricCell(present=False)
+                    for s in row.summaries
+                ],
+            )
+            for row in c.metrics
+        ],
+    )
