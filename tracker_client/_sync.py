@@ -1,0 +1,81 @@
+"""``tracker sync PATH``: upload spools written offline or left behind by a crash.
+
+PATH is one spool directory or a spool root (``$TRACKER_SPOOL_DIR``). Each spool is
+delivered with its own writer id and seqs, so running sync twice, or while the
+original job's recovery also runs, never duplicates a point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from tracker_client import _env
+from tracker_client._options import Options
+from tracker_client._recover import SyncResult, deliver_spool, find_spools
+from tracker_client._run import CHANNEL_OPTIONS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tracker sync`` (shared with the CLI package)."""
+    parser.add_argument("path", type=Path, nargs="?", default=None,
+                        help="spool directory or spool root (default: $TRACKER_SPOOL_DIR "
+                             "or ~/.cache/tracker/spool)")
+    parser.add_argument("--server", default=None,
+                        help="server address (default: the one recorded in each spool)")
+    parser.add_argument("--api-key", default=None, help="API key (default $TRACKER_API_KEY)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds to spend per spool before giving up (default 600)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deliver every spool under ``args.path``; 0 when all were delivered."""
+    root: Path = args.path or _env.spool_dir()
+    key = _env.api_key(args.api_key)
+    md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {key}"),) if key else ()
+    opt = Options(system_metrics_interval_s=None, recover_orphans=False)
+    results: list[SyncResult] = []
+    skipped = 0
+    channels: dict[str, grpc.Channel] = {}
+    try:
+        for path in find_spools(root):
+            import json
+
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+            address = args.server or meta.get("server") or _env.server_address(None)
+            channel = channels.get(address)
+            if channel is None:
+                channel = channels[address] = grpc.insecure_channel(address,
+                                                                    options=CHANNEL_OPTIONS)
+            result = deliver_spool(path, channel, md, opt, time.monotonic() + args.timeout)
+            if result is None:
+                skipped += 1
+                print(f"{path}: in use by a running process, skipped", file=sys.stderr)
+                continue
+            results.append(result)
+            status = "delivered" if result.delivered else f"INCOMPLETE ({result.error})"
+            print(f"{path}: run {result.run_id or '?'}: {result.points_acked} points "
+                  f"uploaded, {result.points_pending} pending: {status}")
+    finally:
+        for channel in channels.values():
+            channel.close()
+    if not results and not skipped:
+        print(f"no spools under {root}")
+    return 0 if all(r.delivered for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tracker sync`` (also ``python -m tracker_client._sync``)."""
+    parser = argparse.ArgumentParser(prog="tracker sync", description=__doc__)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
