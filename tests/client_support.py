@@ -53,3 +53,24 @@ def stored(database_url: str, run_id: str) -> Counter[tuple[str, int, int, int]]
 def values(database_url: str, run_id: str) -> dict[tuple[str, int], float]:
     """(key, step) -> value of a run (rank 0)."""
     return {(k, s): v for k, r, s, v, _ in iter_points(database_url, run_id) if r == 0}
+
+
+def rank_worker(rank: int, address: str, run_key: str, spool_dir: str, steps: int) -> None:
+    """One "GPU rank" of a job: rank from $RANK, run from the shared run key.
+
+    Runs in a spawned process, like a torchrun/SLURM task.
+    """
+    import os
+
+    os.environ["RANK"] = str(rank)
+    os.environ["WORLD_SIZE"] = "2"
+    import tracker_client
+
+    run = tracker_client.init(experiment="ranks", server=address, run_key=run_key,
+                              options=fast(Path(spool_dir)))
+    assert run.rank == rank
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1) + rank, "lr": 0.1}, step=step)
+    report = run.finish(timeout=30)
+    if not report.durable:
+        raise SystemExit(f"rank {rank}: not durable: {report}")
