@@ -34,6 +34,10 @@ class Settings:
     flush_bytes: int = 8 * MiB
     """A flush starts as soon as this many bytes of points are buffered."""
 
+    max_flush_bytes: int = 16 * MiB
+    """Most buffered bytes one flush transaction takes; bounds the flush's transient
+    memory (numpy copies and the COPY payload are a few times the points' size)."""
+
     memory_budget_bytes: int = 256 * MiB
     """Global budget for buffered, uncommitted points. Over it the server stops reading
     streams (HTTP/2 flow control pushes back on clients) and sends SlowDown."""
@@ -73,6 +77,7 @@ _ENV = {
     "data_dir": "TRACKER_DATA_DIR",
     "flush_interval_ms": "TRACKER_FLUSH_INTERVAL_MS",
     "flush_bytes": "TRACKER_FLUSH_BYTES",
+    "max_flush_bytes": "TRACKER_MAX_FLUSH_BYTES",
     "memory_budget_bytes": "TRACKER_MEMORY_BUDGET_BYTES",
     "max_message_bytes": "TRACKER_MAX_MESSAGE_BYTES",
     "max_batch_points": "TRACKER_MAX_BATCH_POINTS",
@@ -126,7 +131,7 @@ def load_settings(
 def validate(settings: Settings) -> None:
     """Reject settings that cannot work, with the variable name in the message."""
     positive = (
-        "flush_interval_ms", "flush_bytes", "memory_budget_bytes", "max_message_bytes",
+        "flush_interval_ms", "flush_bytes", "max_flush_bytes", "memory_budget_bytes", "max_message_bytes",
         "max_batch_points", "max_key_bytes", "max_keys_per_batch", "db_pool_size",
     )
     for name in positive:

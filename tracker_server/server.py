@@ -75,6 +75,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         memory_budget_bytes=settings.memory_budget_bytes,
         slow_down_s=settings.slow_down_ms / 1000,
         retry_max_s=settings.flush_retry_max_ms / 1000,
+        max_flush_bytes=max(settings.flush_bytes, settings.max_flush_bytes),
     )
 
 

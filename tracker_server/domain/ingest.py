@@ -101,6 +101,8 @@ class EngineConfig:
     memory_budget_bytes: int = 256 << 20
     slow_down_s: float = 0.2
     retry_max_s: float = 5.0
+    max_flush_bytes: int = 16 << 20
+    """Most buffered bytes one flush transaction takes (bounds its transient memory)."""
 
 
 def plan_commit(
@@ -154,6 +156,7 @@ class IngestEngine:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        self._rotation = 0
         self.flushes = 0
         self.points_committed = 0
 
@@ -317,6 +320,47 @@ class IngestEngine:
                 delay = min(cfg.retry_max_s, 0.05 * 2 ** min(self._failures, 10))
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
 
+    def _take(self, cap: int) -> tuple[
+        dict[WriterKey, list[_Entry]], list[tuple[_Entry, asyncio.Future[int]]], list[WriterInfo]
+    ]:
+        """Move up to ``cap`` bytes of pending batches in flight, lowest seqs first.
+
+        The cap bounds the transient memory of one flush (numpy copies and the COPY
+        payload are a few times the points' size). The starting writer rotates so a
+        busy writer cannot starve the others when the cap binds.
+        """
+        taken: dict[WriterKey, list[_Entry]] = {}
+        unseq: list[tuple[_Entry, asyncio.Future[int]]] = []
+        writers: list[WriterInfo] = []
+        size = 0
+        states = list(self._writers.items())
+        if states:
+            self._rotation = (self._rotation + 1) % len(states)
+            states = states[self._rotation:] + states[: self._rotation]
+        for key, state in states:
+            if size >= cap:
+                break
+            if state.pending:
+                chosen = []
+                for seq in sorted(state.pending):
+                    if size >= cap:
+                        break
+                    entry = state.pending.pop(seq)
+                    state.inflight[seq] = entry
+                    chosen.append(entry)
+                    size += entry.batch.nbytes
+                taken[key] = chosen
+                writers.append(state.info)
+            if state.unsequenced:
+                for item in state.unsequenced:
+                    size += item[0].batch.nbytes
+                unseq.extend(state.unsequenced)
+                state.unsequenced = []
+        self._pending_bytes = max(0, self._pending_bytes - size)
+        if not self._pending_bytes:
+            self._oldest_pending = None  # otherwise the rest is already due: flush again
+        return taken, unseq, writers
+
     def _has_unsequenced(self) -> bool:
         return any(w.unsequenced for w in self._writers.values())
 
@@ -325,22 +369,9 @@ class IngestEngine:
         return await self._flush_once()
 
     async def _flush_once(self) -> bool:
-        taken: dict[WriterKey, list[_Entry]] = {}
-        unseq: list[tuple[_Entry, asyncio.Future[int]]] = []
-        writers: list[WriterInfo] = []
-        for key, state in self._writers.items():
-            if state.pending:
-                state.inflight.update(state.pending)
-                taken[key] = list(state.pending.values())
-                state.pending = {}
-                writers.append(state.info)
-            if state.unsequenced:
-                unseq.extend(state.unsequenced)
-                state.unsequenced = []
+        taken, unseq, writers = self._take(self._config.max_flush_bytes)
         if not taken and not unseq:
             return True
-        self._pending_bytes = 0
-        self._oldest_pending = None
         started = time.perf_counter()
         try:
             plan = await self._store.commit(

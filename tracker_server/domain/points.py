@@ -20,8 +20,8 @@ Int32Array = npt.NDArray[np.int32]
 UInt32Array = npt.NDArray[np.uint32]
 Float64Array = npt.NDArray[np.float64]
 
-# Bytes a buffered point costs in memory: step + value + wall time + key id.
-POINT_BYTES = 8 + 8 + 8 + 4
+# Bytes a buffered point costs in memory.
+POINT_BYTES = 8 + 8 + 8 + 4 + 4  # step, value, wall time, key index, key id
 # Fixed cost of a buffered batch (objects, key table); also makes an empty (rejected)
 # batch count as pending so the flusher commits its seq.
 BATCH_OVERHEAD_BYTES = 512
