@@ -1,0 +1,161 @@
+"""Shared pieces of the CLI: connection, experiment lookup, output formatting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from tracker_client import _env
+from tracker_client.pb import experiments_pb2 as ex
+from tracker_client.pb import experiments_pb2_grpc, query_pb2_grpc
+
+RUN_STATUS = {1: "running", 2: "finished", 3: "failed", 4: "killed"}
+EXPERIMENT_STATUS = {1: "created", 2: "active", 3: "archived"}
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+class CliError(Exception):
+    """A usage problem reported without a traceback."""
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """--server, --api-key, --json, --timeout (also accepted after the subcommand)."""
+    parser.add_argument("--server", default=None,
+                        help="host:port of the tracker server (env TRACKER_SERVER, "
+                             f"default {_env.DEFAULT_SERVER})")
+    parser.add_argument("--api-key", default=None, help="API key (env TRACKER_API_KEY)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+
+
+def command_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand parser that also accepts the global options after its name."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text,
+                                                     description=help_text)
+    parser.add_argument("--server", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--api-key", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON instead of tables")
+    parser.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    return parser
+
+
+class Client:
+    """Stubs on one channel, with the API key attached to every call."""
+
+    def __init__(self, address: str, api_key: str | None, timeout: float) -> None:
+        self.address = address
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", 64 << 20)]
+        )
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
+        self.timeout = timeout
+        # Generated grpc stubs carry no annotations.
+        self.experiments = experiments_pb2_grpc.ExperimentServiceStub(  # type: ignore[no-untyped-call]
+            self.channel
+        )
+        self.query = query_pb2_grpc.MetricsQueryServiceStub(self.channel)  # type: ignore[no-untyped-call]
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Client:
+        """From flags, then the environment."""
+        return cls(_env.server_address(args.server), _env.api_key(args.api_key), args.timeout)
+
+    def call(self, method: Any, request: Message) -> Any:
+        """Unary call with the timeout and credentials."""
+        return method(request, timeout=self.timeout, metadata=self.metadata)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.channel.close()
+
+    def experiment_id(self, ref: str, owner: str | None = None) -> str:
+        """An experiment id from an id or an exact name (newest match when ambiguous)."""
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            pass
+        statuses = [ex.EXPERIMENT_STATUS_CREATED, ex.EXPERIMENT_STATUS_ACTIVE,
+                    ex.EXPERIMENT_STATUS_ARCHIVED]
+        req = ex.ListExperimentsRequest(name_prefix=ref, owner=owner or "", statuses=statuses,
+                                        page_size=1000)
+        for e in self.call(self.experiments.ListExperiments, req).experiments:
+            if e.name == ref:
+                return str(e.experiment_id)
+        raise CliError(f"no experiment named {ref!r}; try `tracker experiments ls`")
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """Proto message -> JSON-ready dict (field names as in the proto)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def print_json(value: Any) -> None:
+    """Pretty JSON on stdout (NaN/Infinity as JSON5-style tokens, like protobuf JSON)."""
+    json.dump(value, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Aligned plain-text table."""
+    cells = [[str(h) for h in headers]] + [[fmt(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    if not rows:
+        print("(none)")
+
+
+def fmt(value: Any) -> str:
+    """Human formatting of one cell."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.6g}"
+    return str(value)
+
+
+def when(ts: Any) -> str:
+    """Timestamp message -> local-free UTC text ('-' when unset)."""
+    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+        return "-"
+    return datetime.fromtimestamp(ts.seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def sparkline(values: Sequence[float], width: int = 60) -> str:
+    """Unicode sparkline of finite values, resampled to ``width`` characters."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
+    lo, hi = min(finite), max(finite)
+    span = hi - lo or 1.0
+    return "".join(
+        SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] if math.isfinite(v)
+        else " "
+        for v in values
+    )
+

@@ -1,0 +1,55 @@
+"""``tracker best EXP --metric val_acc --max``: rank runs by a metric."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tracker_client.cli._common import (
+    RUN_STATUS,
+    Client,
+    command_parser,
+    print_json,
+    print_table,
+    to_dict,
+)
+from tracker_client.pb import query_pb2 as q
+
+_ON = {"last": q.SUMMARY_FIELD_LAST, "min": q.SUMMARY_FIELD_MIN, "max": q.SUMMARY_FIELD_MAX}
+
+
+def register(sub: Any) -> None:
+    """Add ``best``."""
+    parser = command_parser(sub, "best", "rank the runs of experiments by a metric")
+    parser.add_argument("experiments", metavar="EXP", nargs="+", help="experiment ids or names")
+    parser.add_argument("--metric", "-m", required=True, help="metric key, e.g. val_acc")
+    goal = parser.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--max", dest="maximize", action="store_true", help="larger is better")
+    goal.add_argument("--min", dest="maximize", action="store_false", help="smaller is better")
+    parser.add_argument("--on", choices=sorted(_ON), default="last",
+                        help="summary value to rank by (default: last)")
+    parser.add_argument("--limit", type=int, default=10, help="how many runs")
+    parser.add_argument("--filter", default="", help="restrict candidates (filter language)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, client: Client) -> int:
+    """Print the ranking."""
+    req = q.GetBestRunsRequest(
+        experiment_ids=[client.experiment_id(e) for e in args.experiments],
+        key=args.metric,
+        goal=q.GOAL_MAXIMIZE if args.maximize else q.GOAL_MINIMIZE,
+        on=_ON[args.on],
+        limit=args.limit,
+        filter=args.filter,
+    )
+    ranked = client.call(client.query.GetBestRuns, req).runs
+    if args.json:
+        print_json([to_dict(r) for r in ranked])
+        return 0
+    print_table(
+        ["#", "RUN", "NAME", "STATUS", f"{args.metric} ({args.on})", "STEP"],
+        [[i + 1, r.run_id, r.run_name, RUN_STATUS.get(r.status, "?"), r.value, r.step]
+         for i, r in enumerate(ranked)],
+    )
+    return 0

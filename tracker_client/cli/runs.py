@@ -1,0 +1,93 @@
+"""``tracker runs ls EXP`` and ``tracker runs show RUN``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tracker_client.cli._common import (
+    RUN_STATUS,
+    Client,
+    command_parser,
+    print_json,
+    print_table,
+    to_dict,
+    when,
+)
+from tracker_client.pb import experiments_pb2 as ex
+from tracker_client.pb import query_pb2 as q
+
+
+def register(sub: Any) -> None:
+    """Add ``runs`` with ``ls`` and ``show``."""
+    parser = command_parser(sub, "runs", "list or show runs")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    ls = command_parser(actions, "ls", "list the runs of an experiment (id or name)")
+    ls.add_argument("experiment", metavar="EXP", help="experiment id or name")
+    ls.add_argument("--owner", help="owner of the experiment, when looking up by name")
+    ls.add_argument("--filter", default="",
+                    help='filter expression, e.g. \'params.lr < 0.01 and status = "finished"\'')
+    ls.add_argument("--order-by", action="append", default=[],
+                    help="sort key, e.g. 'metrics.val_acc.max desc' (repeatable)")
+    ls.add_argument("--limit", type=int, default=50, help="most runs to show")
+    ls.set_defaults(func=run_ls)
+    show = command_parser(actions, "show", "show one run: params, tags, latest metrics")
+    show.add_argument("run", metavar="RUN", help="run id")
+    show.set_defaults(func=run_show)
+
+
+def run_ls(args: argparse.Namespace, client: Client) -> int:
+    """Search the experiment's runs, following pages up to --limit."""
+    exp_id = client.experiment_id(args.experiment, args.owner)
+    req = ex.SearchRunsRequest(experiment_ids=[exp_id], filter=args.filter,
+                               order_by=args.order_by, page_size=min(max(args.limit, 1), 1000))
+    found: list[ex.Run] = []
+    while len(found) < args.limit:
+        page = client.call(client.experiments.SearchRuns, req)
+        found += page.runs
+        if not page.next_page_token:
+            break
+        req.page_token = page.next_page_token
+    found = found[: args.limit]
+    if args.json:
+        print_json([to_dict(r) for r in found])
+        return 0
+    param_keys = sorted({k for r in found for k in r.params})[:4]
+    print_table(
+        ["ID", "NAME", "STATUS", "CREATED", *param_keys],
+        [[r.run_id, r.name, RUN_STATUS.get(r.status, "?"), when(r.created_at),
+          *[r.params.get(k) for k in param_keys]] for r in found],
+    )
+    return 0
+
+
+def run_show(args: argparse.Namespace, client: Client) -> int:
+    """One run with params, tags and latest metric values."""
+    run = client.call(client.experiments.GetRun, ex.GetRunRequest(run_id=args.run)).run
+    latest = client.call(client.query.GetLatestMetrics,
+                         q.GetLatestMetricsRequest(run_ids=[args.run])).runs[0]
+    if args.json:
+        print_json({"run": to_dict(run), "metrics": [to_dict(m) for m in latest.metrics]})
+        return 0
+    print(f"run       {run.run_id}")
+    print(f"name      {run.name}")
+    print(f"status    {RUN_STATUS.get(run.status, '?')}")
+    print(f"created   {when(run.created_at)}")
+    print(f"ended     {when(run.ended_at) if run.HasField('ended_at') else '-'}")
+    print(f"attempt   {run.attempt}")
+    if run.slurm_job_id:
+        print(f"slurm     {run.slurm_job_id}")
+    print()
+    print_table(["PARAM", "VALUE"], sorted(run.params.items()))
+    if run.tags:
+        print()
+        print_table(["TAG", "VALUE"], sorted(run.tags.items()))
+    print()
+    print_table(
+        ["METRIC", "LAST", "STEP", "MIN", "MAX", "POINTS"],
+        [[m.key, m.last_value, m.last_step,
+          m.min_value if m.HasField("min_value") else None,
+          m.max_value if m.HasField("max_value") else None, m.count] for m in latest.metrics],
+    )
+    return 0
