@@ -1,0 +1,181 @@
+"""The write ceiling: the same points, one process, binary COPY straight into the schema.
+
+No gRPC, no client, no server: the points ``bench ingest`` streamed are regenerated
+(same seeds), grouped into flushes the way the server's coalescer would (a round of
+one batch per stream until ``flush_points``), chunked with the server's own
+``build_chunks``, encoded with its ``encode_chunks`` and written with its COPY
+statement, one transaction per flush. Whatever the end-to-end path adds on top of
+this is the cost of transport, validation, coalescing and bookkeeping.
+
+``python -m bench ceiling`` runs it alone (embedded PostgreSQL unless DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from bench.workload import StreamPoints, Workload
+
+DEFAULT_FLUSH_POINTS = (8 << 20) // 28
+"""Points in one flush: the server's default TRACKER_FLUSH_BYTES / bytes per point."""
+
+
+@dataclass
+class CeilingResult:
+    """Figures of one ceiling measurement."""
+
+    points: int
+    flushes: int
+    chunk_rows: int
+    seconds: float
+    """build + encode + COPY + commit, generation excluded."""
+    build_s: float
+    encode_s: float
+    copy_commit_s: float
+    disk_bytes: int
+
+    @property
+    def points_per_s(self) -> float:
+        """The ceiling."""
+        return self.points / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the JSON report."""
+        return {
+            "ceiling_points_per_s": self.points_per_s,
+            "ceiling_points": self.points,
+            "ceiling_flushes": self.flushes,
+            "ceiling_chunk_rows": self.chunk_rows,
+            "ceiling_seconds": self.seconds,
+            "ceiling_build_s": self.build_s,
+            "ceiling_encode_s": self.encode_s,
+            "ceiling_copy_commit_s": self.copy_commit_s,
+            "ceiling_copy_only_points_per_s": (
+                self.points / self.copy_commit_s if self.copy_commit_s else 0.0),
+            "ceiling_disk_bytes_per_point": self.disk_bytes / self.points if self.points else 0.0,
+        }
+
+
+def relation_bytes(conn: psycopg.Connection[Any], table: str = "metric_chunks") -> int:
+    """Table + TOAST + indexes, in bytes."""
+    row = conn.execute("SELECT pg_total_relation_size(%s::regclass)", (table,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def resolve_keys(conn: psycopg.Connection[Any], names: list[str]) -> np.ndarray:
+    """Global key ids of ``names`` (created when missing), as an int32 lookup table."""
+    conn.execute(
+        "INSERT INTO metric_keys (name) SELECT unnest(%s::text[]) ORDER BY 1 "
+        "ON CONFLICT (name) DO NOTHING", (names,))
+    rows = conn.execute("SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::text[])",
+                        (names,)).fetchall()
+    ids = dict(rows)
+    conn.commit()
+    return np.array([ids[n] for n in names], dtype=np.int32)
+
+
+def _point_batch(cls: Any, seq: int, names: list[str], cols: Any, key_lut: np.ndarray) -> Any:
+    """A validated batch with its keys resolved, as the engine's resolve_keys leaves it."""
+    batch = cls(seq, names, cols.key_index, cols.steps, cols.values, cols.wall_ns)
+    if hasattr(batch, "table_ids"):
+        batch.table_ids = key_lut
+    batch.key_ids = key_lut[cols.key_index]
+    return batch
+
+
+def measure(conninfo: str, workload: Workload, streams: int, steps_per_stream: int,
+            flush_points: int = DEFAULT_FLUSH_POINTS, cleanup: bool = True,
+            progress: Any = None) -> CeilingResult:
+    """Write ``streams x steps_per_stream x keys`` points; time only the write path."""
+    from tracker_server.domain.chunking import build_chunks
+    from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
+    from tracker_server.storage.copy_binary import encode_chunks
+    from tracker_server.storage.metric_store import _COPY_SQL
+
+    run_ids = [uuid.uuid4() for _ in range(streams)]
+    writers = [WriterInfo(WriterKey(r, f"ceiling:{i}"), 0, 0) for i, r in enumerate(run_ids)]
+    gens = [StreamPoints(workload, i) for i in range(streams)]
+    names = workload.key_names()
+    spb = workload.steps_per_batch
+    build_s = encode_s = copy_s = 0.0
+    points = flushes = rows = 0
+    with psycopg.connect(conninfo) as conn:
+        key_lut = resolve_keys(conn, names)
+        before = relation_bytes(conn)
+        conn.commit()
+        step, seq = 0, 0
+        while step < steps_per_stream:
+            # One flush: rounds of one batch per stream, like streams feeding a coalescer.
+            batches: list[tuple[Any, Any]] = []
+            n_flush = 0
+            while step < steps_per_stream and n_flush < flush_points:
+                nsteps = min(spb, steps_per_stream - step)
+                seq += 1
+                for w, g in zip(writers, gens, strict=True):
+                    c = g.batch(step, nsteps)
+                    batches.append((w, _point_batch(PointBatch, seq, names, c, key_lut)))
+                    n_flush += c.n
+                step += nsteps
+            t0 = time.perf_counter()
+            chunks, _summaries = build_chunks(batches)
+            t1 = time.perf_counter()
+            payload = encode_chunks(chunks)
+            t2 = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
+                copy.write(payload)
+            t3 = time.perf_counter()
+            build_s += t1 - t0
+            encode_s += t2 - t1
+            copy_s += t3 - t2
+            points += n_flush
+            flushes += 1
+            rows += chunks.rows
+            if progress is not None:
+                progress(points)
+        after = relation_bytes(conn)
+        if cleanup:
+            conn.execute("DELETE FROM metric_chunks WHERE run_id = ANY(%s)", (run_ids,))
+            conn.commit()
+    return CeilingResult(points, flushes, rows, build_s + encode_s + copy_s,
+                         build_s, encode_s, copy_s, after - before)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench ceiling``: the COPY ceiling alone."""
+    p = argparse.ArgumentParser(prog="python -m bench ceiling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--points", type=int, default=10_000_000, help="total points")
+    p.add_argument("--streams", type=int, default=4)
+    p.add_argument("--keys", type=int, default=20)
+    p.add_argument("--batch-points", type=int, default=2000)
+    p.add_argument("--flush-points", type=int, default=DEFAULT_FLUSH_POINTS)
+    p.add_argument("--database-url", help="default: DATABASE_URL, else embedded PostgreSQL")
+    p.add_argument("--json", help="write the figures to this file")
+    args = p.parse_args(argv)
+    from bench.environment import Database
+
+    wl = Workload(keys=args.keys, batch_points=args.batch_points)
+    steps = wl.steps_for(args.points // args.streams)
+    with Database(args.database_url) as db:
+        res = measure(db.conninfo, wl, args.streams, steps, args.flush_points)
+    out = {**res.as_dict(), "streams": args.streams, **wl.as_dict(),
+           "flush_points": args.flush_points}
+    for k, v in out.items():
+        print(f"{k:34} {v:,.3f}" if isinstance(v, float) else f"{k:34} {v}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

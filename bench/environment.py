@@ -1,0 +1,239 @@
+"""What a benchmark runs against: a PostgreSQL and a tracker server process.
+
+``Database`` is the embedded PostgreSQL in a temporary directory (or ``DATABASE_URL``),
+migrated with the server's own migrations. ``ServerProcess`` runs ``python -m
+tracker_server`` as a child process on 127.0.0.1 so its CPU time and peak RSS are its
+own, not the harness's. ``CpuMeter`` reads CPU seconds of a process tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the test extra
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Database:
+    """The PostgreSQL a run uses: ``DATABASE_URL`` or an embedded one in a temp dir."""
+
+    def __init__(self, url: str | None = None, keep: bool = False) -> None:
+        self.url = url or os.environ.get("DATABASE_URL") or None
+        self.keep = keep
+        self.embedded: Any = None
+        self.tmpdir: Path | None = None
+        self.conninfo = ""
+
+    def start(self) -> Database:
+        """Start (embedded) or check (external) the database and apply migrations."""
+        from tracker_server.storage.migrate import migrate
+
+        if self.url:
+            self.conninfo = self.url
+        else:
+            from tracker_server.storage.embedded import start_embedded
+
+            self.tmpdir = Path(tempfile.mkdtemp(prefix="tracker-bench-"))
+            self.conninfo, self.embedded = start_embedded(self.tmpdir)
+        migrate(self.conninfo)
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the harness owns the database (it may be wiped and vacuumed)."""
+        return self.embedded is not None
+
+    @property
+    def postmaster_pid(self) -> int | None:
+        """PID of the embedded postmaster (None for an external server)."""
+        if self.embedded is None:
+            return None
+        return int(self.embedded.get_pid())
+
+    def socket_dir(self) -> str | None:
+        """Unix-socket directory of the embedded server (for other clients, e.g. MLflow)."""
+        if self.tmpdir is None:
+            return None
+        return str(self.tmpdir / "pg")
+
+    def stop(self) -> None:
+        """Stop the embedded server and delete its directory (unless ``keep``)."""
+        if self.embedded is not None:
+            with contextlib.suppress(Exception):
+                self.embedded.cleanup()
+            self.embedded = None
+        if self.tmpdir is not None and not self.keep:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> Database:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_healthy(address: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+                 ) -> None:
+    """Block until the gRPC health service at ``address`` answers SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"tracker server exited with code {proc.returncode}")
+            with contextlib.suppress(grpc.RpcError):
+                resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tracker server at {address} not healthy after {timeout_s}s")
+            time.sleep(0.1)
+
+
+@dataclass
+class ServerProcess:
+    """``python -m tracker_server`` on 127.0.0.1:<free port>, against ``conninfo``."""
+
+    conninfo: str
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra TRACKER_* settings (e.g. TRACKER_FLUSH_INTERVAL_MS)."""
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        """host:port for clients."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """PID of the server process."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout_s: float = 60) -> ServerProcess:
+        """Start the server and wait until it is healthy."""
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.conninfo,
+            "TRACKER_LISTEN": self.address,
+            "TRACKER_LOG_LEVEL": "warning",
+            **self.env,
+        }
+        err = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracker_server"], env=env,
+            stdout=subprocess.DEVNULL, stderr=err,
+        )
+        wait_healthy(self.address, timeout_s, self.proc)
+        return self
+
+    def peak_rss_mb(self) -> float | None:
+        """Peak resident set size so far (Linux VmHWM), in MiB."""
+        if self.proc is None:
+            return None
+        return peak_rss_mb(self.proc.pid)
+
+    def stop(self, timeout_s: float = 20) -> None:
+        """SIGTERM (graceful: flushes), then SIGKILL after ``timeout_s``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """High-water mark of a process's RSS in MiB (Linux), or its current RSS elsewhere."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / (1 << 20)
+    except psutil.Error:
+        return None
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (and its live children)."""
+    total = 0.0
+    try:
+        p = psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)] if children else [p]
+    except psutil.Error:
+        return 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+class CpuMeter:
+    """CPU seconds a process (tree) spent between ``start()`` and ``stop()``.
+
+    For a tree, only processes alive at both ends are counted per process, so
+    short-lived children are missed; PostgreSQL backends of a connection pool live
+    for the whole run, which is what matters here.
+    """
+
+    def __init__(self, pid: int | None, children: bool = False) -> None:
+        self.pid = pid
+        self.children = children
+        self._start: dict[int, float] = {}
+        self.seconds: float | None = None
+
+    def _snapshot(self) -> dict[int, float]:
+        if self.pid is None:
+            return {}
+        out: dict[int, float] = {}
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)] if self.children else [root]
+        except psutil.Error:
+            return out
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                out[proc.pid] = t.user + t.system
+        return out
+
+    def start(self) -> None:
+        """Take the first reading."""
+        self._start = self._snapshot()
+
+    def stop(self) -> float | None:
+        """Take the second reading; return the CPU seconds in between."""
+        if self.pid is None:
+            return None
+        end = self._snapshot()
+        self.seconds = sum(v - self._start.get(pid, 0.0) for pid, v in end.items())
+        return self.seconds

@@ -1,0 +1,523 @@
+"""``python -m bench ingest``: end-to-end ingest throughput against the COPY ceiling.
+
+One run:
+
+1. starts PostgreSQL (embedded in a temp dir, or ``DATABASE_URL``) and the tracker
+   server as its own process on 127.0.0.1 (or targets ``--server ADDR``);
+2. starts ``--streams`` client processes (spawn); each creates a run, opens a stream
+   and, once all are open, sends the workload (``--keys`` metrics per step, increasing
+   steps, float values, wall times) through ``tracker_client`` (``--transport client``)
+   or the raw wire protocol (``--transport raw``, also times every batch to its ack);
+3. counts in PostgreSQL that every sent point was committed exactly once;
+4. measures the ceiling in the same database: the same points written by one process
+   with the server's own chunking, encoder and binary COPY (``bench/ceiling.py``);
+5. prints a table and, with ``--json PATH``, writes the figures.
+
+``--profile lowfreq`` is the cluster-wide pattern instead: many runs (default 500)
+logging a few keys once a second; it reports server CPU per 1k points/s, chunks per
+point and bytes per point before and after compaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from bench import ceiling as ceiling_mod
+from bench.environment import CpuMeter, Database, ServerProcess, peak_rss_mb
+from bench.report import Progress, si, table, write_json
+from bench.verify import verify
+from bench.workers import WorkerSpec, worker_main
+from bench.workload import Workload
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """Parameters of one end-to-end run (all land in the JSON)."""
+
+    streams: int = 4
+    keys: int = 20
+    batch_points: int = 2000
+    duration_s: float | None = 10.0
+    """Send for this long (ignored when ``points`` is set)."""
+    points: int | None = None
+    """Total points over all streams (rounded to whole steps per stream)."""
+    rate_points_s: float | None = None
+    """Total offered load over all streams; None: as fast as possible."""
+    transport: str = "client"
+    api: str = "log"
+    procs: int | None = None
+    """Client processes; default one per stream (at most 8 with many streams)."""
+    window_batches: int | None = None
+    """Raw transport: unacknowledged batches per stream (default ~500k points)."""
+    stagger_s: float = 0.0
+    profile: str = "default"
+    verify_mode: str = "ranges"
+    ceiling: bool = True
+    ceiling_max_points: int = 30_000_000
+    seed: int = 0
+
+    @property
+    def workload(self) -> Workload:
+        """The per-stream workload."""
+        return Workload(keys=self.keys, batch_points=self.batch_points, seed=self.seed)
+
+
+LOWFREQ: dict[str, Any] = dict(
+    streams=500, keys=10, batch_points=10, duration_s=30.0, rate_points_s=5000.0,
+    transport="raw", procs=4, stagger_s=1.0, profile="lowfreq", ceiling=False)
+"""500 runs x 10 keys x 1 step/s: the many-small-streams pattern of a whole cluster."""
+
+
+@dataclass
+class Harness:
+    """A database and a server, started once and used by one or more runs."""
+
+    database_url: str | None = None
+    server_address: str | None = None
+    server_pid: int | None = None
+    server_env: dict[str, str] = field(default_factory=dict)
+    keep: bool = False
+    db: Database | None = None
+    server: ServerProcess | None = None
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-logs-")))
+
+    def start(self) -> Harness:
+        """Start what is not given: the database, then the server process."""
+        if self.server_address and not (self.database_url or os.environ.get("DATABASE_URL")):
+            print("note: --server without DATABASE_URL: no exactly-once check, no ceiling",
+                  file=sys.stderr)
+        else:
+            self.db = Database(self.database_url, keep=self.keep).start()
+        if not self.server_address:
+            assert self.db is not None
+            self.server = ServerProcess(self.db.conninfo, dict(self.server_env),
+                                        self.log_dir / "server.log").start()
+            self.server_pid = self.server.pid
+        return self
+
+    @property
+    def address(self) -> str:
+        """Where clients connect."""
+        if self.server is not None:
+            return self.server.address
+        assert self.server_address
+        return self.server_address
+
+    @property
+    def conninfo(self) -> str | None:
+        """Database of the server (None: unknown, external server)."""
+        return self.db.conninfo if self.db else None
+
+    def server_log_tail(self, lines: int = 30) -> str:
+        """Last lines of the server's stderr."""
+        path = self.log_dir / "server.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop the server (graceful) and the database."""
+        if self.server is not None:
+            self.server.stop()
+        if self.db is not None:
+            self.db.stop()
+
+    def __enter__(self) -> Harness:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _split(items: list[int], parts: int) -> list[list[int]]:
+    return [items[i::parts] for i in range(parts) if items[i::parts]]
+
+
+def _relation_bytes(conninfo: str | None) -> int | None:
+    if not conninfo:
+        return None
+    with psycopg.connect(conninfo) as conn:
+        return ceiling_mod.relation_bytes(conn)
+
+
+def run_e2e(h: Harness, p: IngestParams, show_progress: bool = True,
+            label: str = "ingest") -> dict[str, Any]:
+    """One end-to-end run against a started harness; returns the figures."""
+    ctx = mp.get_context("spawn")
+    wl = p.workload
+    n = p.streams
+    nprocs = p.procs or (n if n <= 8 else 8)
+    groups = _split(list(range(n)), nprocs)
+    tag = uuid.uuid4().hex[:8]
+    steps = wl.steps_for(p.points // n) if p.points else None
+    duration = None if p.points else p.duration_s
+    window = p.window_batches or max(4, 500_000 // wl.points_per_batch)
+    progress = ctx.Array("q", n, lock=False)
+    ready = ctx.Semaphore(0)
+    go = ctx.Event()
+    t0 = ctx.Value("d", 0.0, lock=False)
+    results: Any = ctx.Queue()
+    procs = []
+    for g in groups:
+        spec = WorkerSpec(
+            address=h.address, experiment=f"bench-{p.profile}",
+            run_keys=[f"bench-{tag}-{i}" for i in g], streams=g, workload=wl,
+            transport=p.transport, api=p.api, steps=steps, duration_s=duration,
+            points_per_s=p.rate_points_s / n if p.rate_points_s else None,
+            window_batches=window, stagger_s=p.stagger_s,
+        )
+        proc = ctx.Process(target=worker_main, args=(spec, progress, ready, go, t0, results),
+                           daemon=True)
+        proc.start()
+        procs.append(proc)
+    try:
+        return _drive(h, p, procs, progress, ready, go, t0, results, steps, duration,
+                      show_progress, label)
+    finally:
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: Any,
+           go: Any, t0: Any, results: Any, steps: int | None, duration: float | None,
+           show_progress: bool, label: str) -> dict[str, Any]:
+    wl = p.workload
+    got: list[dict[str, Any]] = []
+    # Wait until every stream is open (runs created, Opened received).
+    deadline = time.monotonic() + 120
+    for _ in procs:
+        while not ready.acquire(timeout=0.5):
+            if time.monotonic() > deadline or any(not pr.is_alive() for pr in procs):
+                detail = []
+                with contextlib.suppress(Exception):
+                    while True:
+                        detail.append(str(results.get(timeout=0.5).get("error")))
+                codes = [pr.exitcode for pr in procs]
+                raise RuntimeError(f"client processes did not start (exit codes {codes}):\n"
+                                   + "\n".join(detail) + "\nserver log:\n"
+                                   + h.server_log_tail())
+    disk_before = _relation_bytes(h.conninfo)
+    server_cpu = CpuMeter(h.server_pid)
+    pg_cpu = CpuMeter(h.db.postmaster_pid if h.db else None, children=True)
+    client_cpu = [CpuMeter(pr.pid) for pr in procs]
+    for m in (server_cpu, pg_cpu, *client_cpu):
+        m.start()
+    machine_before = _busy_cpu_s()
+    start = time.monotonic()
+    t0.value = start
+    go.set()
+    total = steps * wl.keys * p.streams if steps else None
+    bar = Progress(label, total) if show_progress else None
+    limit = (duration or 0) + 300 + (steps or 0) * wl.keys * p.streams / 50_000
+    while len(got) < len(procs):
+        with contextlib.suppress(Exception):
+            got.append(results.get(timeout=0.25))
+        if bar is not None:
+            done = float(sum(progress[:]))
+            frac = None if total else min(1.0, (time.monotonic() - start) / (duration or 1))
+            bar.update(done, frac)
+        if time.monotonic() - start > limit:
+            raise RuntimeError("bench run did not finish in time:\n" + h.server_log_tail())
+        if len(got) < len(procs) and not any(pr.is_alive() for pr in procs):
+            with contextlib.suppress(Exception):
+                while True:
+                    got.append(results.get(timeout=1))
+            break
+    server_cpu_s = server_cpu.stop()
+    pg_cpu_s = pg_cpu.stop()
+    client_cpu_s = sum(m.stop() or 0.0 for m in client_cpu)
+    machine_cpu_s = _busy_cpu_s() - machine_before
+    if bar is not None:
+        bar.close()
+    errors = [g["error"] for g in got if "error" in g]
+    if errors or len(got) < len(procs):
+        raise RuntimeError("client process failed:\n" + "\n".join(errors)
+                           + "\nserver log:\n" + h.server_log_tail())
+    streams = [r for g in got for r in g["results"]]
+    fig = _figures(h, p, streams, start, server_cpu_s, pg_cpu_s, client_cpu_s, disk_before)
+    # CPU used by anything else on the machine in the same window (other jobs on a
+    # shared box make every figure of this run lower; the JSON says how much).
+    ours = (server_cpu_s or 0.0) + (pg_cpu_s or 0.0) + client_cpu_s
+    window = time.monotonic() - start
+    fig["machine_busy_cores"] = machine_cpu_s / window
+    fig["other_processes_cores"] = max(0.0, machine_cpu_s - ours) / window
+    return fig
+
+
+def _busy_cpu_s() -> float:
+    import psutil  # type: ignore[import-untyped]  # no stubs in the test extra
+
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+def _figures(h: Harness, p: IngestParams, streams: list[dict[str, Any]], start: float,
+             server_cpu_s: float | None, pg_cpu_s: float | None, client_cpu_s: float,
+             disk_before: int | None) -> dict[str, Any]:
+    wl = p.workload
+    sent = sum(s["points_sent"] for s in streams)
+    acked = sum(s["points_acked"] for s in streams)
+    end = max((s["t_last_ack"] for s in streams), default=start)
+    elapsed = max(end - start, 1e-9)
+    ack = np.array([x for s in streams for x in s["ack_ms"]], dtype=np.float64)
+    stream_errors = [s["error"] for s in streams if s.get("error")]
+    out: dict[str, Any] = {
+        "points_sent": sent,
+        "points_acked": acked,
+        "elapsed_s": elapsed,
+        "ack_p50_ms": float(np.percentile(ack, 50)) if ack.size else None,
+        "ack_p90_ms": float(np.percentile(ack, 90)) if ack.size else None,
+        "ack_p99_ms": float(np.percentile(ack, 99)) if ack.size else None,
+        "ack_max_ms": float(ack.max()) if ack.size else None,
+        "ack_samples": int(ack.size),
+        "batches_sent": sum(s["batches_sent"] for s in streams),
+        "batches_rejected": sum(s["batches_rejected"] for s in streams),
+        "slow_downs": sum(s["slow_downs"] for s in streams),
+        "stream_errors": stream_errors[:10],
+        "server_cpu_s": server_cpu_s,
+        "postgres_cpu_s": pg_cpu_s,
+        "clients_cpu_s": client_cpu_s,
+        "server_peak_rss_mb": peak_rss_mb(h.server_pid) if h.server_pid else None,
+    }
+    committed = acked
+    if h.conninfo:
+        expected = {s["run_id"]: s["points_sent"] // wl.keys for s in streams}
+        v = verify(h.conninfo, expected, wl.keys, p.verify_mode)
+        out.update(v.as_dict())
+        committed = v.points_committed
+        disk_after = _relation_bytes(h.conninfo)
+        if disk_before is not None and disk_after is not None and committed:
+            out["disk_bytes_per_point"] = (disk_after - disk_before) / committed
+            out["chunks_per_point"] = v.chunks / committed
+            out["points_per_chunk"] = committed / v.chunks if v.chunks else None
+    else:
+        out.update(points_committed=None, exactly_once=None, disk_bytes_per_point=None)
+    out["e2e_points_per_s"] = committed / elapsed
+    out["offered_points_per_s"] = p.rate_points_s
+    if server_cpu_s is not None and committed:
+        rate_k = committed / elapsed / 1000
+        out["server_cpu_cores"] = server_cpu_s / elapsed
+        out["server_cpu_us_per_point"] = server_cpu_s / committed * 1e6
+        # Cores the server needs per 1,000 points/s of sustained load.
+        out["server_cpu_cores_per_1k_points_s"] = server_cpu_s / elapsed / rate_k
+    if pg_cpu_s is not None:
+        out["postgres_cpu_cores"] = pg_cpu_s / elapsed
+    out["clients_cpu_cores"] = client_cpu_s / elapsed
+    return out
+
+
+def run_ceiling(h: Harness, p: IngestParams, points_sent: int,
+                show_progress: bool = True) -> dict[str, Any]:
+    """The ceiling for the same points (capped at ``ceiling_max_points``)."""
+    if not h.conninfo:
+        return {"ceiling_points_per_s": None}
+    wl = p.workload
+    pts = min(points_sent, p.ceiling_max_points)
+    steps = wl.steps_for(pts // p.streams)
+    bar = Progress("ceiling", steps * wl.keys * p.streams) if show_progress else None
+    res = ceiling_mod.measure(h.conninfo, wl, p.streams, steps,
+                              progress=bar.update if bar else None)
+    if bar is not None:
+        bar.close()
+    return res.as_dict()
+
+
+def compaction_figures(h: Harness, run_ids: list[str], wait_s: float) -> dict[str, Any]:
+    """Chunks and bytes of ``run_ids`` after giving a background compactor ``wait_s``.
+
+    Bytes are table + TOAST + index size after VACUUM FULL (only on the harness's own
+    embedded database), so space freed by merged chunks is counted as freed.
+    """
+    if not h.conninfo:
+        return {}
+    sql = "SELECT count(*), coalesce(sum(n), 0) FROM metric_chunks WHERE run_id = ANY(%s)"
+    with psycopg.connect(h.conninfo, autocommit=True) as conn:
+        chunks, points = conn.execute(sql, (run_ids,)).fetchone()  # type: ignore[misc]
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            now_chunks, points = conn.execute(sql, (run_ids,)).fetchone()  # type: ignore[misc]
+            if now_chunks == chunks and now_chunks < points:
+                break  # compactor ran and is done with these runs
+            chunks = now_chunks
+        out: dict[str, Any] = {"chunks_after_compaction": int(chunks),
+                               "chunks_per_point_after_compaction": chunks / points
+                               if points else None}
+        if h.db is not None and h.db.is_embedded:
+            conn.execute("VACUUM FULL metric_chunks")
+            total = ceiling_mod.relation_bytes(conn)
+            out["disk_bytes_per_point_after_compaction"] = total / points if points else None
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Flags of ``bench ingest``."""
+    p = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=["default", "lowfreq"], default="default",
+                   help="lowfreq: 500 runs x 10 keys x 1 point/s (flags below override)")
+    p.add_argument("--streams", type=int, help="client streams (default 4; lowfreq 500)")
+    p.add_argument("--keys", type=int, help="metrics per step (default 20)")
+    p.add_argument("--batch-points", type=int, help="points per batch (default 2000)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--duration", type=float, help="seconds of sending (default 10)")
+    g.add_argument("--points", type=int, help="total points instead of a duration")
+    p.add_argument("--rate", type=float, help="offered load, points/s over all streams "
+                   "(default: as fast as possible)")
+    p.add_argument("--transport", choices=["client", "raw"],
+                   help="client: tracker_client (default); raw: wire protocol, per-batch "
+                   "ack latency")
+    p.add_argument("--api", choices=["log", "series"], default="log",
+                   help="client transport: Run.log per step, or Run.log_series per key")
+    p.add_argument("--procs", type=int, help="client processes (default: one per stream)")
+    p.add_argument("--window-batches", type=int,
+                   help="raw: unacknowledged batches per stream (default ~500k points)")
+    p.add_argument("--server", help="target a running server host:port instead of starting one")
+    p.add_argument("--server-pid", type=int, help="PID of --server, for its CPU and RSS")
+    p.add_argument("--database-url", help="PostgreSQL (default DATABASE_URL, else embedded)")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra server setting, e.g. TRACKER_FLUSH_INTERVAL_MS=50")
+    p.add_argument("--no-ceiling", action="store_true", help="skip the ceiling")
+    p.add_argument("--ceiling-max-points", type=int, default=30_000_000)
+    p.add_argument("--verify", choices=["ranges", "full"], default="ranges",
+                   help="full also unnests every point to look for duplicates")
+    p.add_argument("--compaction-wait", type=float, default=0.0,
+                   help="lowfreq: seconds to wait for the compactor before 'after' figures")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def params_from(args: argparse.Namespace) -> IngestParams:
+    """IngestParams from flags (profile defaults first, then explicit flags)."""
+    base = IngestParams()
+    if args.profile == "lowfreq":
+        base = replace(base, **LOWFREQ)
+    over: dict[str, Any] = {}
+    for flag, name in (("streams", "streams"), ("keys", "keys"),
+                       ("batch_points", "batch_points"), ("rate", "rate_points_s"),
+                       ("transport", "transport"), ("procs", "procs"),
+                       ("window_batches", "window_batches")):
+        if getattr(args, flag) is not None:
+            over[name] = getattr(args, flag)
+    if args.points is not None:
+        over.update(points=args.points, duration_s=None)
+    elif args.duration is not None:
+        over["duration_s"] = args.duration
+    if args.no_ceiling:
+        over["ceiling"] = False
+    over.update(api=args.api, verify_mode=args.verify, seed=args.seed,
+                ceiling_max_points=args.ceiling_max_points)
+    return replace(base, **over)
+
+
+def environment_info() -> dict[str, Any]:
+    """Machine facts for the JSON."""
+    import psutil
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "loadavg_1m_at_end": os.getloadavg()[0],
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench ingest``."""
+    args = parse_args(argv)
+    p = params_from(args)
+    env = dict(kv.split("=", 1) for kv in args.server_env)
+    harness = Harness(args.database_url, args.server, args.server_pid, env)
+    with harness:
+        fig = run_e2e(harness, p, show_progress=not args.quiet)
+        if p.profile == "lowfreq":
+            run_ids = _run_ids(harness, p)
+            fig.update(compaction_figures(harness, run_ids, args.compaction_wait))
+        if p.ceiling:
+            fig.update(run_ceiling(harness, p, fig["points_sent"], not args.quiet))
+        fig["server_peak_rss_mb"] = (peak_rss_mb(harness.server_pid)
+                                     if harness.server_pid else None)
+    ceiling = fig.get("ceiling_points_per_s")
+    fig["ratio_to_ceiling"] = fig["e2e_points_per_s"] / ceiling if ceiling else None
+    out = {**fig, "params": {**asdict(p), "server_env": env,
+                             "server": args.server or "spawned",
+                             "database": "DATABASE_URL" if harness.db and not
+                             harness.db.is_embedded else "embedded"},
+           "environment": environment_info(),
+           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    print(render(out))
+    if args.json:
+        write_json(args.json, out)
+    if out.get("exactly_once") is False:
+        print("EXACTLY-ONCE CHECK FAILED", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_ids(h: Harness, p: IngestParams) -> list[str]:
+    if not h.conninfo:
+        return []
+    with psycopg.connect(h.conninfo) as conn:
+        rows = conn.execute(
+            "SELECT r.run_id::text FROM runs r JOIN experiments e USING (experiment_id) "
+            "WHERE e.name = %s", (f"bench-{p.profile}",)).fetchall()
+    return [r[0] for r in rows]
+
+
+def render(out: dict[str, Any]) -> str:
+    """The readable table."""
+    p = out["params"]
+    head = (f"bench ingest  profile={p['profile']} transport={p['transport']} "
+            f"streams={p['streams']} keys={p['keys']} batch_points={p['batch_points']} "
+            + (f"rate={si(p['rate_points_s'])}pts/s" if p["rate_points_s"] else "rate=max"))
+    rows: list[tuple[str, Any, str]] = [
+        ("e2e points/s", out["e2e_points_per_s"], "committed / (last ack - start)"),
+        ("ceiling points/s", out.get("ceiling_points_per_s"), "one process, binary COPY"),
+        ("ratio to ceiling", out.get("ratio_to_ceiling"), ""),
+        ("points sent", out["points_sent"], ""),
+        ("points committed", out.get("points_committed"),
+         "exactly once" if out.get("exactly_once") else
+         ("NOT EXACTLY ONCE" if out.get("exactly_once") is False else "")),
+        ("ack p50 ms", out["ack_p50_ms"], "send -> ack covering the batch"),
+        ("ack p99 ms", out["ack_p99_ms"], ""),
+        ("server CPU s", out["server_cpu_s"], f"{out.get('server_cpu_cores', 0):.2f} cores"),
+        ("postgres CPU s", out["postgres_cpu_s"],
+         f"{out.get('postgres_cpu_cores') or 0:.2f} cores"),
+        ("clients CPU s", out["clients_cpu_s"], f"{out['clients_cpu_cores']:.2f} cores"),
+        ("server peak RSS MB", out["server_peak_rss_mb"], ""),
+        ("disk bytes/point", out.get("disk_bytes_per_point"), "table + TOAST + indexes"),
+        ("points per chunk", out.get("points_per_chunk"), ""),
+        ("slow-downs", out["slow_downs"], ""),
+        ("other processes, cores", out.get("other_processes_cores"),
+         "CPU used by unrelated jobs during the run"),
+    ]
+    if p["profile"] == "lowfreq":
+        rows += [
+            ("server cores per 1k pts/s", out.get("server_cpu_cores_per_1k_points_s"), ""),
+            ("chunks per point", out.get("chunks_per_point"), "before compaction"),
+            ("chunks/point after compact.", out.get("chunks_per_point_after_compaction"), ""),
+            ("bytes/point after compact.", out.get("disk_bytes_per_point_after_compaction"),
+             "after VACUUM FULL"),
+        ]
+    if out["ack_p50_ms"] is None:
+        rows[5] = ("ack p50 ms", None, "not exposed by tracker_client: use --transport raw")
+    return table(rows, head)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Client processes of ``bench ingest``: one per ``--streams`` (or a few hosting many).
+
+The parent starts them with the ``spawn`` method, waits until every stream is open,
+then sets one start time for all; each process reports acked points through a shared
+array (the progress bar) and its results through a queue. Two transports:
+
+* ``client``: the real ``tracker_client`` library (``Run.log`` per step, or
+  ``Run.log_series`` per key with ``--api series``);
+* ``raw``: the wire protocol from the generated stubs (``bench/raw_stream.py``), which
+  also times every batch until its ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.workload import StreamPoints, Workload
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a client process needs (picklable)."""
+
+    address: str
+    experiment: str
+    run_keys: list[str]
+    streams: list[int]
+    """Global stream indexes this process runs (index into the progress array)."""
+    workload: Workload
+    transport: str = "raw"
+    """"raw" or "client"."""
+    api: str = "log"
+    """client transport: "log" (Run.log per step) or "series" (Run.log_series)."""
+    steps: int | None = None
+    """Steps per stream; None: until duration_s."""
+    duration_s: float | None = None
+    points_per_s: float | None = None
+    """Per-stream send rate; None: as fast as possible."""
+    window_batches: int = 16
+    stagger_s: float = 0.0
+    """Spread stream starts over this many seconds (low-frequency profile)."""
+    close_timeout_s: float = 120.0
+
+
+def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
+                results: Any) -> None:
+    """Process entry point: run the streams of ``spec``, put one result dict."""
+    # Client processes must not make PostgreSQL or the server wait for CPU more than a
+    # trainer would; they run at normal priority, like trainers do.
+    started = time.process_time()
+    out: dict[str, Any] = {"pid": os.getpid(), "streams": spec.streams}
+
+    def wait_go() -> float:
+        ready.release()
+        go.wait()
+        return float(t0.value)
+
+    def report(i: int, acked: int) -> None:
+        progress[i] = acked
+
+    try:
+        if spec.transport == "raw":
+            stream_results = asyncio.run(_raw(spec, wait_go, report))
+        elif spec.transport == "client":
+            stream_results = _client(spec, wait_go, report)
+        else:
+            raise ValueError(f"unknown transport {spec.transport!r}")
+        out["results"] = stream_results
+    except Exception:
+        out["error"] = traceback.format_exc()
+        ready.release()  # never leave the parent waiting for a dead worker
+    out["cpu_s"] = time.process_time() - started
+    results.put(out)
+
+
+async def _raw(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]:
+    from bench.raw_stream import Pace, run_streams
+
+    def pace_of(t0: float) -> Pace:
+        deadline = t0 + spec.duration_s if spec.duration_s else None
+        return Pace(spec.steps, deadline, spec.points_per_s, spec.window_batches)
+
+    res = await run_streams(spec.address, spec.experiment, spec.run_keys, spec.streams,
+                            spec.workload, pace_of, wait_go, report, spec.stagger_s)
+    return [asdict(r) for r in res]
+
+
+def _client_options(batch_points: int) -> Any:
+    """The client's options with our batch size, a private spool, no system metrics."""
+    import dataclasses
+    import tempfile
+
+    import tracker_client
+
+    cls = getattr(tracker_client, "Options", None) or tracker_client.SenderOptions
+    names = {f.name for f in dataclasses.fields(cls)}
+    wanted: dict[str, Any] = {
+        "batch_points": batch_points,
+        # A private spool: orphans of other runs must not be delivered into the bench.
+        "spool_dir": Path(tempfile.mkdtemp(prefix="bench-spool-")),
+        "recover_orphans": False,
+        # sys/... points would change the counts.
+        "system_metrics_interval_s": None,
+    }
+    return cls(**{k: v for k, v in wanted.items() if k in names})
+
+
+def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]:
+    import tracker_client
+
+    wl = spec.workload
+    options = _client_options(wl.batch_points)
+    kwargs: dict[str, Any] = {"options": options} if options is not None else {}
+    runs = [
+        tracker_client.init(experiment=spec.experiment, run_key=key, name=key,
+                            server=spec.address, **kwargs)
+        for key in spec.run_keys
+    ]
+    gens = [StreamPoints(wl, i) for i in spec.streams]
+    names = wl.key_names()
+    t0 = wait_go()
+    deadline = t0 + spec.duration_s if spec.duration_s else None
+    sent = [0] * len(runs)
+    first_send = time.monotonic()
+    step = 0
+    spb = wl.steps_per_batch
+    last_report = 0.0
+    # All streams of this process advance together, one block of steps at a time;
+    # values are generated per block (numpy), then logged the way a training loop does.
+    while True:
+        if spec.steps is not None and step >= spec.steps:
+            break
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        nsteps = spb if spec.steps is None else min(spb, spec.steps - step)
+        if spec.points_per_s:
+            due = t0 + sent[0] / spec.points_per_s
+            if due > now:
+                time.sleep(due - now)
+        for j, (run, gen) in enumerate(zip(runs, gens, strict=True)):
+            cols = gen.batch(step, nsteps)
+            if spec.api == "series":
+                for k, name in enumerate(names):
+                    run.log_series(name, cols.steps[k::wl.keys], cols.values[k::wl.keys])
+            else:
+                vals = cols.values.reshape(nsteps, wl.keys).tolist()
+                for s in range(nsteps):
+                    run.log(dict(zip(names, vals[s], strict=True)), step=step + s)
+            sent[j] += cols.n
+        step += nsteps
+        if now - last_report > 0.2:
+            last_report = now
+            for j, run in enumerate(runs):
+                report(spec.streams[j], int(run.stats.points_acked))
+    # close() blocks until everything is acknowledged; keep the progress bar moving.
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.wait(0.2):
+            for j, run in enumerate(runs):
+                report(spec.streams[j], int(run.stats.points_acked))
+
+    reporter = threading.Thread(target=publish, daemon=True)
+    reporter.start()
+    out = []
+    for j, run in enumerate(runs):
+        rep = run.close(timeout=spec.close_timeout_s)
+        stats = run.stats
+        t_last = time.monotonic()
+        report(spec.streams[j], int(stats.points_acked))
+        out.append({
+            "run_id": str(run.run_id),
+            "points_sent": sent[j],
+            "points_acked": int(stats.points_acked),
+            "batches_sent": int(getattr(stats, "batches_sent", 0)),
+            "batches_rejected": int(getattr(stats, "batches_rejected", 0)),
+            "slow_downs": int(getattr(stats, "slow_downs", 0)),
+            "ack_ms": list(_client_ack_ms(stats)),
+            "t_first_send": first_send,
+            "t_last_ack": t_last,
+            "error": "" if getattr(rep, "durable", True) else f"not durable: {rep}",
+            "points_dropped": int(getattr(stats, "points_dropped", 0)),
+        })
+    stop.set()
+    return out
+
+
+def _client_ack_ms(stats: Any) -> list[float]:
+    """Per-batch send->ack times if the client records them (else none)."""
+    for name in ("ack_latencies_ms", "ack_ms"):
+        value = getattr(stats, name, None)
+        if value is not None:
+            return [float(v) for v in value]
+    return []
