@@ -74,7 +74,7 @@ def deliver_spool(path: Path, channel: grpc.Channel, metadata: Metadata, options
         result.delivered = (delivery.attached.is_set() and spool.pending_batches == 0
                             and delivery.pending_ops == 0)
     finally:
-        result.points_acked = stats.points_acked
+        result.points_acked = spool.counters.trimmed_points - stats.points_rejected
         result.points_pending = spool.pending_points
         result.run_id = delivery.ref.run_id if delivery.ref else ""
         result.error = delivery.fatal or stats.last_error

@@ -223,11 +223,12 @@ class Run:
         spool = self._spool
         logged = s.points_logged + self._internal_logged
         dropped = self._queue_dropped + spool.counters.dropped_points
-        pending = max(0, logged - s.points_acked - dropped - s.points_invalid
-                      - s.points_rejected)
+        trimmed = spool.counters.trimmed_points  # acked + rejected, consistent with the seq
+        pending = max(0, logged - trimmed - dropped - s.points_invalid)
         oldest = spool.oldest_pending_ns()
         return RunStats(
-            points_logged=logged, points_acked=s.points_acked, points_spooled=s.points_spooled,
+            points_logged=logged, points_acked=max(0, trimmed - s.points_rejected),
+            points_spooled=s.points_spooled,
             points_pending=pending, points_dropped=dropped, points_invalid=s.points_invalid,
             points_rejected=s.points_rejected, batches_pending=spool.pending_batches,
             spool_bytes=spool.bytes, corrupt_records=spool.counters.corrupt_records,
@@ -304,7 +305,11 @@ class Run:
     def _atexit(self) -> None:
         timeout = float(os.environ.get("TRACKER_EXIT_TIMEOUT_S", self._opt.exit_timeout_s))
         crashed = getattr(sys, "last_value", None) is not None
-        self.finish("failed" if crashed else "finished", timeout=timeout)
+        try:
+            self.finish("failed" if crashed else "finished", timeout=timeout)
+        except Exception:  # at exit, a report beats a traceback (e.g. spool dir removed)
+            log.exception("tracker_client: exit flush failed; data may remain in %s",
+                          self._spool.path)
 
     def __enter__(self) -> Run:
         return self

@@ -88,6 +88,9 @@ class SpoolCounters:
     """Batches not stored (drop_new) or evicted unacknowledged (drop_oldest) when full."""
     dropped_points: int = 0
     """Points of those batches."""
+    trimmed_points: int = 0
+    """Points of acknowledged (committed or rejected) batches since the spool was opened;
+    updated under the same lock as the acknowledged seq, so the two always agree."""
 
 
 @dataclass
@@ -345,6 +348,7 @@ class Spool:
                     acked_points += entry.points
                     self._uncache(seq)
             self._pending_points -= acked_points
+            self.counters.trimmed_points += acked_points
             self._acked = acked_seq
             self._next_seq = max(self._next_seq, acked_seq + 1)
             freed = False

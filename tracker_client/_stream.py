@@ -244,6 +244,7 @@ class StreamSender:
                 session.pause_until = self._clock.monotonic() + delay
 
     def _on_ack(self, committed: int) -> None:
+        # Rejected batches are trimmed too; points_acked excludes them.
         points = self._spool.trim(committed)
         self.stats.points_acked += points
         with self._cv:

@@ -1,0 +1,167 @@
+"""``python -m bench client``: what the training loop pays for ``run.log()``.
+
+Figures (JSON):
+
+- ``log_p50_us`` / ``log_p99_us``: one ``run.log()`` of a 10-scalar dict, timed call by
+  call with ``perf_counter_ns``, back to back while the batcher and stream threads are
+  busy delivering what the loop logged (the worst case for GIL contention: a real
+  training step leaves the GIL free most of the time).
+- ``log_paced_p99_us``: the same with ~20 µs of pure-Python "work" between calls.
+- ``log_p99_us_server_down``: the same loop while the server is unreachable (points go
+  to the spool only; the attacher thread keeps retrying).
+- ``log_series_points_per_s``: end to end, ``log_series`` of 1M-point arrays until the
+  server acknowledged all of them (``flush`` durable).
+- ``delivered_points_per_s``: end to end for the back-to-back ``log()`` phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.environment import Database, ServerProcess, free_port
+from bench.report import table, write_json
+
+DEFAULT_OUT = Path(__file__).parent / "results" / "client.json"
+
+
+def _percentiles(samples_ns: list[int]) -> dict[str, float]:
+    a = np.asarray(samples_ns, dtype=np.float64) / 1000.0
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+            "p999": float(np.percentile(a, 99.9)), "max": float(a.max()),
+            "mean": float(a.mean())}
+
+
+def _timed_logs(run: Any, calls: int, start_step: int, pace_us: float = 0.0) -> list[int]:
+    keys = [f"metric_{i}" for i in range(10)]
+    out = [0] * calls
+    clock = time.perf_counter_ns
+    spin = int(pace_us * 1000)
+    for i in range(calls):
+        metrics = {k: (i + j) * 0.001 for j, k in enumerate(keys)}
+        t0 = clock()
+        run.log(metrics, step=start_step + i)
+        out[i] = clock() - t0
+        if spin:
+            end = clock() + spin
+            while clock() < end:  # "training work" that holds the GIL
+                pass
+    return out
+
+
+def measure(address: str, spool: Path, calls: int, series_points: int) -> dict[str, Any]:
+    """All figures against a running server at ``address``."""
+    import tracker_client
+
+    opts = tracker_client.Options(spool_dir=spool, system_metrics_interval_s=None,
+                                  recover_orphans=False)
+    res: dict[str, Any] = {}
+    run = tracker_client.init(experiment="bench-client", server=address, options=opts)
+    _timed_logs(run, 20_000, 0)  # warm-up (key tables, allocator, connection)
+    assert run.flush(60).durable
+    t0 = time.perf_counter()
+    samples = _timed_logs(run, calls, 20_000)
+    report = run.flush(300)
+    elapsed = time.perf_counter() - t0
+    stats = _percentiles(samples)
+    res["log_p50_us"] = stats["p50"]
+    res["log_p99_us"] = stats["p99"]
+    res["log_us"] = stats
+    res["delivered_points_per_s"] = calls * 10 / elapsed
+    res["log_durable"] = report.durable
+    paced = _percentiles(_timed_logs(run, calls // 4, 20_000 + calls, pace_us=20))
+    res["log_paced_p50_us"] = paced["p50"]
+    res["log_paced_p99_us"] = paced["p99"]
+    res["log_paced_us"] = paced
+    assert run.flush(300).durable
+
+    # log_series: 1M-point arrays, end to end until acknowledged.
+    chunk = 1_000_000
+    steps = np.arange(chunk, dtype=np.int64)
+    values = np.random.default_rng(0).random(chunk)
+    n = max(1, series_points // chunk)
+    t0 = time.perf_counter()
+    call_s = 0.0
+    for i in range(n):
+        c0 = time.perf_counter()
+        run.log_series(f"series_{i}", steps, values)
+        call_s += time.perf_counter() - c0
+    report = run.flush(600)
+    elapsed = time.perf_counter() - t0
+    res["log_series_points_per_s"] = n * chunk / elapsed
+    res["log_series_call_us"] = call_s / n * 1e6
+    res["log_series_durable"] = report.durable
+    run.close(30)
+
+    # Server down: nothing listens on the port; init() goes offline-until-it-returns.
+    down = tracker_client.init(experiment="bench-client", server=f"127.0.0.1:{free_port()}",
+                               options=replace(opts, init_timeout_s=0.5))
+    _timed_logs(down, 20_000, 0)
+    down_stats = _percentiles(_timed_logs(down, calls, 20_000))
+    res["log_p99_us_server_down"] = down_stats["p99"]
+    res["log_p50_us_server_down"] = down_stats["p50"]
+    res["log_us_server_down"] = down_stats
+    res["server_down_state"] = down.stats.state
+    down.close(0.5)
+    return res
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m bench client", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--calls", type=int, default=200_000, help="log() calls per phase")
+    p.add_argument("--series-points", type=int, default=10_000_000,
+                   help="points sent with log_series (in 1M-point arrays)")
+    p.add_argument("--server", default=None,
+                   help="use a running server instead of starting one (and a database)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the client benchmark, print a table and write JSON."""
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-client-") as tmp:
+        spool = Path(tmp) / "spool"
+        if args.server:
+            res = measure(args.server, spool, args.calls, args.series_points)
+        else:
+            with Database() as db:
+                server = ServerProcess(db.conninfo).start()
+                try:
+                    res = measure(server.address, spool, args.calls, args.series_points)
+                finally:
+                    server.stop()
+    out = {
+        "benchmark": "client",
+        "calls": args.calls,
+        **res,
+        "targets": {"log_p50_us": 5, "log_p99_us": 50, "log_p99_us_server_down": 1000},
+        "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
+                        "machine": platform.machine()},
+    }
+    print(table([
+        ("log() p50", f"{res['log_p50_us']:.2f} µs", "target <= 5 µs"),
+        ("log() p99", f"{res['log_p99_us']:.2f} µs", "target <= 50 µs (sender streaming)"),
+        ("log() p99, paced 20 µs", f"{res['log_paced_p99_us']:.2f} µs", ""),
+        ("log() p99, server down", f"{res['log_p99_us_server_down']:.2f} µs",
+         "target <= 1000 µs"),
+        ("log() delivered", f"{res['delivered_points_per_s'] / 1e6:.2f} M points/s",
+         "end to end, acked"),
+        ("log_series delivered", f"{res['log_series_points_per_s'] / 1e6:.2f} M points/s",
+         "end to end, acked"),
+    ], title="tracker client"))
+    write_json(args.out, out)
+    print(f"\nwrote {args.out}")
+    json.dumps(out)  # fail loudly if something is not JSON-able
+    return 0
