@@ -89,7 +89,7 @@ def test_close_returns_on_time_with_server_frozen_then_sync_delivers(
     assert Path(report.spool_path).is_dir()  # kept for the next start / tracker sync
     # Whatever the thawed server committed from its socket buffers, the spool resends
     # only what follows: exactly once.
-    assert sync_main([str(tmp_path), "--timeout", "30"]) == 0
+    assert sync_main([str(tmp_path), "--max-time", "30"]) == 0
     assert not Path(report.spool_path).exists()
     assert run.run_id is not None
     assert_exactly_once(database_url, run.run_id, 3000)

@@ -10,6 +10,7 @@ import tracker_client
 from tests.client_support import fast, stored
 from tests.support import Api, ServerThread, count_points
 from tracker_client._sync import main as sync_main
+from tracker_client.cli import main as cli_main
 from tracker_client.pb import experiments_pb2
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,8 +31,9 @@ def test_offline_spools_only_then_sync_uploads_once(
     # Nothing reached the server.
     exps = api.experiments.ListExperiments(experiments_pb2.ListExperimentsRequest()).experiments
     assert "offline" not in [e.name for e in exps]
-    assert sync_main([str(tmp_path), "--timeout", "30"]) == 0
-    assert sync_main([str(tmp_path), "--timeout", "30"]) == 0  # nothing left: a no-op
+    assert sync_main([str(tmp_path), "--max-time", "30"]) == 0
+    # Through the `tracker` CLI; nothing is left, so it is a no-op.
+    assert cli_main(["sync", str(tmp_path), "--max-time", "30"]) == 0
     assert not Path(report.spool_path).exists()
     exp = api.experiments.CreateExperiment(experiments_pb2.CreateExperimentRequest(
         name="offline", get_if_exists=True)).experiment

@@ -8,6 +8,7 @@ original job's recovery also runs, never duplicates a point.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -21,22 +22,26 @@ from tracker_client._recover import SyncResult, deliver_spool, find_spools
 from tracker_client._run import CHANNEL_OPTIONS
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``tracker sync`` (shared with the CLI package)."""
+def add_arguments(parser: argparse.ArgumentParser, *, with_globals: bool = True) -> None:
+    """The options of ``tracker sync``; ``with_globals`` False when the CLI package
+    already provides --server and --api-key."""
     parser.add_argument("path", type=Path, nargs="?", default=None,
                         help="spool directory or spool root (default: $TRACKER_SPOOL_DIR "
                              "or ~/.cache/tracker/spool)")
-    parser.add_argument("--server", default=None,
-                        help="server address (default: the one recorded in each spool)")
-    parser.add_argument("--api-key", default=None, help="API key (default $TRACKER_API_KEY)")
-    parser.add_argument("--timeout", type=float, default=600.0,
+    if with_globals:
+        parser.add_argument("--server", default=None,
+                            help="server address (default: the one recorded in each spool)")
+        parser.add_argument("--api-key", default=None,
+                            help="API key (default $TRACKER_API_KEY)")
+    parser.add_argument("--max-time", type=float, default=600.0,
                         help="seconds to spend per spool before giving up (default 600)")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Deliver every spool under ``args.path``; 0 when all were delivered."""
-    root: Path = args.path or _env.spool_dir()
-    key = _env.api_key(args.api_key)
+def sync(root: Path | None, server: str | None = None, api_key: str | None = None,
+         max_time_s: float = 600.0) -> int:
+    """Deliver every spool under ``root``; 0 when all were delivered, 1 otherwise."""
+    root = root or _env.spool_dir()
+    key = _env.api_key(api_key)
     md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {key}"),) if key else ()
     opt = Options(system_metrics_interval_s=None, recover_orphans=False)
     results: list[SyncResult] = []
@@ -44,15 +49,18 @@ def run(args: argparse.Namespace) -> int:
     channels: dict[str, grpc.Channel] = {}
     try:
         for path in find_spools(root):
-            import json
-
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-            address = args.server or meta.get("server") or _env.server_address(None)
+            try:
+                meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                print(f"{path}: unreadable meta.json ({exc}), skipped", file=sys.stderr)
+                skipped += 1
+                continue
+            address = server or meta.get("server") or _env.server_address(None)
             channel = channels.get(address)
             if channel is None:
                 channel = channels[address] = grpc.insecure_channel(address,
                                                                     options=CHANNEL_OPTIONS)
-            result = deliver_spool(path, channel, md, opt, time.monotonic() + args.timeout)
+            result = deliver_spool(path, channel, md, opt, time.monotonic() + max_time_s)
             if result is None:
                 skipped += 1
                 print(f"{path}: in use by a running process, skipped", file=sys.stderr)
@@ -74,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracker sync", description=__doc__)
     add_arguments(parser)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return sync(args.path, args.server, args.api_key, args.max_time)
 
 
 if __name__ == "__main__":

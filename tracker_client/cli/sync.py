@@ -1,0 +1,21 @@
+"""``tracker sync PATH``: upload spools written offline or left by crashed jobs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tracker_client._sync import add_arguments, sync
+from tracker_client.cli._common import Client, command_parser
+
+
+def register(sub: Any) -> None:
+    """Add ``sync``."""
+    parser = command_parser(sub, "sync", "upload offline or left-over spools (exactly once)")
+    add_arguments(parser, with_globals=False)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, client: Client) -> int:
+    """Deliver every spool under PATH; the server is --server, else each spool's own."""
+    return sync(args.path, args.server, args.api_key, args.max_time)
