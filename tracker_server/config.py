@@ -64,6 +64,12 @@ class Settings:
     flush_retry_max_ms: int = 5_000
     """Longest back-off between retries of a failed flush (database unavailable)."""
 
+    compact_interval_s: float = 60.0
+    """Seconds between compaction rounds merging small chunks (0 disables)."""
+
+    compact_max_series: int = 2000
+    """Most series (run, key, rank, attempt) one compaction round merges."""
+
     shutdown_grace_s: float = 10.0
     """On SIGTERM, time given to open streams and the last flush before exit."""
 
@@ -86,6 +92,8 @@ _ENV = {
     "slow_down_ms": "TRACKER_SLOW_DOWN_MS",
     "db_pool_size": "TRACKER_DB_POOL_SIZE",
     "flush_retry_max_ms": "TRACKER_FLUSH_RETRY_MAX_MS",
+    "compact_interval_s": "TRACKER_COMPACT_INTERVAL_S",
+    "compact_max_series": "TRACKER_COMPACT_MAX_SERIES",
     "shutdown_grace_s": "TRACKER_SHUTDOWN_GRACE_S",
     "log_level": "TRACKER_LOG_LEVEL",
 }

@@ -21,6 +21,7 @@ from tracker_server.config import Settings
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.points import Limits
 from tracker_server.domain.series_query import SeriesQuery
+from tracker_server.storage.compactor import Compactor
 from tracker_server.storage.embedded import start_embedded
 from tracker_server.storage.metric_store import PgMetricStore
 from tracker_server.storage.metrics_read import PgMetricsReader
@@ -50,6 +51,7 @@ class RunningServer:
     pool: AsyncConnectionPool
     conninfo: str
     health: Any
+    compactor: Compactor
     embedded: Any = None
 
     @property
@@ -60,6 +62,7 @@ class RunningServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop serving, flush buffered points, close the pool (and embedded PG)."""
         await self.health.enter_graceful_shutdown()
+        await self.compactor.stop()
         await asyncio.gather(self.server.stop(grace_s), self.engine.stop(grace_s))
         await self.pool.close()
         if self.embedded is not None:
@@ -103,6 +106,8 @@ async def start_server(settings: Settings) -> RunningServer:
     await pool.open(wait=True, timeout=30)
     engine = IngestEngine(PgMetricStore(pool), engine_config(settings))
     engine.start()
+    compactor = Compactor(pool, settings.compact_interval_s, settings.compact_max_series)
+    compactor.start()
 
     server = grpc.aio.server(
         options=[
@@ -130,4 +135,6 @@ async def start_server(settings: Settings) -> RunningServer:
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None)
-    return RunningServer(server, port, engine, pool, conninfo, health_servicer, embedded)
+    return RunningServer(
+        server, port, engine, pool, conninfo, health_servicer, compactor, embedded
+    )
