@@ -83,7 +83,7 @@ def test_close_returns_on_time_with_server_frozen_then_sync_delivers(
         elapsed = time.monotonic() - t0
     finally:
         os.kill(server_proc.proc.pid, signal.SIGCONT)
-    assert elapsed < 3.0, f"close(timeout=1.5) took {elapsed:.2f}s"
+    assert elapsed < 1.5 + 0.5, f"close(timeout=1.5) took {elapsed:.2f}s"
     assert not report.durable and report.points_pending > 0 and report.batches_pending > 0
     assert report.oldest_unacked_age_s is not None
     assert Path(report.spool_path).is_dir()  # kept for the next start / tracker sync

@@ -139,9 +139,10 @@ class Delivery:
             done = self.sender.close(deadline) and self.control.wait(
                 self.control.submitted, deadline)
         self._stop.set()
+        grace = max(0.05, deadline - time.monotonic())
         if self.sender is not None:
-            self.sender.stop()
+            self.sender.stop(grace)
         self.control.stop()
         if self._attacher is not None:
-            self._attacher.join(1.0)
+            self._attacher.join(grace)
         return done and self.spool.pending_batches == 0 and self.control.pending == 0

@@ -283,7 +283,7 @@ class Run:
             if self._sys is not None:
                 self._sys.stop()
             self._batcher.flush(max(0.0, deadline - time.monotonic()))
-            self._batcher.stop(max(0.0, min(1.0, deadline - time.monotonic())))
+            self._batcher.stop(max(0.05, min(1.0, deadline - time.monotonic())))
             if self.mode == "online":
                 self._delivery.wait_delivered(deadline)
             self._delivery.close(deadline)

@@ -142,10 +142,10 @@ class StreamSender:
             self._closing = True  # lets the request stream half-close once all is sent
             self._cv.notify_all()
         done = self._open is not None and self.wait_acked(target, deadline)
-        self.stop()
+        self.stop(max(0.05, deadline - self._clock.monotonic()))
         return done or self._spool.pending_batches == 0
 
-    def stop(self) -> None:
+    def stop(self, join_timeout_s: float = 2.0) -> None:
         """Stop now (cancels the stream); whatever is unacknowledged stays spooled."""
         self._stop.set()
         with self._cv:
@@ -154,7 +154,7 @@ class StreamSender:
         if call is not None:
             call.cancel()
         if self._thread.is_alive():
-            self._thread.join(2.0)
+            self._thread.join(join_timeout_s)
 
     # -- thread ------------------------------------------------------------------------
 
