@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tracker_client._spool import HEADER_BYTES, Spool, SpoolLocked, encode_record
 
@@ -135,3 +137,30 @@ def test_reads_beyond_the_memory_cache_come_from_disk(tmp_path: Path) -> None:
     assert rec is not None and rec.payload == payload(1)
     spool.close()
     assert os.path.exists(tmp_path / "w" / "meta.json")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=10 * (HEADER_BYTES + 50)),
+       flip=st.one_of(st.none(), st.integers(min_value=0, max_value=10 * (HEADER_BYTES + 50) - 1)))
+def test_recovery_never_returns_garbage(tmp_path_factory: pytest.TempPathFactory, cut: int,
+                                        flip: int | None) -> None:
+    path = tmp_path_factory.mktemp("prop") / "w"
+    spool = Spool(path)
+    originals = {spool.append(payload(i, 50), 10): payload(i, 50) for i in range(10)}
+    spool.close()
+    seg = next(path.glob("*.seg"))
+    data = bytearray(seg.read_bytes())
+    if flip is not None:
+        data[flip] ^= 0x5A
+    seg.write_bytes(bytes(data[:cut]))
+    again = Spool(path)
+    for seq in range(1, again.last_seq + 1):
+        rec = again.get(seq)
+        assert rec is not None
+        assert rec.placeholder or rec.payload == originals[seq]
+    intact = cut // (HEADER_BYTES + 50)
+    damaged = None if flip is None else flip // (HEADER_BYTES + 50)
+    assert again.last_seq >= (intact if damaged is None else min(intact, damaged))
+    assert again.append(b"next", 1) == again.last_seq  # appends continue contiguously
+    again.close()
