@@ -179,8 +179,10 @@ def _summaries(chunks: ChunkSet, order: IntpArray, sizes: IntpArray) -> SummaryS
     last_rows = pick((arrival_last, steps[last_idx], attempts), largest=True)
     inf_min = np.where(has_value, gmin, np.inf)
     neg_max = np.where(has_value, -gmax, np.inf)
-    min_rows = pick((arrival_min, inf_min), largest=False)
-    max_rows = pick((arrival_max, neg_max), largest=False)
+    # Rows with only NaN sort after rows with a value, whatever their placeholder.
+    no_value = ~has_value
+    min_rows = pick((arrival_min, inf_min, no_value), largest=False)
+    max_rows = pick((arrival_max, neg_max, no_value), largest=False)
     group_rows = row_order[g_starts]
     counts = np.add.reduceat(chunks.n[row_order], g_starts)
     first = np.minimum.reduceat(chunks.first_steps[row_order], g_starts)
