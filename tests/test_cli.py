@@ -82,7 +82,7 @@ def test_best_compare_metrics(server: ServerThread, seeded: dict[str, str],
 def test_plot_writes_png(server: ServerThread, seeded: dict[str, str], tmp_path: Path,
                          capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "loss.png"
-    code, out, err = run_cli(server, capsys, "plot", seeded["run0"], seeded["run1"],
+    code, _out, err = run_cli(server, capsys, "plot", seeded["run0"], seeded["run1"],
                              "--key", "loss", "-o", str(png))
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

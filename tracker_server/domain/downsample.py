@@ -35,8 +35,9 @@ def _bucket_starts(steps: Int64Array, buckets: int) -> IndexArray:
     # float64 keeps huge step ranges free of int64 overflow; widths stay monotonic.
     edges = first + span * (np.arange(1, buckets, dtype=np.float64) / buckets)
     bounds = np.searchsorted(steps.astype(np.float64), edges, side="left")
-    starts = np.unique(np.r_[0, bounds])
-    return starts[starts < steps.shape[0]].astype(np.intp)
+    starts: IndexArray = np.unique(np.r_[0, bounds]).astype(np.intp)
+    kept: IndexArray = starts[starts < steps.shape[0]]
+    return kept
 
 
 def _first_match(mask: npt.NDArray[np.bool_], starts: IndexArray) -> IndexArray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -31,7 +31,8 @@ from tracker_server.transport.errors import unary
 MAX_SEARCH_EXPERIMENTS = 100
 _DEFAULT_STATUSES = [ExperimentStatus.CREATED, ExperimentStatus.ACTIVE]
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+# grpc ships no type information (mypy sees Any), hence the explicit alias.
+Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):

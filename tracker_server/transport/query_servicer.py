@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -21,7 +21,8 @@ from tracker_server.storage.runs_store import PgRunQueries
 from tracker_server.transport import query_convert as qc
 from tracker_server.transport.errors import abort, unary
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+# grpc ships no type information (mypy sees Any), hence the explicit alias.
+Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 MAX_SERIES_RUNS = 100
 MAX_SERIES_KEYS = 100
