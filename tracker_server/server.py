@@ -123,7 +123,7 @@ async def start_server(settings: Settings) -> RunningServer:
         ExperimentServicer(PgRunQueries(pool), PgRunSearch(pool)), server
     )
     reader = PgMetricsReader(pool)
-    query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(
+    query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(  # type: ignore[no-untyped-call]
         MetricsQueryServicer(reader, PgRunQueries(pool), SeriesQuery(reader)), server
     )
     health_servicer = health.aio.HealthServicer()
