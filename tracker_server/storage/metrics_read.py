@@ -32,8 +32,8 @@ _KEY_IDS = "SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::text[])"
 
 # Per (rank, attempt): smallest step (the supersession boundary of an attempt depends on
 # all its chunks, not only those inside the requested range), chunk count and newest
-# chunk id. Chunks are insert-only (a compactor replaces them by new, higher ids), so
-# these rows also serve as the version of the series for the read cache.
+# chunk id. A flush adds a higher id; the compactor merges consecutive small chunks into
+# one (fewer chunks), so these rows also serve as the version of the series for the cache.
 _ATTEMPTS = """
 SELECT rank, attempt, min(first_step), count(*), max(chunk_id), sum(n) FROM metric_chunks
 WHERE run_id = %(run)s AND key_id = %(key)s
