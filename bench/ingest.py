@@ -67,7 +67,7 @@ class IngestParams:
     profile: str = "default"
     verify_mode: str = "ranges"
     ceiling: bool = True
-    ceiling_max_points: int = 30_000_000
+    ceiling_max_points: int = 10_000_000
     seed: int = 0
 
     @property
@@ -394,7 +394,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra server setting, e.g. TRACKER_FLUSH_INTERVAL_MS=50")
     p.add_argument("--no-ceiling", action="store_true", help="skip the ceiling")
-    p.add_argument("--ceiling-max-points", type=int, default=30_000_000)
+    p.add_argument("--ceiling-max-points", type=int, default=10_000_000,
+                   help="points the ceiling writes at most (generated in memory first)")
     p.add_argument("--verify", choices=["ranges", "full"], default="ranges",
                    help="full also unnests every point to look for duplicates")
     p.add_argument("--compaction-wait", type=float, default=0.0,

@@ -1,0 +1,38 @@
+"""Smoke test of the benchmark harness, so it does not rot (figures are not checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REQUIRED = (
+    "e2e_points_per_s", "ceiling_points_per_s", "ratio_to_ceiling", "points_sent",
+    "points_committed", "ack_p50_ms", "ack_p99_ms", "server_cpu_s", "server_peak_rss_mb",
+    "disk_bytes_per_point", "params",
+)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("transport", ["raw", "client"])
+def test_bench_ingest_smoke(database_url: str, tmp_path: Path, transport: str) -> None:
+    out = tmp_path / "ingest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "ingest", "--transport", transport, "--streams", "2",
+         "--keys", "5", "--batch-points", "500", "--points", "20000",
+         "--database-url", database_url, "--json", str(out), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    for field in REQUIRED:
+        assert field in data, field
+    assert data["points_sent"] == 20000
+    assert data["points_committed"] == data["points_sent"]
+    assert data["exactly_once"] is True
+    assert data["e2e_points_per_s"] > 0 and data["ceiling_points_per_s"] > 0
+    if transport == "raw":
+        assert data["ack_p99_ms"] >= data["ack_p50_ms"] > 0
