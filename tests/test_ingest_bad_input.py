@@ -52,9 +52,8 @@ def _stream_error(api: Api, reqs: list[ingest_pb2.StreamRequest]) -> grpc.RpcErr
         (metrics_pb2.MetricColumns(keys=["x" * 251], key_index=[0], steps=[1], values=[1],
                                    wall_time_ns=[1]),
          "invalid metric name"),
-        (metrics_pb2.MetricColumns(keys=["a"]), "no points"),
     ],
-    ids=["mismatched-lengths", "key-index-out-of-range", "empty-key", "long-key", "empty"],
+    ids=["mismatched-lengths", "key-index-out-of-range", "empty-key", "long-key"],
 )
 def test_bad_batch_is_rejected_whole_and_stream_continues(
     api: Api, database_url: str, cols: metrics_pb2.MetricColumns, fragment: str
@@ -71,6 +70,16 @@ def test_bad_batch_is_rejected_whole_and_stream_continues(
     assert fragment in rejected[0].message or any(fragment in e.reason for e in rejected[0].errors)
     assert resp[-1].ack.committed_through_seq == 3  # the rejected seq is consumed
     assert count_points(database_url, run_id) == 200  # nothing of batch 2
+
+
+def test_empty_batch_is_a_no_op_that_consumes_its_seq(api: Api, database_url: str) -> None:
+    run_id = api.new_run()
+    resp = run_stream(api, [open_req(run_id, "w"), batch_req(1, _good()),
+                            batch_req(2, metrics_pb2.MetricColumns()),
+                            batch_req(3, _good(seq_offset=100))])
+    assert _rejected(resp) == []
+    assert resp[-1].ack.committed_through_seq == 3
+    assert count_points(database_url, run_id) == 200
 
 
 def test_key_index_errors_name_the_points(api: Api) -> None:

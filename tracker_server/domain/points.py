@@ -129,7 +129,9 @@ def validate_columns(seq: int, raw: RawColumns, limits: Limits) -> PointBatch:
         detail = ", ".join(f"{k}={v}" for k, v in lengths.items())
         raise invalid(f"batch {seq}: column lengths differ ({detail})")
     if n == 0:
-        raise invalid(f"batch {seq}: no points")
+        # A valid no-op that consumes its seq: clients send one in place of a batch
+        # whose data they lost (e.g. a corrupt spool record) so their seqs stay contiguous.
+        return empty_batch(seq)
     if n > limits.max_batch_points:
         raise invalid(
             f"batch {seq}: {n} points exceed the limit of {limits.max_batch_points} per batch"
