@@ -52,9 +52,9 @@ def test_two_process_ranks_into_one_run(
 
 
 def readme_example() -> str:
-    text = (ROOT / "docs" / "client.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"<!-- multi-gpu-example -->\n```python\n(.*?)```", text, re.S)
-    assert match, "docs/client.md lost its multi-GPU example"
+    assert match, "README.md lost its multi-GPU example"
     return match.group(1)
 
 
