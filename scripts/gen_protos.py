@@ -22,7 +22,10 @@ OUT_DIR = ROOT / "tracker_client" / "pb"
 PACKAGE = "tracker_client.pb"
 
 _IMPORT_RE = re.compile(r"^from tracker\.v1 import (\w+)", re.MULTILINE)
-_INIT = '"""Generated protobuf and gRPC code for tracker.v1 (do not edit; see scripts/gen_protos.py)."""\n'
+_INIT = (
+    '"""Generated protobuf and gRPC code for tracker.v1 '
+    '(do not edit; see scripts/gen_protos.py)."""\n'
+)
 
 
 def generate() -> dict[str, str]:

@@ -18,8 +18,13 @@ from typing import Any
 import grpc
 import numpy as np
 
-from tracker_client.pb import experiments_pb2, experiments_pb2_grpc, ingest_pb2, ingest_pb2_grpc
-from tracker_client.pb import metrics_pb2
+from tracker_client.pb import (
+    experiments_pb2,
+    experiments_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    metrics_pb2,
+)
 from tracker_server.config import Settings
 from tracker_server.server import RunningServer, start_server
 

@@ -76,7 +76,9 @@ def test_database_stall_applies_backpressure_and_loses_nothing(database_url: str
         stop_sending.set()
         for t in threads:
             t.join(120)
-        print(f"base_rss={base_rss/MiB:.0f}MiB peak_rss={peak_rss/MiB:.0f}MiB slow_downs={sum(slow_downs)} sent={sent} start/mid/end={sent_at_start}/{sent_mid}/{sent_at_end}")
+        print(f"base_rss={base_rss / MiB:.0f}MiB peak_rss={peak_rss / MiB:.0f}MiB "
+              f"slow_downs={sum(slow_downs)} sent={sent} "
+              f"start/mid/end={sent_at_start}/{sent_mid}/{sent_at_end}")
         assert errors == []
         # Memory: bounded by the budget (plus interpreter, gRPC and flush overhead).
         assert peak_rss < base_rss + BUDGET + 150 * MiB, (base_rss, peak_rss)

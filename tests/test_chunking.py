@@ -42,7 +42,8 @@ def test_chunks_and_summaries_match_naive_model(specs: list) -> None:
         info = WriterInfo(WriterKey(RUNS[run], f"w{run}{rank}{attempt}"), rank, attempt)
         b = _batch(seq, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts])
         rows.append((info, b))
-        flat += [(RUNS[run], rank, attempt, k + 10, s, v, len(flat) + i) for i, (k, s, v) in enumerate(pts)]
+        flat += [(RUNS[run], rank, attempt, k + 10, s, v, len(flat) + i)
+                 for i, (k, s, v) in enumerate(pts)]
     chunks, summaries = build_chunks(rows)
 
     # Chunks: every point once, grouped by (run, rank, attempt, key), arrival order kept.

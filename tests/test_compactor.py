@@ -43,8 +43,9 @@ def _send_acked_one_by_one(api: Api, reqs: list) -> int:
         yield reqs[0]
         for r in reqs[1:]:
             yield r
+            seq = r.batch.seq
             with acked:
-                acked.wait_for(lambda: state["acked"] >= r.batch.seq, timeout=10)
+                acked.wait_for(lambda seq=seq: state["acked"] >= seq, timeout=10)
 
     for resp in api.ingest.Stream(gen(), timeout=60):
         if resp.WhichOneof("kind") == "ack":
@@ -104,7 +105,9 @@ def test_small_chunks_are_merged_and_reads_do_not_change(
     assert dict(small) == {"a": 2, "b": 1, "c": 1}
 
 
-def test_compaction_does_not_block_ingest(server: ServerThread, api: Api, database_url: str) -> None:
+def test_compaction_does_not_block_ingest(
+    server: ServerThread, api: Api, database_url: str
+) -> None:
     run_id = api.new_run()
     reqs = [open_req(run_id, "w")]
     for i in range(100):

@@ -101,7 +101,8 @@ def test_reconnect_while_first_stream_holds_unflushed_batches(
         assert next(call_a).opened.committed_seq == 0
         time.sleep(0.3)  # A's five batches are received and buffered, not flushed
         assert count_points(database_url, run_id) == 0
-        resp_b = run_stream(api, [open_req(run_id, "w")] + [batch_req(i + 1, b[i]) for i in range(8)])
+        resend = [batch_req(i + 1, b[i]) for i in range(8)]
+        resp_b = run_stream(api, [open_req(run_id, "w"), *resend])
         assert resp_b[0].opened.committed_seq == 0
         assert resp_b[-1].ack.committed_through_seq == 8
         gate.set()
@@ -132,7 +133,8 @@ def test_stale_buffer_on_another_server_is_fenced(settings: Settings, database_u
         assert next(call).opened.committed_seq == 0
         time.sleep(0.3)
         # The client gave up on the slow server and resent everything to the fast one.
-        resp = run_stream(api_fast, [open_req(run_id, "w")] + [batch_req(i + 1, b[i]) for i in range(6)])
+        resend = [batch_req(i + 1, b[i]) for i in range(6)]
+        resp = run_stream(api_fast, [open_req(run_id, "w"), *resend])
         assert resp[-1].ack.committed_through_seq == 6
         assert count_points(database_url, run_id) == 3000
         gate.set()

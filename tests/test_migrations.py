@@ -70,7 +70,8 @@ def test_chunk_columns_are_not_pglz_compressed(database_url: str) -> None:
         ).fetchone()
         rows = conn.execute(
             "SELECT attname, attstorage, attcompression FROM pg_attribute "
-            "WHERE attrelid = 'metric_chunks'::regclass AND attname IN ('steps', 'values', 'wall_ns')"
+            "WHERE attrelid = 'metric_chunks'::regclass "
+            "AND attname IN ('steps', 'values', 'wall_ns')"
         ).fetchall()
     assert len(rows) == 3
     for _, storage, compression in rows:

@@ -40,7 +40,7 @@ FATAL_CODES = frozenset({
 def retry_delay_s(exc: grpc.RpcError) -> float:
     """The RetryInfo delay in a status' rich details, 0 when absent."""
     try:
-        from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+        from google.rpc import error_details_pb2
         from grpc_status import rpc_status
 
         status = rpc_status.from_call(exc)

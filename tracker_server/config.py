@@ -25,7 +25,7 @@ class Settings:
     database_url: str | None = None
     """PostgreSQL conninfo. None starts the embedded PostgreSQL in ``data_dir``."""
 
-    data_dir: Path = Path("~/.local/share/tracker").expanduser()
+    data_dir: Path = Path.home() / ".local" / "share" / "tracker"
     """Directory of the embedded PostgreSQL cluster (``<data_dir>/pg``)."""
 
     flush_interval_ms: int = 100
@@ -139,11 +139,14 @@ def load_settings(
 def validate(settings: Settings) -> None:
     """Reject settings that cannot work, with the variable name in the message."""
     positive = (
-        "flush_interval_ms", "flush_bytes", "max_flush_bytes", "memory_budget_bytes", "max_message_bytes",
-        "max_batch_points", "max_key_bytes", "max_keys_per_batch", "db_pool_size",
+        "flush_interval_ms", "flush_bytes", "max_flush_bytes", "memory_budget_bytes",
+        "max_message_bytes", "max_batch_points", "max_key_bytes", "max_keys_per_batch",
+        "db_pool_size",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ValueError(f"{_ENV[name]} must be > 0, got {getattr(settings, name)}")
     if settings.flush_bytes > settings.memory_budget_bytes:
-        raise ValueError("TRACKER_FLUSH_BYTES must not exceed TRACKER_MEMORY_BUDGET_BYTES")
+        raise ValueError(
+            "TRACKER_FLUSH_BYTES must not exceed TRACKER_MEMORY_BUDGET_BYTES"
+        )

