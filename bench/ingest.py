@@ -25,6 +25,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,6 +92,9 @@ class Harness:
     server_pid: int | None = None
     server_env: dict[str, str] = field(default_factory=dict)
     keep: bool = False
+    py_spy: str | None = None
+    """Record the server with py-spy during the timed window into this file
+    (.svg flame graph, .txt collapsed stacks, .json speedscope)."""
     db: Database | None = None
     server: ServerProcess | None = None
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-logs-")))
@@ -222,6 +226,7 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     start = time.monotonic()
     t0.value = start
     go.set()
+    spy = _start_py_spy(h, duration or 10.0)
     total = steps * wl.keys * p.streams if steps else None
     bar = Progress(label, total) if show_progress else None
     limit = (duration or 0) + 300 + (steps or 0) * wl.keys * p.streams / 50_000
@@ -245,6 +250,8 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     machine_cpu_s = _busy_cpu_s() - machine_before
     if bar is not None:
         bar.close()
+    if spy is not None:
+        spy.wait(60)
     errors = [g["error"] for g in got if "error" in g]
     if errors or len(got) < len(procs):
         raise RuntimeError("client process failed:\n" + "\n".join(errors)
@@ -258,6 +265,17 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     fig["machine_busy_cores"] = machine_cpu_s / window
     fig["other_processes_cores"] = max(0.0, machine_cpu_s - ours) / window
     return fig
+
+
+def _start_py_spy(h: Harness, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy record of the server process, if asked for (pip install py-spy)."""
+    if not h.py_spy or not h.server_pid:
+        return None
+    fmt = {".txt": "raw", ".json": "speedscope"}.get(Path(h.py_spy).suffix, "flamegraph")
+    return subprocess.Popen(
+        ["py-spy", "record", "-p", str(h.server_pid), "-d", str(max(1, int(seconds))),
+         "-r", "100", "--threads", "-f", fmt, "-o", h.py_spy],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _busy_cpu_s() -> float:
@@ -401,6 +419,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compaction-wait", type=float, default=0.0,
                    help="lowfreq: seconds to wait for the compactor before 'after' figures")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--py-spy", metavar="PATH", help="profile the server with py-spy while "
+                   "the clients send (.svg flame graph, .txt collapsed stacks)")
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -443,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     p = params_from(args)
     env = dict(kv.split("=", 1) for kv in args.server_env)
-    harness = Harness(args.database_url, args.server, args.server_pid, env)
+    harness = Harness(args.database_url, args.server, args.server_pid, env, py_spy=args.py_spy)
     with harness:
         fig = run_e2e(harness, p, show_progress=not args.quiet)
         if p.profile == "lowfreq":
