@@ -43,6 +43,18 @@ def default_run_key() -> str | None:
     return None
 
 
+def job_resume_token() -> str | None:
+    """A token every rank of one (re)start of a job derives alike (see
+    CreateRunRequest.resume_token): the attempt goes up once per restart, not per rank."""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        return f"torchelastic-{os.environ['TORCHELASTIC_RUN_ID']}-{restarts}"
+    if os.environ.get("SLURM_JOB_ID"):
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        return f"slurm-{os.environ['SLURM_JOB_ID']}-{restarts}"
+    return None
+
+
 def world_size() -> int | None:
     """Number of ranks from WORLD_SIZE or SLURM_NTASKS, None when unknown."""
     for var in ("WORLD_SIZE", "SLURM_NTASKS"):

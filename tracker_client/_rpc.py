@@ -73,6 +73,7 @@ def create_run(channel: grpc.Channel, meta: dict[str, Any], metadata: Metadata,
         params=meta.get("params") or {},
         tags=meta.get("tags") or {},
         resume=bool(meta.get("resume")),
+        resume_token=meta.get("resume_token") or "",
         slurm_job_id=meta.get("slurm_job_id", ""),
         metadata=struct,
     )

@@ -353,7 +353,9 @@ def init(
       makes every rank of a job attach to the same run; without one, a fresh key
       (so a fresh run) is generated.
     - ``resume=True`` starts a new attempt of an existing run: its steps supersede the
-      earlier attempt's from its first step on. Only the primary rank asks for it.
+      earlier attempt's from its first step on. Under torchrun or SLURM every rank sends
+      the same resume token (job id + restart count), so the attempt goes up once per
+      restart whichever rank arrives first; elsewhere only the primary rank resumes.
     - ``config`` becomes the run's params; ``seed`` and reproducibility metadata (git,
       host, packages, command line, SLURM, GPUs) are recorded.
     - If the server cannot be reached, init() does not fail: the run logs to its
@@ -374,17 +376,23 @@ def init(
     run_key = run_key or _env.default_run_key() or f"run-{uuid.uuid4().hex[:12]}"
     root = opt.spool_dir or _env.spool_dir()
     writer_id = f"{_safe(run_key)}.r{rank}.{uuid.uuid4().hex[:10]}"
+    job_token = _env.job_resume_token()
+    # A token per resume makes the server count it once: shared by all ranks of a
+    # restarted job, or (no job environment) private to the primary rank's init, kept in
+    # the spool so a retried CreateRun cannot start a second attempt.
+    resumes = bool(resume and (job_token or rank == 0))
+    resume_token = (job_token or f"init-{uuid.uuid4().hex}") if resumes else ""
     spool = opt.spool().open(root / writer_id)
     spool.update_meta(
         version=1, mode=mode, server=address, experiment=_env.experiment_name(experiment),
         owner=owner, name=name or "", run_key=run_key, writer_id=writer_id, rank=rank,
         params={k: str(v) for k, v in (config or {}).items()}, tags=dict(tags or {}),
-        resume=bool(resume and rank == 0), seed=seed,
+        resume=resumes, resume_token=resume_token, seed=seed,
         slurm_job_id=os.environ.get("SLURM_JOB_ID", ""),
         metadata=_metadata.collect(seed, rank, _env.world_size()),
         created_ns=time.time_ns(), run_id=None,
     )
-    if resume and rank != 0:
+    if resume and not resumes:
         log.info("tracker_client: rank %d attaches to the attempt the primary rank resumes",
                  rank)
     channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS) if mode == "online" \

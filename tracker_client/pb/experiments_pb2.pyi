@@ -116,7 +116,7 @@ class CreateExperimentResponse(_message.Message):
     def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("experiment_id", "name", "run_key", "seed", "slurm_job_id", "metadata", "params", "tags", "resume")
+    __slots__ = ("experiment_id", "name", "run_key", "seed", "slurm_job_id", "metadata", "params", "tags", "resume", "resume_token")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,7 @@ class CreateRunRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     name: str
     run_key: str
@@ -149,7 +150,8 @@ class CreateRunRequest(_message.Message):
     params: _containers.ScalarMap[str, str]
     tags: _containers.ScalarMap[str, str]
     resume: bool
-    def __init__(self, experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., run_key: _Optional[str] = ..., seed: _Optional[int] = ..., slurm_job_id: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., resume: _Optional[bool] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., run_key: _Optional[str] = ..., seed: _Optional[int] = ..., slurm_job_id: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., resume: _Optional[bool] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class CreateRunResponse(_message.Message):
     __slots__ = ("run", "created")

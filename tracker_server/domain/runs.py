@@ -77,6 +77,7 @@ class NewRun:
     params: dict[str, str]
     tags: dict[str, str]
     resume: bool
+    resume_token: str = ""
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:

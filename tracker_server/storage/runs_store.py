@@ -37,8 +37,10 @@ RETURNING {_EXPERIMENT_COLUMNS}
 """
 
 _INSERT_RUN = f"""
-INSERT INTO runs (run_id, experiment_id, name, run_key, seed, slurm_job_id, metadata)
-VALUES (%(id)s, %(experiment_id)s, %(name)s, %(run_key)s, %(seed)s, %(slurm)s, %(metadata)s)
+INSERT INTO runs (run_id, experiment_id, name, run_key, seed, slurm_job_id, metadata,
+                  resume_token)
+VALUES (%(id)s, %(experiment_id)s, %(name)s, %(run_key)s, %(seed)s, %(slurm)s, %(metadata)s,
+        %(resume_token)s)
 ON CONFLICT (experiment_id, run_key) DO NOTHING
 RETURNING {_RUN_COLUMNS}
 """
@@ -50,8 +52,8 @@ FOR UPDATE
 
 _RESUME_RUN = f"""
 UPDATE runs SET attempt = attempt + 1, status = {int(RunStatus.RUNNING)}, ended_at = NULL,
-    updated_at = now()
-WHERE run_id = %(id)s
+    updated_at = now(), resume_token = %(token)s
+WHERE run_id = %(id)s AND (%(token)s = '' OR resume_token <> %(token)s)
 RETURNING {_RUN_COLUMNS}
 """
 
@@ -202,6 +204,7 @@ class PgRunStore:
                         "seed": new.seed,
                         "slurm": new.slurm_job_id,
                         "metadata": Jsonb(new.metadata),
+                        "resume_token": new.resume_token if new.resume else "",
                     },
                 )
                 row = await cur.fetchone()
@@ -214,9 +217,11 @@ class PgRunStore:
                     row = await cur.fetchone()
                     assert row is not None  # the conflicting row exists and is now locked
                     if new.resume:
-                        await cur.execute(_RESUME_RUN, {"id": row["run_id"]})
-                        row = await cur.fetchone()
-                        assert row is not None
+                        await cur.execute(
+                            _RESUME_RUN, {"id": row["run_id"], "token": new.resume_token}
+                        )
+                        # No row: this token already started the current attempt.
+                        row = await cur.fetchone() or row
                 else:
                     await conn.execute(_ACTIVATE_EXPERIMENT, (new.experiment_id,))
                 await set_params(conn, row["run_id"], new.params)

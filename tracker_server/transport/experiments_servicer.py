@@ -70,6 +70,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             params=check_kv(dict(request.params), "params"),
             tags=check_kv(dict(request.tags), "tags"),
             resume=request.resume,
+            resume_token=check_name(request.resume_token, "resume_token", required=False),
         )
         run, created = await self._runs.create_run(new)
         return experiments_pb2.CreateRunResponse(run=run_to_proto(run), created=created)
