@@ -60,22 +60,36 @@ class Pace:
 
 
 async def create_run(channel: grpc.aio.Channel, experiment: str, run_key: str) -> tuple[str, int]:
-    """Create (or get) the experiment and a run; return (run_id, attempt)."""
+    """Create (or get) the experiment and a run; return (run_id, attempt).
+
+    UNAVAILABLE is retried with back-off, as a client library would: concurrent
+    CreateRun calls into a fresh experiment can hit a database deadlock that the
+    server reports as UNAVAILABLE (see docs/performance.md, known issues).
+    """
     from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
 
     # Generated stubs are untyped.
     stub = experiments_pb2_grpc.ExperimentServiceStub(channel)  # type: ignore[no-untyped-call]
-    exp = await stub.CreateExperiment(
-        experiments_pb2.CreateExperimentRequest(name=experiment, get_if_exists=True),
-        timeout=30, wait_for_ready=True,
-    )
-    resp = await stub.CreateRun(
-        experiments_pb2.CreateRunRequest(
-            experiment_id=exp.experiment.experiment_id, name=run_key, run_key=run_key
-        ),
-        timeout=30, wait_for_ready=True,
-    )
-    return str(resp.run.run_id), int(resp.run.attempt)
+    delay = 0.05
+    for attempt in range(8):
+        try:
+            exp = await stub.CreateExperiment(
+                experiments_pb2.CreateExperimentRequest(name=experiment, get_if_exists=True),
+                timeout=30, wait_for_ready=True,
+            )
+            resp = await stub.CreateRun(
+                experiments_pb2.CreateRunRequest(
+                    experiment_id=exp.experiment.experiment_id, name=run_key, run_key=run_key
+                ),
+                timeout=30, wait_for_ready=True,
+            )
+            return str(resp.run.run_id), int(resp.run.attempt)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 7:
+                raise
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay *= 2
+    raise AssertionError("unreachable")
 
 
 class RawStream:

@@ -129,9 +129,25 @@ def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]
     deadline = t0 + spec.duration_s if spec.duration_s else None
     sent = [0] * len(runs)
     first_send = time.monotonic()
+    # A side thread publishes progress and samples each run's lag (age of its oldest
+    # unacknowledged batch): the client does not expose per-batch ack times, and the
+    # lag is what a user would watch. It keeps running while close() drains.
+    stop = threading.Event()
+    lags: list[float] = []
+
+    def publish() -> None:
+        while not stop.wait(0.1):
+            for j, run in enumerate(runs):
+                st = run.stats
+                report(spec.streams[j], int(st.points_acked))
+                lag = getattr(st, "lag_s", None)
+                if lag is not None and sent[j]:
+                    lags.append(float(lag) * 1000)
+
+    reporter = threading.Thread(target=publish, daemon=True)
+    reporter.start()
     step = 0
     spb = wl.steps_per_batch
-    last_report = 0.0
     # All streams of this process advance together, one block of steps at a time;
     # values are generated per block (numpy), then logged the way a training loop does.
     while True:
@@ -156,20 +172,6 @@ def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]
                     run.log(dict(zip(names, vals[s], strict=True)), step=step + s)
             sent[j] += cols.n
         step += nsteps
-        if now - last_report > 0.2:
-            last_report = now
-            for j, run in enumerate(runs):
-                report(spec.streams[j], int(run.stats.points_acked))
-    # close() blocks until everything is acknowledged; keep the progress bar moving.
-    stop = threading.Event()
-
-    def publish() -> None:
-        while not stop.wait(0.2):
-            for j, run in enumerate(runs):
-                report(spec.streams[j], int(run.stats.points_acked))
-
-    reporter = threading.Thread(target=publish, daemon=True)
-    reporter.start()
     out = []
     for j, run in enumerate(runs):
         rep = run.close(timeout=spec.close_timeout_s)
@@ -184,6 +186,7 @@ def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]
             "batches_rejected": int(getattr(stats, "batches_rejected", 0)),
             "slow_downs": int(getattr(stats, "slow_downs", 0)),
             "ack_ms": list(_client_ack_ms(stats)),
+            "lag_ms": lags if j == 0 else [],
             "t_first_send": first_send,
             "t_last_ack": t_last,
             "error": "" if getattr(rep, "durable", True) else f"not durable: {rep}",
