@@ -471,11 +471,28 @@ def params_from(args: argparse.Namespace) -> IngestParams:
     return replace(base, **over)
 
 
+def _git() -> dict[str, Any]:
+    """Commit of the code measured, and whether server/client files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "tracker_server", "tracker_client")
+    return {"commit": git("rev-parse", "--short", "HEAD") or None,
+            "server_client_files_modified": len(dirty.splitlines()) if dirty else 0}
+
+
 def environment_info() -> dict[str, Any]:
     """Machine facts for the JSON."""
     import psutil
 
-    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    return {**_git(), "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "loadavg_1m_at_end": os.getloadavg()[0],
             "python": platform.python_version(), "platform": platform.platform()}
 
