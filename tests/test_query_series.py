@@ -173,3 +173,20 @@ def test_list_metric_keys(api: Api) -> None:
         == grpc.StatusCode.NOT_FOUND
     assert code_of(stub.ListMetricKeys, q.ListMetricKeysRequest(run_id="x")) \
         == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_zoomed_export_hides_steps_of_an_attempt_outside_the_range(api: Api) -> None:
+    # Attempt 1 resumed at step 50 and stopped at 59: steps >= 50 of attempt 0 are hidden
+    # even in a range (70..90) that holds no chunk of attempt 1.
+    stub = query_stub(api)
+    exp = new_experiment(api)
+    run = new_run(api, exp, run_key="zoom-resume")
+    log_points(api, run, "loss", range(100), [1.0] * 100)
+    assert resume(api, exp, "zoom-resume") == 1
+    log_points(api, run, "loss", range(50, 60), [2.0] * 10, attempt=1)
+    msgs = list(stub.StreamMetricSeries(
+        q.StreamMetricSeriesRequest(run_id=run, key="loss", start_step=70, end_step=90)))
+    assert sum(len(m.steps) for m in msgs) == 0
+    msgs = list(stub.StreamMetricSeries(
+        q.StreamMetricSeriesRequest(run_id=run, key="loss", start_step=40, end_step=90)))
+    assert [s for m in msgs for s in m.steps] == list(range(40, 60))

@@ -2,7 +2,8 @@
 
 Points of many batches are regrouped by (run, rank, attempt, key) with one stable
 argsort (a radix sort on small dense codes), so a chunk keeps the arrival order of its
-points. Summary deltas per (run, key) are computed from per-chunk aggregates, so the
+points. Summary deltas per (run, key) are computed from per-chunk aggregates, and the
+chunks' min/max sketches (``domain.sketch``) over the whole flush at once, so the
 per-point work is a handful of vectorised passes; no per-point Python loop.
 """
 
@@ -21,13 +22,15 @@ from tracker_server.domain.points import (
     PointBatch,
     WriterInfo,
 )
+from tracker_server.domain.sketch import Sketches, build_sketches
 
 IntpArray = npt.NDArray[np.intp]
 
 
 @dataclass
 class ChunkSet:
-    """Chunk rows of one flush. Row r holds points ``starts[r]:starts[r]+n[r]``."""
+    """Chunk rows of one flush. Row r holds points ``starts[r]:starts[r]+n[r]``;
+    ``sketch`` holds their min/max sketches (rows without one are stored as NULL)."""
 
     run_ids: list[uuid.UUID]
     key_ids: Int32Array
@@ -40,6 +43,7 @@ class ChunkSet:
     steps: Int64Array
     values: Float64Array
     wall_ns: Int64Array
+    sketch: Sketches
 
     @property
     def rows(self) -> int:
@@ -114,6 +118,8 @@ def build_chunks(batches: list[tuple[WriterInfo, PointBatch]]) -> tuple[ChunkSet
     row_code = sorted_code[starts].astype(np.int64)
     row_wg = (row_code // n_keys).tolist()
     key_lut = np.asarray(dense_to_global, dtype=np.int32)
+    chunk_starts = starts.astype(np.int64)
+    chunk_sizes = sizes.astype(np.int64)
     chunks = ChunkSet(
         run_ids=[wgroups[g][0] for g in row_wg],
         key_ids=key_lut[row_code % n_keys],
@@ -121,11 +127,12 @@ def build_chunks(batches: list[tuple[WriterInfo, PointBatch]]) -> tuple[ChunkSet
         attempts=np.array([wgroups[g][2] for g in row_wg], dtype=np.int32),
         first_steps=np.minimum.reduceat(steps, starts),
         last_steps=np.maximum.reduceat(steps, starts),
-        n=sizes.astype(np.int64),
-        starts=starts.astype(np.int64),
+        n=chunk_sizes,
+        starts=chunk_starts,
         steps=steps,
         values=values,
         wall_ns=wall,
+        sketch=build_sketches(steps, values, wall, chunk_starts, chunk_sizes),
     )
     return chunks, _summaries(chunks, order, sizes)
 

@@ -75,7 +75,9 @@ def lttb(steps: Int64Array, values: Float64Array, max_points: int) -> IndexArray
     if n <= max_points:
         return np.arange(n, dtype=np.intp)
     i_min, i_max = extremes(values)
-    out_points = max(3, max_points - 2)  # room for the min and max if LTTB misses them
+    out_points = max_points - 2  # room for the min and max if LTTB misses them
+    if out_points < 3:  # no middle bucket fits: the four points that must be kept
+        return np.unique(np.r_[0, n - 1, i_min, i_max]).astype(np.intp)
     x = steps.astype(np.float64)
     # Non-finite values make every triangle area NaN; give them a neutral height so the
     # choice stays deterministic (the extremes are added back explicitly).

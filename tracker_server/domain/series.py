@@ -47,7 +47,11 @@ def attempt_starts(infos: list[AttemptInfo]) -> dict[tuple[int, int], int]:
 
 @dataclass
 class Chunks:
-    """Chunk rows of one (run, key), arrays concatenated in row order."""
+    """Chunk rows of one (run, key), arrays concatenated in row order.
+
+    A row read as its min/max sketch holds fewer points (``sizes``) than it stores:
+    ``stored_n`` gives the stored count of every row (None: every row is read raw).
+    """
 
     ranks: Int64Array
     attempts: Int64Array
@@ -56,6 +60,14 @@ class Chunks:
     steps: Int64Array
     values: Float64Array
     wall_ns: Int64Array
+    stored_n: Int64Array | None = None
+
+    def hidden_by_sketch(self, rank: int) -> int:
+        """Points of ``rank`` that are stored but not read (sketched rows)."""
+        if self.stored_n is None:
+            return 0
+        mine = self.ranks == rank
+        return int((self.stored_n[mine] - self.sizes[mine]).sum())
 
     @staticmethod
     def empty() -> Chunks:
@@ -131,7 +143,9 @@ def resolve(
             steps, values, wall = chunks.steps[idx], chunks.values[idx], chunks.wall_ns[idx]
         row_attempts = chunks.attempts[rows]
         keep = None
-        if row_attempts[0] != row_attempts[-1]:  # sorted, so this means several attempts
+        # A later attempt hides steps even when none of its chunks is among these rows
+        # (a zoomed or windowed read), so the test is against every known attempt.
+        if any(r == rank and a > row_attempts[0] for r, a in attempt_starts):
             cut = np.repeat(_cutoffs(attempt_starts, rank, row_attempts), chunks.sizes[rows])
             keep = steps < cut
         if start_step > STEP_MIN or end_step < STEP_MAX:

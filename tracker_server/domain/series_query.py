@@ -6,14 +6,22 @@ version (per rank and attempt: chunk count, newest chunk id, first step). The ve
 query reads only chunk metadata, so a cache hit skips the expensive part (detoasting
 and sending the arrays: ~80 ms per million points) while every read still sees every
 committed chunk: a new flush changes the version and the entry is rebuilt.
+
+A downsampled read of a range holding far more points than requested (see
+``domain.sketch_plan``) does not read every raw point: it takes the chunks' min/max
+sketches (about 2/64 of the points) where that keeps the first, last, minimum and
+maximum point and the duplicate rule exact, and raw arrays elsewhere. That choice
+depends only on the stored chunks and the request, never on the cache, so a request
+gets the same answer whether or not the full series happens to be cached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +39,8 @@ from tracker_server.domain.series import (
     reduce_points,
     resolve,
 )
+from tracker_server.domain.sketch import SKETCH_BUCKET_POINTS
+from tracker_server.domain.sketch_plan import ChunkMeta, ChunkRead, plan_reads, sketch_worthwhile
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_CACHE_ENTRY_POINTS = 4_000_000
@@ -55,6 +65,19 @@ class SeriesReader(Protocol):
         self, run_id: uuid.UUID, key_id: int, start_step: int, end_step: int, rank: int | None
     ) -> list[tuple[int, int]]:
         """(first_step, n) of the chunks in range, by first_step."""
+        ...
+
+    async def planned_chunks(
+        self,
+        run_id: uuid.UUID,
+        key_id: int,
+        start_step: int,
+        end_step: int,
+        rank: int | None,
+        planner: Callable[[list[AttemptInfo], list[ChunkMeta]], list[ChunkRead] | None],
+    ) -> tuple[list[AttemptInfo], Chunks] | None:
+        """In one snapshot: attempts and chunk metadata, ``planner``'s choice, then
+        the chosen chunks (sketch rows carry their stored n); None if it chose none."""
         ...
 
 
@@ -138,6 +161,36 @@ def _finish(per_rank: list[Series], req: SeriesRequest) -> list[Series]:
     return [reduce_points(s, req.max_points, req.method) for s in per_rank]
 
 
+def _may_sketch(infos: list[AttemptInfo], req: SeriesRequest, bucket: int) -> bool:
+    """Could sketches serve ``req``? A cheap test on the series totals, before any
+    chunk metadata is read: a downsampling method, per-rank output (aggregating ranks
+    needs every rank's value at every step), and some rank with enough points."""
+    if req.method == "none":
+        return False
+    ranks = {i.rank for i in infos if req.rank is None or i.rank == req.rank}
+    if req.aggregation != "per_rank" and len(ranks) != 1:
+        return False
+    return any(
+        sketch_worthwhile(sum(i.points for i in infos if i.rank == r), req.max_points, bucket)
+        for r in ranks
+    )
+
+
+def _finish_planned(chunks: Chunks, infos: list[AttemptInfo], req: SeriesRequest
+                    ) -> list[Series]:
+    """Resolve and downsample a read that took some chunks as sketches. The points the
+    sketches leave out still count in ``total_points``, and such a series is marked
+    downsampled whatever its length. Aggregation only gets here with a single rank,
+    where mean, min and max over one value are that value (NaN and -0.0 included)."""
+    out = []
+    for s in resolve(chunks, attempt_starts(infos), req.start_step, req.end_step):
+        hidden = chunks.hidden_by_sketch(s.rank)
+        rank = s.rank if req.aggregation == "per_rank" else -1
+        out.append(Series(rank, s.steps, s.values, s.wall_ns,
+                          int(s.steps.shape[0]) + hidden, downsampled=hidden > 0))
+    return [reduce_points(s, req.max_points, req.method) for s in out]
+
+
 class SeriesQuery:
     """Reads series through a cache."""
 
@@ -146,8 +199,11 @@ class SeriesQuery:
         reader: SeriesReader,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         cache_entry_points: int = DEFAULT_CACHE_ENTRY_POINTS,
+        sketch_bucket: int = SKETCH_BUCKET_POINTS,
     ) -> None:
         self._reader = reader
+        self._sketch_bucket = sketch_bucket  # B of the stored sketches (tests use small B)
+        self.sketch_reads = 0
         self.cache = SeriesCache(cache_bytes)
         self._entry_points = cache_entry_points if cache_bytes > 0 else 0
 
@@ -156,6 +212,16 @@ class SeriesQuery:
         infos = await self._reader.attempts(run_id, key_id)
         if not infos:
             return []
+        if _may_sketch(infos, req, self._sketch_bucket):
+            planner = functools.partial(plan_reads, start_step=req.start_step,
+                                        end_step=req.end_step, max_points=req.max_points,
+                                        bucket=self._sketch_bucket)
+            planned = await self._reader.planned_chunks(
+                run_id, key_id, req.start_step, req.end_step, req.rank, planner)
+            if planned is not None:
+                self.sketch_reads += 1
+                snap_infos, chunks = planned
+                return await asyncio.to_thread(_finish_planned, chunks, snap_infos, req)
         version = tuple(infos)
         full = self.cache.get((run_id, key_id), version)
         total = sum(i.points for i in infos)

@@ -7,6 +7,7 @@ Chunk arrays are fetched in binary and decoded straight into numpy (see
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from tracker_server.domain.errors import not_found
 from tracker_server.domain.run_filter import Node
 from tracker_server.domain.series import STEP_MAX, STEP_MIN, AttemptInfo, Chunks
+from tracker_server.domain.sketch_plan import ChunkMeta, ChunkRead
 from tracker_server.domain.summaries import KeyInfo, MetricSummary, RankedRun
 from tracker_server.storage.errors import db_errors
 from tracker_server.storage.numpy_arrays import use_numpy_arrays
@@ -47,6 +49,31 @@ WHERE run_id = %(run)s AND key_id = %(key)s
   AND first_step <= %(end)s AND last_step >= %(start)s
   AND (%(rank)s::int IS NULL OR rank = %(rank)s::int)
 ORDER BY rank, attempt, chunk_id
+"""
+
+# Chunk metadata only (no arrays; the NULL test does not detoast): plans which chunks a
+# downsampled read takes from their sketches (domain.sketch_plan).
+_CHUNK_META = """
+SELECT rank, attempt, chunk_id, first_step, last_step, n, sketch_steps IS NOT NULL
+FROM metric_chunks
+WHERE run_id = %(run)s AND key_id = %(key)s
+  AND first_step <= %(end)s AND last_step >= %(start)s
+  AND (%(rank)s::int IS NULL OR rank = %(rank)s::int)
+ORDER BY rank, attempt, chunk_id
+"""
+
+# The planned chunks by primary key, each as its raw arrays or as its sketch; CASE
+# evaluates only the chosen branch, so the other column is never detoasted.
+_PLANNED_CHUNKS = """
+SELECT c.rank, c.attempt, c.chunk_id, c.n,
+    CASE WHEN p.sketch THEN c.sketch_steps ELSE c.steps END,
+    CASE WHEN p.sketch THEN c.sketch_values ELSE c."values" END,
+    CASE WHEN p.sketch THEN c.sketch_wall_ns ELSE c.wall_ns END
+FROM unnest(%(ranks)s::int[], %(attempts)s::int[], %(ids)s::int8[], %(sketch)s::bool[])
+    AS p(rank, attempt, chunk_id, sketch)
+JOIN metric_chunks c ON c.run_id = %(run)s AND c.key_id = %(key)s AND c.rank = p.rank
+    AND c.attempt = p.attempt AND c.chunk_id = p.chunk_id
+ORDER BY c.rank, c.attempt, c.chunk_id
 """
 
 # Chunk metadata only (no arrays): plans the windows of a full-resolution export.
@@ -182,6 +209,41 @@ class PgMetricsReader:
                 rows = await cur.fetchall()
         return _chunks_from_rows(rows)
 
+    async def planned_chunks(
+        self,
+        run_id: uuid.UUID,
+        key_id: int,
+        start_step: int,
+        end_step: int,
+        rank: int | None,
+        planner: Callable[[list[AttemptInfo], list[ChunkMeta]], list[ChunkRead] | None],
+    ) -> tuple[list[AttemptInfo], Chunks] | None:
+        """Attempts, chunk metadata, ``planner``'s choice, then the chosen chunks (raw or
+        sketch), all in one snapshot: a chunk the compactor merges in between can
+        neither vanish from the read nor appear twice. None when the planner says so."""
+        args = {"run": run_id, "key": key_id, "start": start_step, "end": end_step,
+                "rank": rank}
+        with db_errors():
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cur = await conn.execute(_ATTEMPTS, args)
+                infos = [AttemptInfo(*map(int, row)) for row in await cur.fetchall()]
+                cur = await conn.execute(_CHUNK_META, args)
+                metas = [ChunkMeta(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]),
+                                   int(r[5]), bool(r[6])) for r in await cur.fetchall()]
+                plan = planner(infos, metas)
+                if plan is None:
+                    return None
+                bcur = conn.cursor(binary=True)
+                use_numpy_arrays(bcur)
+                await bcur.execute(_PLANNED_CHUNKS, {
+                    "run": run_id, "key": key_id,
+                    "ranks": [r.rank for r in plan], "attempts": [r.attempt for r in plan],
+                    "ids": [r.chunk_id for r in plan], "sketch": [r.sketch for r in plan],
+                })
+                rows = await bcur.fetchall()
+        return infos, _chunks_from_rows(rows, stored=True)
+
     async def ranks(self, run_id: uuid.UUID, key_id: int) -> list[int]:
         """Ranks that logged the key, ascending."""
         with db_errors():
@@ -242,10 +304,12 @@ class PgMetricsReader:
         ]
 
 
-def _chunks_from_rows(rows: list[tuple[Any, ...]]) -> Chunks:
+def _chunks_from_rows(rows: list[tuple[Any, ...]], stored: bool = False) -> Chunks:
+    """Rows of (rank, attempt, chunk_id, n, steps, values, wall_ns) as ``Chunks``;
+    ``stored`` keeps n per row (needed when some rows are sketches)."""
     if not rows:
         return Chunks.empty()
-    ranks, attempts, chunk_ids, _n, steps, values, wall = zip(*rows, strict=True)
+    ranks, attempts, chunk_ids, n, steps, values, wall = zip(*rows, strict=True)
     return Chunks(
         ranks=np.array(ranks, dtype=np.int64),
         attempts=np.array(attempts, dtype=np.int64),
@@ -254,5 +318,6 @@ def _chunks_from_rows(rows: list[tuple[Any, ...]]) -> Chunks:
         steps=np.concatenate(steps),
         values=np.concatenate(values),
         wall_ns=np.concatenate(wall),
+        stored_n=np.array(n, dtype=np.int64) if stored else None,
     )
 
