@@ -521,6 +521,10 @@ def main(argv: list[str] | None = None) -> int:
            "environment": environment_info(),
            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     print(render(out))
+    busy = out.get("other_processes_cores") or 0.0
+    if busy > 0.25:
+        print(f"warning: other processes used {busy:.2f} cores during the run; the figures "
+              "are lower than on a quiet machine", file=sys.stderr)
     if args.json:
         write_json(args.json, out)
     if out.get("exactly_once") is False:
