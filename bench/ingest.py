@@ -21,6 +21,7 @@ point and bytes per point before and after compaction.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import multiprocessing as mp
 import os
@@ -378,32 +379,85 @@ def run_ceiling(h: Harness, p: IngestParams, points_sent: int,
     return res.as_dict()
 
 
-def compaction_figures(h: Harness, run_ids: list[str], wait_s: float) -> dict[str, Any]:
-    """Chunks and bytes of ``run_ids`` after giving a background compactor ``wait_s``.
+def compaction_figures(h: Harness, run_ids: list[str], wait_s: float,
+                       run_compactor: bool = True, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Chunks and bytes of ``run_ids`` after compaction.
 
+    With ``run_compactor`` the harness runs the server's own compactor
+    (``tracker_server.storage.compactor.compact_once``, rounds until nothing is left to
+    merge or ``timeout_s`` is spent) and times it; otherwise it gives a background
+    compactor ``wait_s`` seconds.
     Bytes are table + TOAST + index size after VACUUM FULL (only on the harness's own
-    embedded database), so space freed by merged chunks is counted as freed.
+    embedded database, where the profile's runs are the only data), so space freed by
+    merged chunks is counted as freed; ``disk_bytes_per_point_live_before`` is the same
+    measure before compaction.
     """
     if not h.conninfo:
         return {}
     sql = "SELECT count(*), coalesce(sum(n), 0) FROM metric_chunks WHERE run_id = ANY(%s)"
+    own = h.db is not None and h.db.is_embedded
+    out: dict[str, Any] = {}
     with psycopg.connect(h.conninfo, autocommit=True) as conn:
         chunks, points = conn.execute(sql, (run_ids,)).fetchone()  # type: ignore[misc]
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            now_chunks, points = conn.execute(sql, (run_ids,)).fetchone()  # type: ignore[misc]
-            if now_chunks == chunks and now_chunks < points:
-                break  # compactor ran and is done with these runs
-            chunks = now_chunks
-        out: dict[str, Any] = {"chunks_after_compaction": int(chunks),
-                               "chunks_per_point_after_compaction": chunks / points
-                               if points else None}
-        if h.db is not None and h.db.is_embedded:
+        if own:
+            conn.execute("VACUUM FULL metric_chunks")
+            out["disk_bytes_per_point_live_before"] = (
+                ceiling_mod.relation_bytes(conn) / points if points else None)
+    compact_once: Any = None
+    if run_compactor:
+        with contextlib.suppress(ImportError):
+            from tracker_server.storage import compactor
+
+            compact_once = compactor.compact_once
+    if compact_once is not None:
+        t = time.perf_counter()
+        rounds, complete = asyncio.run(_compact(h.conninfo, compact_once, timeout_s))
+        out["compaction_s"] = time.perf_counter() - t
+        out["compaction_rounds"] = rounds
+        out["compaction_complete"] = complete
+    else:
+        with psycopg.connect(h.conninfo, autocommit=True) as conn:
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                time.sleep(2)
+                now, points = conn.execute(sql, (run_ids,)).fetchone()  # type: ignore[misc]
+                if now == chunks and now < points:
+                    break  # a compactor ran and is done with these runs
+                chunks = now
+    with psycopg.connect(h.conninfo, autocommit=True) as conn:
+        chunks, points = conn.execute(sql, (run_ids,)).fetchone()  # type: ignore[misc]
+        out["chunks_after_compaction"] = int(chunks)
+        out["chunks_per_point_after_compaction"] = chunks / points if points else None
+        if own:
             conn.execute("VACUUM FULL metric_chunks")
             total = ceiling_mod.relation_bytes(conn)
             out["disk_bytes_per_point_after_compaction"] = total / points if points else None
     return out
+
+
+async def _compact(conninfo: str, compact_once: Any, timeout_s: float) -> tuple[int, bool]:
+    """Rounds of the server's compactor (its default round size) until nothing is left
+    to merge or ``timeout_s`` is spent; a round cut by the timeout rolls back.
+    Returns (rounds committed, complete)."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from tracker_server.config import Settings
+
+    max_series = getattr(Settings(), "compact_max_series", 2000)
+    deadline = time.monotonic() + timeout_s
+    rounds = 0
+    async with AsyncConnectionPool(conninfo, min_size=1, max_size=2, open=False) as pool:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return rounds, False
+            try:
+                result = await asyncio.wait_for(compact_once(pool, max_series), left)
+            except TimeoutError:
+                return rounds, False
+            if result.merged <= 0:
+                return rounds, True
+            rounds += 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -439,7 +493,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--verify", choices=["ranges", "full"], default="ranges",
                    help="full also unnests every point to look for duplicates")
     p.add_argument("--compaction-wait", type=float, default=0.0,
-                   help="lowfreq: seconds to wait for the compactor before 'after' figures")
+                   help="lowfreq with --server: seconds to wait for its background "
+                   "compactor before the 'after' figures (otherwise the harness runs "
+                   "the server's compactor itself)")
+    p.add_argument("--compaction-timeout", type=float, default=60.0,
+                   help="lowfreq: most seconds the harness spends compacting (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--py-spy", metavar="PATH", help="profile the server with py-spy while "
                    "the clients send (.svg flame graph, .txt collapsed stacks)")
@@ -502,12 +560,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     p = params_from(args)
     env = dict(kv.split("=", 1) for kv in args.server_env)
+    if p.profile == "lowfreq":
+        # The harness compacts after the run (compact_all), so "before" is as ingested.
+        env.setdefault("TRACKER_COMPACT_INTERVAL_S", "0")
     harness = Harness(args.database_url, args.server, args.server_pid, env, py_spy=args.py_spy)
     with harness:
         fig = run_e2e(harness, p, show_progress=not args.quiet)
         if p.profile == "lowfreq":
             run_ids = _run_ids(harness, p)
-            fig.update(compaction_figures(harness, run_ids, args.compaction_wait))
+            fig.update(compaction_figures(harness, run_ids, args.compaction_wait,
+                                          not args.server, args.compaction_timeout))
         if p.ceiling:
             fig.update(run_ceiling(harness, p, fig["points_sent"], not args.quiet))
         fig["server_peak_rss_mb"] = (peak_rss_mb(harness.server_pid)
@@ -575,8 +637,13 @@ def render(out: dict[str, Any]) -> str:
             ("server cores per 1k pts/s", out.get("server_cpu_cores_per_1k_points_s"), ""),
             ("chunks per point", out.get("chunks_per_point"), "before compaction"),
             ("chunks/point after compact.", out.get("chunks_per_point_after_compaction"), ""),
+            ("bytes/point live, before", out.get("disk_bytes_per_point_live_before"),
+             "after VACUUM FULL"),
             ("bytes/point after compact.", out.get("disk_bytes_per_point_after_compaction"),
              "after VACUUM FULL"),
+            ("compaction s", out.get("compaction_s"),
+             f"{out.get('compaction_rounds')} rounds, "
+             + ("complete" if out.get("compaction_complete") else "INCOMPLETE (timeout)")),
         ]
     if out["ack_p50_ms"] is None:
         rows[5] = ("ack p50 ms", None, "not exposed by tracker_client: use --transport raw")
