@@ -450,3 +450,50 @@ def test_server_reads_sketch_columns_only_inside_the_range(api: Api,
     # Few points per output point: no sketches at all.
     [zoom] = series(stub, [run], ["y"], max_points=50, start_step=n, end_step=n + 5000)
     assert (np.array(zoom.wall_time_ns) == np.array(zoom.steps) * 1000).all()
+
+
+def test_compactor_sketches_merged_chunks_like_the_flusher(api: Api,
+                                                          server: ServerThread) -> None:
+    """Small chunks merged into one of >= 512 points get the flusher's sketch (computed
+    in SQL); a merged chunk whose steps repeat gets none."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from tracker_server.storage.compactor import compact_all
+
+    run = new_run(api, new_experiment(api))
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=1200)
+    values[rng.random(1200) < 0.05] = np.nan
+    values[100:170] = np.nan  # a whole sub-bucket of NaN
+    values[[5, 300, 301]] = [np.inf, -np.inf, -0.0]
+    values[400:410] = 1.0  # ties: the first one wins
+    for i in range(0, 1200, 300):  # four flushes of 300 points: small chunks
+        log_points(api, run, "m", np.arange(i, i + 300), values[i:i + 300], writer=f"w{i}")
+    for i in range(2):  # "r": the second write repeats step 299
+        log_points(api, run, "r", np.arange(299 * i, 299 * i + 300), np.ones(300),
+                   writer=f"r{i}")
+
+    async def compact() -> None:
+        pool = AsyncConnectionPool(server.running.conninfo, min_size=1, max_size=1, open=False)
+        await pool.open()
+        try:
+            await compact_all(pool)
+        finally:
+            await pool.close()
+
+    server.call(compact())
+    rows = _sql(server, "SELECT k.name, c.steps, c.\"values\", c.wall_ns, c.sketch_steps, "
+                "c.sketch_values, c.sketch_wall_ns FROM metric_chunks c "
+                "JOIN metric_keys k USING (key_id) WHERE c.run_id = %s ORDER BY 1", run)
+    assert [r[0] for r in rows] == ["m", "r"]
+    (_, steps, vals, wall, sk_steps, sk_vals, sk_wall), repeated = rows
+    assert repeated[4] is None and repeated[5] is None and repeated[6] is None
+    want = naive_sketch(steps, vals, SKETCH_BUCKET_POINTS, SKETCH_MIN_POINTS)
+    assert want is not None and len(steps) == 1200
+    assert sk_steps == [steps[i] for i in want]
+    assert np.array(sk_vals).tobytes() == np.array([vals[i] for i in want]).tobytes()
+    assert sk_wall == [wall[i] for i in want]
+    # The flusher's numpy sketch of the same points is the same.
+    sk = build_sketches(np.array(steps), np.array(vals), np.array(wall), np.zeros(1, np.int64),
+                        np.array([1200]))
+    assert sk.steps.tolist() == sk_steps

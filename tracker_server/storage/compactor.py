@@ -6,7 +6,9 @@ order of writes that reads use to resolve a step logged twice is unchanged. Poin
 their order (chunk_id, then position). Everything happens in one transaction per round:
 readers see the old chunks or the merged one, never both; ingest only inserts new chunks
 and never waits on the compactor. A session advisory lock keeps replicas from
-compacting at the same time.
+compacting at the same time. A merged chunk big enough for a min/max sketch
+(``domain.sketch``) gets one, computed in the same statement, so long low-frequency
+series keep the fast downsampled reads too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from tracker_server.domain.sketch import SKETCH_BUCKET_POINTS, SKETCH_MIN_POINTS
 from tracker_server.storage.errors import db_errors
 
 log = structlog.get_logger(__name__)
@@ -71,16 +74,56 @@ moved AS (
 INSERT INTO compact_src SELECT * FROM moved
 """
 
-_MERGE = """
+# One merged chunk per segment, points in write order (chunk_id, then position). A merged
+# chunk of >= SKETCH_MIN_POINTS strictly increasing steps also gets its min/max sketch,
+# the same as domain.sketch computes at flush time: per sub-bucket of B positions the
+# first minimum and first maximum (NaN counts as +inf for the minimum and -inf for the
+# maximum; PostgreSQL sorts NaN above +inf, hence the CASE), plus the first and last point.
+_MERGE = f"""
+WITH pts AS (
+    SELECT run_id, key_id, rank, attempt, segment, chunk_id, p.s, p.v, p.w,
+           row_number() OVER seg - 1 AS pos,
+           p.s > lag(p.s) OVER seg AS up
+    FROM compact_src, unnest(steps, "values", wall_ns) WITH ORDINALITY AS p(s, v, w, ord)
+    WINDOW seg AS (PARTITION BY run_id, key_id, rank, attempt, segment
+                   ORDER BY chunk_id, p.ord)
+),
+merged AS (
+    SELECT run_id, key_id, rank, attempt, segment, max(chunk_id) AS chunk_id,
+           min(s) AS first_step, max(s) AS last_step, count(*) AS n,
+           bool_and(coalesce(up, true)) AS increasing,
+           array_agg(s ORDER BY pos) AS steps, array_agg(v ORDER BY pos) AS vals,
+           array_agg(w ORDER BY pos) AS walls
+    FROM pts
+    GROUP BY run_id, key_id, rank, attempt, segment
+),
+ranked AS (
+    SELECT p.*, m.n,
+           row_number() OVER (PARTITION BY p.run_id, p.key_id, p.rank, p.attempt, p.segment,
+                                           p.pos / {SKETCH_BUCKET_POINTS}
+                              ORDER BY CASE WHEN p.v = 'NaN' THEN 'Infinity' ELSE p.v END,
+                                       p.pos) AS low_rank,
+           row_number() OVER (PARTITION BY p.run_id, p.key_id, p.rank, p.attempt, p.segment,
+                                           p.pos / {SKETCH_BUCKET_POINTS}
+                              ORDER BY CASE WHEN p.v = 'NaN' THEN '-Infinity' ELSE p.v END
+                                       DESC, p.pos) AS high_rank
+    FROM pts p JOIN merged m USING (run_id, key_id, rank, attempt, segment)
+    WHERE m.n >= {SKETCH_MIN_POINTS} AND m.increasing
+),
+sketch AS (
+    SELECT run_id, key_id, rank, attempt, segment,
+           array_agg(s ORDER BY pos) AS steps, array_agg(v ORDER BY pos) AS vals,
+           array_agg(w ORDER BY pos) AS walls
+    FROM ranked
+    WHERE low_rank = 1 OR high_rank = 1 OR pos = 0 OR pos = n - 1
+    GROUP BY run_id, key_id, rank, attempt, segment
+)
 INSERT INTO metric_chunks (run_id, key_id, rank, attempt, chunk_id, first_step, last_step, n,
-                           steps, "values", wall_ns)
+                           steps, "values", wall_ns, sketch_steps, sketch_values, sketch_wall_ns)
 OVERRIDING SYSTEM VALUE
-SELECT run_id, key_id, rank, attempt, max(chunk_id), min(p.s), max(p.s), count(*),
-       array_agg(p.s ORDER BY chunk_id, p.ord),
-       array_agg(p.v ORDER BY chunk_id, p.ord),
-       array_agg(p.w ORDER BY chunk_id, p.ord)
-FROM compact_src, unnest(steps, "values", wall_ns) WITH ORDINALITY AS p(s, v, w, ord)
-GROUP BY run_id, key_id, rank, attempt, segment
+SELECT m.run_id, m.key_id, m.rank, m.attempt, m.chunk_id, m.first_step, m.last_step, m.n,
+       m.steps, m.vals, m.walls, k.steps, k.vals, k.walls
+FROM merged m LEFT JOIN sketch k USING (run_id, key_id, rank, attempt, segment)
 """
 
 
