@@ -18,9 +18,10 @@ def db_errors() -> Iterator[None]:
         yield
     except TrackerError:
         raise
+    except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+        # Subclasses of OperationalError: a conflict to retry, not an outage.
+        raise TrackerError(Code.ABORTED, f"transaction conflict, retry: {exc}") from exc
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
         raise TrackerError(
             Code.UNAVAILABLE, f"database unavailable: {exc}".strip(), retry_after_s=1.0
         ) from exc
-    except psycopg.errors.SerializationFailure as exc:
-        raise TrackerError(Code.ABORTED, "transaction conflict, retry") from exc

@@ -188,7 +188,10 @@ class PgRunStore:
             async with self._pool.connection() as conn, conn.transaction():
                 cur = conn.cursor(row_factory=dict_row)
                 await cur.execute(
-                    "SELECT 1 FROM experiments WHERE experiment_id = %s FOR SHARE",
+                    # KEY SHARE, not SHARE: it only keeps the experiment from being
+                    # deleted, and does not conflict with the activation UPDATE below,
+                    # which two concurrent CreateRuns would otherwise deadlock on.
+                    "SELECT 1 FROM experiments WHERE experiment_id = %s FOR KEY SHARE",
                     (new.experiment_id,),
                 )
                 if await cur.fetchone() is None:
@@ -275,7 +278,8 @@ RETURNING {_RUN_COLUMNS}
 """
 
 _RUN_FOR_UPDATE = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = %s FOR UPDATE"
-_RUN_EXISTS_FOR_SHARE = "SELECT 1 FROM runs WHERE run_id = %s FOR SHARE"
+# KEY SHARE: keeps the run from being deleted without blocking status updates.
+_RUN_EXISTS_FOR_SHARE = "SELECT 1 FROM runs WHERE run_id = %s FOR KEY SHARE"
 _DELETE_TAGS = "DELETE FROM run_tags WHERE run_id = %s AND key = ANY(%s::text[])"
 
 
