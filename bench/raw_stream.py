@@ -62,9 +62,9 @@ class Pace:
 async def create_run(channel: grpc.aio.Channel, experiment: str, run_key: str) -> tuple[str, int]:
     """Create (or get) the experiment and a run; return (run_id, attempt).
 
-    UNAVAILABLE is retried with back-off, as a client library would: concurrent
-    CreateRun calls into a fresh experiment can hit a database deadlock that the
-    server reports as UNAVAILABLE (see docs/performance.md, known issues).
+    UNAVAILABLE and ABORTED are retried with back-off, as a client library would
+    (concurrent CreateRun calls into a fresh experiment once deadlocked in the database;
+    fixed in 0b4de01, which also maps deadlocks to ABORTED).
     """
     from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
 
@@ -85,7 +85,8 @@ async def create_run(channel: grpc.aio.Channel, experiment: str, run_key: str) -
             )
             return str(resp.run.run_id), int(resp.run.attempt)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 7:
+            retryable = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
+            if exc.code() not in retryable or attempt == 7:
                 raise
             await asyncio.sleep(delay * (1 + random.random()))
             delay *= 2
