@@ -52,13 +52,14 @@ class WorkerSpec:
 def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
                 results: Any) -> None:
     """Process entry point: run the streams of ``spec``, put one result dict."""
-    # Client processes must not make PostgreSQL or the server wait for CPU more than a
-    # trainer would; they run at normal priority, like trainers do.
     started = time.process_time()
     out: dict[str, Any] = {"pid": os.getpid(), "streams": spec.streams}
+    released = False
 
     def wait_go() -> float:
+        nonlocal released
         ready.release()
+        released = True
         go.wait()
         return float(t0.value)
 
@@ -75,7 +76,8 @@ def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
         out["results"] = stream_results
     except Exception:
         out["error"] = traceback.format_exc()
-        ready.release()  # never leave the parent waiting for a dead worker
+        if not released:
+            ready.release()  # never leave the parent waiting for a dead worker
     out["cpu_s"] = time.process_time() - started
     results.put(out)
 
