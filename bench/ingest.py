@@ -39,7 +39,7 @@ import numpy as np
 import psycopg
 
 from bench import ceiling as ceiling_mod
-from bench.environment import CpuMeter, Database, ServerProcess, peak_rss_mb
+from bench.environment import CpuMeter, Database, ServerProcess, exit_on_sigterm, peak_rss_mb
 from bench.report import Progress, si, table, write_json
 from bench.verify import verify
 from bench.workers import WorkerSpec, worker_main
@@ -557,6 +557,7 @@ def environment_info() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench ingest``."""
+    exit_on_sigterm()
     args = parse_args(argv)
     p = params_from(args)
     env = dict(kv.split("=", 1) for kv in args.server_env)

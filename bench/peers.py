@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from bench.environment import CpuMeter, Database, free_port
+from bench.environment import CpuMeter, Database, die_with_parent, exit_on_sigterm, free_port
 from bench.ingest import Harness, IngestParams, environment_info, run_e2e
 from bench.report import Progress, si, table, write_json
 from bench.workload import StreamPoints, Workload
@@ -100,7 +100,7 @@ class MlflowServer:
             cmd += ["--workers", str(self.workers)]
         log = open(self.log_path, "wb")  # noqa: SIM115 (lives as long as the process)
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
@@ -138,6 +138,7 @@ def _mlflow_worker(url: str, experiment: str, run_name: str, stream: int, worklo
                    results: Any) -> None:
     """One MLflow client process: create a run, log_batch whole steps until the deadline."""
     out: dict[str, Any] = {"stream": stream}
+    die_with_parent()
     try:
         from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
@@ -253,6 +254,7 @@ def _mlflow_bytes(conn: psycopg.Connection[Any]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench peers``."""
+    exit_on_sigterm()
     p = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--peer", choices=["mlflow"], default="mlflow")

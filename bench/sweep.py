@@ -17,6 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from bench.environment import exit_on_sigterm
 from bench.ingest import (
     Harness,
     IngestParams,
@@ -67,6 +68,7 @@ def chart(data: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench sweep``."""
+    exit_on_sigterm()
     p = argparse.ArgumentParser(prog="python -m bench sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-points", type=int, nargs="+", default=list(DEFAULT_BATCHES))

@@ -52,6 +52,9 @@ class WorkerSpec:
 def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
                 results: Any) -> None:
     """Process entry point: run the streams of ``spec``, put one result dict."""
+    from bench.environment import die_with_parent
+
+    die_with_parent()
     started = time.process_time()
     out: dict[str, Any] = {"pid": os.getpid(), "streams": spec.streams}
     released = False
