@@ -10,12 +10,23 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 
 from tests.support import Api, ServerThread
 from tracker_server.config import Settings
 from tracker_server.storage.migrate import migrate
 
 TEMPLATE = "tracker_template"
+
+# In-process servers log one line per RPC; send structlog through stdlib logging so the
+# lines land in pytest's log capture instead of stdout (which CLI tests parse).
+# structlog.testing.capture_logs() still sees every event (tests/test_logging.py).
+structlog.configure(
+    processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                structlog.processors.JSONRenderer()],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    cache_logger_on_first_use=False,
+)
 _counter = itertools.count()
 
 
@@ -73,6 +84,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         flush_interval_ms=20,
         db_pool_size=4,
+        auth="off",  # tests/test_auth*.py turn it on explicitly
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,47 @@ def server_address(explicit: str | None) -> str:
 def api_key(explicit: str | None) -> str | None:
     """TRACKER_API_KEY when not given."""
     return explicit or os.environ.get("TRACKER_API_KEY") or None
+
+
+TlsOption = bool | str | None
+"""``init(tls=...)``: None = from the environment, False = plaintext, True = TLS with the
+system's root certificates, a string = path of a PEM CA bundle to trust."""
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Client TLS material (PEM bytes); None fields use gRPC's defaults."""
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+
+
+def tls_config(explicit: TlsOption = None) -> TlsConfig | None:
+    """TLS settings of the channel, None for plaintext.
+
+    ``explicit`` wins; otherwise ``TRACKER_TLS_CA`` (a PEM CA bundle) or ``TRACKER_TLS=1``
+    (system roots) turn TLS on. ``TRACKER_TLS_CLIENT_CERT`` / ``TRACKER_TLS_CLIENT_KEY``
+    add a client certificate for servers that require mutual TLS.
+    """
+    if explicit is False:
+        return None
+    ca_path = explicit if isinstance(explicit, str) else os.environ.get("TRACKER_TLS_CA")
+    wanted = bool(explicit) or bool(ca_path) or os.environ.get(
+        "TRACKER_TLS", "").strip().lower() in {"1", "true", "yes", "on"}
+    if not wanted:
+        return None
+    cert = os.environ.get("TRACKER_TLS_CLIENT_CERT")
+    key = os.environ.get("TRACKER_TLS_CLIENT_KEY")
+    return TlsConfig(
+        root_certificates=_read(ca_path),
+        certificate_chain=_read(cert),
+        private_key=_read(key),
+    )
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).expanduser().read_bytes() if path else None
 
 
 def experiment_name(explicit: str | None) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from tracker_client._env import TlsConfig
 from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
 
 Metadata = tuple[tuple[str, str], ...]
@@ -40,6 +41,22 @@ class RunRef:
     experiment_id: str
     attempt: int
     name: str
+
+
+def make_channel(address: str, options: list[tuple[str, Any]] | tuple[tuple[str, Any], ...],
+                 tls: TlsConfig | None) -> grpc.Channel:
+    """A plaintext channel, or a TLS one when ``tls`` is set (see ``_env.tls_config``).
+
+    The API key travels as per-call ``authorization`` metadata either way.
+    """
+    if tls is None:
+        return grpc.insecure_channel(address, options=list(options))
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.root_certificates,
+        private_key=tls.private_key,
+        certificate_chain=tls.certificate_chain,
+    )
+    return grpc.secure_channel(address, credentials, options=list(options))
 
 
 def _stub(channel: grpc.Channel) -> Any:

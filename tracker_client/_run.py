@@ -23,7 +23,13 @@ from tracker_client._batcher import Batcher, as_series
 from tracker_client._delivery import Delivery
 from tracker_client._options import Options
 from tracker_client._recover import recover_orphans
-from tracker_client._rpc import RETRYABLE_CODES, RunRef, create_run, status_number
+from tracker_client._rpc import (
+    RETRYABLE_CODES,
+    RunRef,
+    create_run,
+    make_channel,
+    status_number,
+)
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats, RunStats
 from tracker_client._sysmetrics import SystemMetrics
@@ -343,6 +349,7 @@ def init(
     mode: Mode | None = None,
     options: Options | None = None,
     rank: int | None = None,
+    tls: _env.TlsOption = None,
 ) -> Run:
     """Attach this process to a run (creating it when needed) and return a :class:`Run`.
 
@@ -358,6 +365,9 @@ def init(
       restart whichever rank arrives first; elsewhere only the primary rank resumes.
     - ``config`` becomes the run's params; ``seed`` and reproducibility metadata (git,
       host, packages, command line, SLURM, GPUs) are recorded.
+    - ``tls``: False for plaintext, True for TLS with the system's root certificates, or
+      the path of a PEM CA bundle; default from ``$TRACKER_TLS_CA`` / ``$TRACKER_TLS``
+      (client certificate for mutual TLS: ``$TRACKER_TLS_CLIENT_CERT`` / ``_KEY``).
     - If the server cannot be reached, init() does not fail: the run logs to its
       spool and is created as soon as the server answers. ``mode="offline"`` never
       connects; upload later with ``tracker sync``.
@@ -395,8 +405,8 @@ def init(
     if resume and not resumes:
         log.info("tracker_client: rank %d attaches to the attempt the primary rank resumes",
                  rank)
-    channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS) if mode == "online" \
-        else None
+    channel = make_channel(address, CHANNEL_OPTIONS, _env.tls_config(tls)) \
+        if mode == "online" else None
     stats = DeliveryStats()
     delivery = Delivery(spool, channel, md, opt, stats)
     if channel is not None:

@@ -19,6 +19,7 @@ import grpc
 from tracker_client import _env
 from tracker_client._options import Options
 from tracker_client._recover import SyncResult, deliver_spool, find_spools
+from tracker_client._rpc import make_channel
 from tracker_client._run import CHANNEL_OPTIONS
 
 
@@ -58,8 +59,8 @@ def sync(root: Path | None, server: str | None = None, api_key: str | None = Non
             address = server or meta.get("server") or _env.server_address(None)
             channel = channels.get(address)
             if channel is None:
-                channel = channels[address] = grpc.insecure_channel(address,
-                                                                    options=CHANNEL_OPTIONS)
+                channel = channels[address] = make_channel(address, CHANNEL_OPTIONS,
+                                                           _env.tls_config())
             result = deliver_spool(path, channel, md, opt, time.monotonic() + max_time_s)
             if result is None:
                 skipped += 1

@@ -1,6 +1,7 @@
 """``tracker-server``: run the tracker gRPC server.
 
 Settings come from the environment (TRACKER_*, DATABASE_URL); flags override them.
+``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
 import structlog
@@ -31,13 +33,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-budget-bytes", type=int, help="TRACKER_MEMORY_BUDGET_BYTES")
     p.add_argument("--max-message-bytes", type=int, help="TRACKER_MAX_MESSAGE_BYTES")
     p.add_argument("--log-level", help="TRACKER_LOG_LEVEL")
+    p.add_argument("--auth", choices=["auto", "required", "off"], help="TRACKER_AUTH")
+    p.add_argument("--allow-open-network", action="store_true", default=None,
+                   help="TRACKER_ALLOW_OPEN_NETWORK: permit --auth off on a non-loopback address")
+    p.add_argument("--tls-cert", help="TRACKER_TLS_CERT (PEM)")
+    p.add_argument("--tls-key", help="TRACKER_TLS_KEY (PEM)")
+    p.add_argument("--tls-client-ca", help="TRACKER_TLS_CLIENT_CA (PEM; enables mutual TLS)")
+    p.add_argument("--rate-unary-per-s", type=float, help="TRACKER_RATE_UNARY_PER_S")
+    p.add_argument("--rate-points-per-s", type=float, help="TRACKER_RATE_POINTS_PER_S")
+    p.add_argument("--otel", choices=["off", "console", "otlp"], help="TRACKER_OTEL")
     return p.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = load_settings(**overrides)
+    try:
+        settings = load_settings(**overrides)
+    except ValueError as exc:
+        # Refuse to start (e.g. auth off on a public address) with the reason, no traceback.
+        print(f"tracker-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_logging(settings.log_level)
     running = await start_server(settings)
     print(f"tracker-server listening on {settings.listen} (port {running.port})", flush=True)
@@ -52,7 +68,12 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    asyncio.run(serve(parse_args(argv)))
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["keys"]:
+        from tracker_server.keys_cli import main as keys_main
+
+        raise SystemExit(keys_main(args[1:]))
+    asyncio.run(serve(parse_args(args)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ may be overridden by a command-line flag of ``tracker-server``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -76,6 +77,37 @@ class Settings:
     log_level: str = "info"
     """structlog level: debug, info, warning, error."""
 
+    auth: str = "auto"
+    """API key authentication: ``required``, ``off`` or ``auto`` (required unless the
+    server listens only on loopback and the database holds no active key; decided at
+    start-up)."""
+
+    allow_open_network: bool = False
+    """Allow ``auth=off`` on a non-loopback listen address (otherwise start-up fails)."""
+
+    key_cache_ttl_s: float = 10.0
+    """How long a looked-up API key is trusted; revocation takes effect within it."""
+
+    tls_cert: str | None = None
+    """PEM certificate chain of the server; with ``tls_key`` the port serves TLS only."""
+
+    tls_key: str | None = None
+    """PEM private key of ``tls_cert``."""
+
+    tls_client_ca: str | None = None
+    """PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."""
+
+    rate_unary_per_s: float = 0.0
+    """Unary requests per second per API key (per peer address without auth); 0 = no limit.
+    Bursts of one second's worth are allowed."""
+
+    rate_points_per_s: float = 0.0
+    """Ingested points per second per API key (per peer without auth); 0 = no limit."""
+
+    otel: str = "off"
+    """OpenTelemetry traces and metrics: ``off``, ``console`` (stdout) or ``otlp`` (needs
+    the ``[otel]`` extra; endpoint from the standard ``OTEL_EXPORTER_OTLP_*`` variables)."""
+
 
 _ENV = {
     "listen": "TRACKER_LISTEN",
@@ -96,7 +128,19 @@ _ENV = {
     "compact_max_series": "TRACKER_COMPACT_MAX_SERIES",
     "shutdown_grace_s": "TRACKER_SHUTDOWN_GRACE_S",
     "log_level": "TRACKER_LOG_LEVEL",
+    "auth": "TRACKER_AUTH",
+    "allow_open_network": "TRACKER_ALLOW_OPEN_NETWORK",
+    "key_cache_ttl_s": "TRACKER_KEY_CACHE_TTL_S",
+    "tls_cert": "TRACKER_TLS_CERT",
+    "tls_key": "TRACKER_TLS_KEY",
+    "tls_client_ca": "TRACKER_TLS_CLIENT_CA",
+    "rate_unary_per_s": "TRACKER_RATE_UNARY_PER_S",
+    "rate_points_per_s": "TRACKER_RATE_POINTS_PER_S",
+    "otel": "TRACKER_OTEL",
 }
+
+AUTH_MODES = ("auto", "required", "off")
+OTEL_MODES = ("off", "console", "otlp")
 
 
 def env_var(field_name: str) -> str:
@@ -150,3 +194,41 @@ def validate(settings: Settings) -> None:
         raise ValueError(
             "TRACKER_FLUSH_BYTES must not exceed TRACKER_MEMORY_BUDGET_BYTES"
         )
+    validate_security(settings)
+
+
+def is_loopback(listen: str) -> bool:
+    """True when ``host:port`` binds only loopback (127.0.0.0/8, ::1, localhost)."""
+    host = listen.rsplit(":", 1)[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or an empty host (all interfaces)
+
+
+def validate_security(settings: Settings) -> None:
+    """Auth, TLS, rate-limit and telemetry settings that cannot work, or are unsafe."""
+    if settings.auth not in AUTH_MODES:
+        raise ValueError(f"TRACKER_AUTH must be one of {AUTH_MODES}, got {settings.auth!r}")
+    if settings.otel not in OTEL_MODES:
+        raise ValueError(f"TRACKER_OTEL must be one of {OTEL_MODES}, got {settings.otel!r}")
+    if (
+        settings.auth == "off"
+        and not is_loopback(settings.listen)
+        and not settings.allow_open_network
+    ):
+        raise ValueError(
+            f"TRACKER_AUTH=off on a non-loopback address ({settings.listen}) lets anyone "
+            "on the network write and read; set TRACKER_ALLOW_OPEN_NETWORK=1 to force it"
+        )
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ValueError("TRACKER_TLS_CERT and TRACKER_TLS_KEY must be set together")
+    if settings.tls_client_ca and not settings.tls_cert:
+        raise ValueError("TRACKER_TLS_CLIENT_CA needs TRACKER_TLS_CERT and TRACKER_TLS_KEY")
+    for name in ("rate_unary_per_s", "rate_points_per_s"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{_ENV[name]} must be >= 0, got {getattr(settings, name)}")
+    if settings.key_cache_ttl_s <= 0:
+        raise ValueError(f"TRACKER_KEY_CACHE_TTL_S must be > 0, got {settings.key_cache_ttl_s}")

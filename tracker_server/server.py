@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,20 +18,25 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool
 
 from tracker_client.pb import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
-from tracker_server.config import Settings
+from tracker_server.config import Settings, is_loopback, validate_security
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.points import Limits
 from tracker_server.domain.series_query import SeriesQuery
 from tracker_server.storage.compactor import Compactor
 from tracker_server.storage.embedded import start_embedded
+from tracker_server.storage.keys_store import PgKeyStore
 from tracker_server.storage.metric_store import PgMetricStore
 from tracker_server.storage.metrics_read import PgMetricsReader
 from tracker_server.storage.migrate import migrate
 from tracker_server.storage.run_search import PgRunSearch
 from tracker_server.storage.runs_store import PgRunQueries
+from tracker_server.telemetry import Telemetry, setup_telemetry
+from tracker_server.transport.auth import Authenticator, KeyCache
 from tracker_server.transport.experiments_servicer import ExperimentServicer
 from tracker_server.transport.ingest_servicer import IngestServicer
+from tracker_server.transport.interceptors import CallInterceptor
 from tracker_server.transport.query_servicer import MetricsQueryServicer
+from tracker_server.transport.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +59,8 @@ class RunningServer:
     health: Any
     compactor: Compactor
     embedded: Any = None
+    telemetry: Telemetry | None = None
+    auth_required: bool = False
 
     @property
     def address(self) -> str:
@@ -65,6 +73,8 @@ class RunningServer:
         await self.compactor.stop()
         await asyncio.gather(self.server.stop(grace_s), self.engine.stop(grace_s))
         await self.pool.close()
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.shutdown)
         if self.embedded is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.embedded.cleanup)
@@ -91,8 +101,37 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-async def start_server(settings: Settings) -> RunningServer:
-    """Connect (or start the embedded PostgreSQL), migrate, and start serving."""
+async def auth_required(settings: Settings, keys: PgKeyStore) -> bool:
+    """Whether calls need an API key: ``TRACKER_AUTH``, and for ``auto`` the rule
+    "required unless listening on loopback only with no active key in the database"."""
+    if settings.auth != "auto":
+        return settings.auth == "required"
+    if not is_loopback(settings.listen):
+        return True
+    return await keys.active_count() > 0
+
+
+def server_credentials(settings: Settings) -> Any:
+    """TLS credentials from TRACKER_TLS_*, None for plaintext."""
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+    cert = Path(settings.tls_cert).expanduser().read_bytes()
+    key = Path(settings.tls_key).expanduser().read_bytes()
+    client_ca = (Path(settings.tls_client_ca).expanduser().read_bytes()
+                 if settings.tls_client_ca else None)
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+async def start_server(settings: Settings, telemetry: Telemetry | None = None) -> RunningServer:
+    """Connect (or start the embedded PostgreSQL), migrate, and start serving.
+
+    ``telemetry`` overrides ``settings.otel`` (tests pass in-memory exporters).
+    """
+    validate_security(settings)
+    credentials = server_credentials(settings)  # fail on unreadable files before binding
+    telemetry = telemetry or setup_telemetry(settings.otel)
     embedded = None
     conninfo: str
     if settings.database_url:
@@ -107,11 +146,23 @@ async def start_server(settings: Settings) -> RunningServer:
     )
     await pool.open(wait=True, timeout=30)
     engine = IngestEngine(PgMetricStore(pool), engine_config(settings))
+    if telemetry.tracing or telemetry.metrics:
+        engine.flush_observer = telemetry.on_flush
+        telemetry.watch_buffered_bytes(lambda: engine.buffered_bytes)
     engine.start()
+    keys = PgKeyStore(pool)
+    required = await auth_required(settings, keys)
+    interceptor = CallInterceptor(
+        Authenticator(KeyCache(keys, settings.key_cache_ttl_s) if required else None),
+        RateLimiter(settings.rate_unary_per_s),
+        RateLimiter(settings.rate_points_per_s),
+        telemetry,
+    )
     compactor = Compactor(pool, settings.compact_interval_s, settings.compact_max_series)
     compactor.start()
 
     server = grpc.aio.server(
+        interceptors=[interceptor],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -131,13 +182,17 @@ async def start_server(settings: Settings) -> RunningServer:
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(settings.listen)
+    port = (server.add_secure_port(settings.listen, credentials) if credentials is not None
+            else server.add_insecure_port(settings.listen))
     if port == 0:
         raise OSError(f"cannot bind {settings.listen}")
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None)
+    log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None,
+             auth="required" if required else "off", tls=credentials is not None,
+             mtls=bool(settings.tls_client_ca), otel=settings.otel)
     return RunningServer(
-        server, port, engine, pool, conninfo, health_servicer, compactor, embedded
+        server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
+        telemetry, required,
     )

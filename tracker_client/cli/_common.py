@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from tracker_client import _env
+from tracker_client._rpc import make_channel
 from tracker_client.pb import experiments_pb2 as ex
 from tracker_client.pb import experiments_pb2_grpc, query_pb2_grpc
 
@@ -35,6 +35,9 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
                         help="host:port of the tracker server (env TRACKER_SERVER, "
                              f"default {_env.DEFAULT_SERVER})")
     parser.add_argument("--api-key", default=None, help="API key (env TRACKER_API_KEY)")
+    parser.add_argument("--tls-ca", default=None,
+                        help="PEM CA bundle: connect with TLS (env TRACKER_TLS_CA; "
+                             "TRACKER_TLS=1 uses the system roots)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
 
@@ -45,6 +48,7 @@ def command_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentPars
                                                      description=help_text)
     parser.add_argument("--server", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--api-key", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--tls-ca", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print JSON instead of tables")
     parser.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
@@ -55,10 +59,11 @@ def command_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentPars
 class Client:
     """Stubs on one channel, with the API key attached to every call."""
 
-    def __init__(self, address: str, api_key: str | None, timeout: float) -> None:
+    def __init__(self, address: str, api_key: str | None, timeout: float,
+                 tls: _env.TlsOption = None) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", 64 << 20)]
+        self.channel = make_channel(
+            address, [("grpc.max_receive_message_length", 64 << 20)], _env.tls_config(tls)
         )
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
@@ -73,7 +78,8 @@ class Client:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Client:
         """From flags, then the environment."""
-        return cls(_env.server_address(args.server), _env.api_key(args.api_key), args.timeout)
+        return cls(_env.server_address(args.server), _env.api_key(args.api_key), args.timeout,
+                   getattr(args, "tls_ca", None))
 
     def call(self, method: Any, request: Message) -> Any:
         """Unary call with the timeout and credentials."""

@@ -140,6 +140,22 @@ def plan_commit(
     return CommitPlan(None, None, offsets, selected, gaps, dict(committed))
 
 
+@dataclass(frozen=True)
+class FlushReport:
+    """What one flush did, for telemetry (one report per flush, never per batch)."""
+
+    points: int
+    rows: int
+    batches: int
+    nbytes: int
+    started_ns: int
+    duration_s: float
+    ok: bool
+
+
+FlushObserver = Callable[[FlushReport], None]
+
+
 class IngestEngine:
     """Coalesces batches from every stream and commits them exactly once."""
 
@@ -159,6 +175,8 @@ class IngestEngine:
         self._rotation = 0
         self.flushes = 0
         self.points_committed = 0
+        self.flush_observer: FlushObserver | None = None
+        """Called after every flush (telemetry); must be cheap and must not raise."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -373,6 +391,7 @@ class IngestEngine:
         if not taken and not unseq:
             return True
         started = time.perf_counter()
+        started_ns = time.time_ns()
         try:
             plan = await self._store.commit(
                 sorted(writers, key=lambda w: w.key),
@@ -387,6 +406,7 @@ class IngestEngine:
             for key in taken:
                 for sub in list(self._writers[key].subscribers):
                     sub.on_slow_down(self._config.slow_down_s)
+            self._report(taken, unseq, None, started_ns, started)
             return False
         self._failures = 0
         self.flushes += 1
@@ -395,7 +415,30 @@ class IngestEngine:
         log.debug("ingest.flushed", points=points, writers=len(taken),
                   ms=round((time.perf_counter() - started) * 1000, 2))
         self._complete(plan, taken, unseq)
+        self._report(taken, unseq, plan, started_ns, started)
         return True
+
+    def _report(
+        self,
+        taken: dict[WriterKey, list[_Entry]],
+        unseq: list[tuple[_Entry, asyncio.Future[int]]],
+        plan: CommitPlan | None,
+        started_ns: int,
+        started: float,
+    ) -> None:
+        if self.flush_observer is None:
+            return
+        entries = [e for es in taken.values() for e in es] + [e for e, _ in unseq]
+        chunks = plan.chunks if plan is not None else None
+        self.flush_observer(FlushReport(
+            points=chunks.points if chunks else 0,
+            rows=chunks.rows if chunks else 0,
+            batches=len(entries),
+            nbytes=sum(e.batch.nbytes for e in entries),
+            started_ns=started_ns,
+            duration_s=time.perf_counter() - started,
+            ok=plan is not None,
+        ))
 
     def _requeue(
         self,
