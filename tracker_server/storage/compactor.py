@@ -29,6 +29,10 @@ SMALL_CHUNK_POINTS = 512  # must match the partial index of migration 0005
 _LOCK_KEY = 7_433_611_592_002
 
 _CREATE_TMP = """
+CREATE TEMP TABLE IF NOT EXISTS compact_ids (
+    run_id uuid, key_id integer, rank integer, attempt integer, segment bigint,
+    chunk_id bigint
+) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS compact_src (
     run_id uuid, key_id integer, rank integer, attempt integer, segment bigint,
     chunk_id bigint, steps int8[], "values" float8[], wall_ns int8[]
@@ -37,8 +41,10 @@ CREATE TEMP TABLE IF NOT EXISTS compact_src (
 
 # Series with at least two small chunks. Within a series, big chunks split the small
 # ones into segments (segment = id of the last big chunk before them); each segment with
-# two or more small chunks is moved out to be merged.
-_TAKE = f"""
+# two or more small chunks is merged. Window functions instead of joins between CTEs:
+# the planner estimates CTEs at one row and picked a nested loop that made a round of
+# 22k chunks take a minute (quadratic). Metadata only here; arrays are not touched.
+_PICK = f"""
 WITH series AS (
     SELECT run_id, key_id, rank, attempt
     FROM metric_chunks
@@ -55,17 +61,19 @@ seg AS (
     FROM metric_chunks c JOIN series s USING (run_id, key_id, rank, attempt)
 ),
 small AS (
-    SELECT * FROM seg WHERE n < {SMALL_CHUNK_POINTS}
-),
-multi AS (
-    SELECT run_id, key_id, rank, attempt, segment FROM small
-    GROUP BY run_id, key_id, rank, attempt, segment HAVING count(*) >= 2
-),
-doomed AS (
-    SELECT small.* FROM small JOIN multi USING (run_id, key_id, rank, attempt, segment)
-),
-moved AS (
-    DELETE FROM metric_chunks c USING doomed d
+    SELECT run_id, key_id, rank, attempt, segment, chunk_id,
+           count(*) OVER (PARTITION BY run_id, key_id, rank, attempt, segment) AS k
+    FROM seg
+    WHERE n < {SMALL_CHUNK_POINTS}
+)
+INSERT INTO compact_ids
+SELECT run_id, key_id, rank, attempt, segment, chunk_id FROM small WHERE k >= 2
+"""
+
+# With compact_ids analysed, this is one primary-key probe per chunk.
+_TAKE = """
+WITH moved AS (
+    DELETE FROM metric_chunks c USING compact_ids d
     WHERE c.run_id = d.run_id AND c.key_id = d.key_id AND c.rank = d.rank
       AND c.attempt = d.attempt AND c.chunk_id = d.chunk_id
     RETURNING c.run_id, c.key_id, c.rank, c.attempt, d.segment, c.chunk_id, c.steps,
@@ -80,13 +88,21 @@ INSERT INTO compact_src SELECT * FROM moved
 # first minimum and first maximum (NaN counts as +inf for the minimum and -inf for the
 # maximum; PostgreSQL sorts NaN above +inf, hence the CASE), plus the first and last point.
 _MERGE = f"""
-WITH pts AS (
+WITH raw AS (
     SELECT run_id, key_id, rank, attempt, segment, chunk_id, p.s, p.v, p.w,
            row_number() OVER seg - 1 AS pos,
            p.s > lag(p.s) OVER seg AS up
     FROM compact_src, unnest(steps, "values", wall_ns) WITH ORDINALITY AS p(s, v, w, ord)
     WINDOW seg AS (PARTITION BY run_id, key_id, rank, attempt, segment
                    ORDER BY chunk_id, p.ord)
+),
+-- Segment size and monotonicity as window aggregates: no join back to "merged".
+pts AS (
+    SELECT raw.*,
+           count(*) OVER whole AS seg_n,
+           bool_and(coalesce(up, true)) OVER whole AS seg_increasing
+    FROM raw
+    WINDOW whole AS (PARTITION BY run_id, key_id, rank, attempt, segment)
 ),
 merged AS (
     SELECT run_id, key_id, rank, attempt, segment, max(chunk_id) AS chunk_id,
@@ -98,7 +114,7 @@ merged AS (
     GROUP BY run_id, key_id, rank, attempt, segment
 ),
 ranked AS (
-    SELECT p.*, m.n,
+    SELECT p.*, p.seg_n AS n,
            row_number() OVER (PARTITION BY p.run_id, p.key_id, p.rank, p.attempt, p.segment,
                                            p.pos / {SKETCH_BUCKET_POINTS}
                               ORDER BY CASE WHEN p.v = 'NaN' THEN 'Infinity' ELSE p.v END,
@@ -107,8 +123,8 @@ ranked AS (
                                            p.pos / {SKETCH_BUCKET_POINTS}
                               ORDER BY CASE WHEN p.v = 'NaN' THEN '-Infinity' ELSE p.v END
                                        DESC, p.pos) AS high_rank
-    FROM pts p JOIN merged m USING (run_id, key_id, rank, attempt, segment)
-    WHERE m.n >= {SKETCH_MIN_POINTS} AND m.increasing
+    FROM pts p
+    WHERE p.seg_n >= {SKETCH_MIN_POINTS} AND p.seg_increasing
 ),
 sketch AS (
     SELECT run_id, key_id, rank, attempt, segment,
@@ -151,8 +167,12 @@ async def compact_once(pool: AsyncConnectionPool, max_series: int = 2000) -> Com
             try:
                 async with conn.transaction():
                     await conn.execute(_CREATE_TMP)
-                    cur = await conn.execute(_TAKE, {"series": max_series})
+                    await conn.execute(_PICK, {"series": max_series})
+                    # Real row counts for the planner (temp tables have no statistics).
+                    await conn.execute("ANALYZE compact_ids")
+                    cur = await conn.execute(_TAKE)
                     before = cur.rowcount
+                    await conn.execute("ANALYZE compact_src")
                     cur = await conn.execute(_MERGE)
                     after = cur.rowcount
             finally:
