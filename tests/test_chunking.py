@@ -77,8 +77,8 @@ def test_chunks_and_summaries_match_naive_model(specs: list) -> None:
         assert (summaries.last_attempt[i], summaries.last_step[i]) == (last[2], last[4])
         assert np.float64(summaries.last_value[i]).tobytes() == np.float64(last[5]).tobytes()
         finite = [p for p in pts if not math.isnan(p[5])]
+        assert bool(summaries.has_value[i]) == bool(finite)
         if not finite:
-            assert summaries.min_value[i] is None and summaries.max_value[i] is None
             continue
         lo = min(finite, key=lambda p: (p[5], p[6]))
         hi = max(finite, key=lambda p: (p[5], -p[6]))

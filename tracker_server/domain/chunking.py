@@ -58,20 +58,26 @@ class ChunkSet:
 
 @dataclass
 class SummarySet:
-    """One summary delta per (run, key) touched by a flush (see run_metric_summary)."""
+    """One summary delta per (run, key) touched by a flush (see run_metric_summary).
+
+    Columns are numpy arrays (they go to PostgreSQL as binary array parameters);
+    ``min_*``/``max_*`` are meaningful only where ``has_value`` (the key had a non-NaN
+    value in this flush).
+    """
 
     run_ids: list[uuid.UUID]
-    key_ids: list[int]
-    count: list[int]
-    first_step: list[int]
-    last_step: list[int]
-    last_value: list[float]
-    last_attempt: list[int]
-    last_wall_ns: list[int]
-    min_value: list[float | None]
-    min_step: list[int | None]
-    max_value: list[float | None]
-    max_step: list[int | None]
+    key_ids: Int32Array
+    count: Int64Array
+    first_step: Int64Array
+    last_step: Int64Array
+    last_value: Float64Array
+    last_attempt: Int32Array
+    last_wall_ns: Int64Array
+    has_value: npt.NDArray[np.bool_]
+    min_value: Float64Array
+    min_step: Int64Array
+    max_value: Float64Array
+    max_step: Int64Array
 
 
 def _dense_codes(
@@ -194,22 +200,20 @@ def _summaries(chunks: ChunkSet, order: IntpArray, sizes: IntpArray) -> SummaryS
     counts = np.add.reduceat(chunks.n[row_order], g_starts)
     first = np.minimum.reduceat(chunks.first_steps[row_order], g_starts)
 
-    def opt(arr: npt.NDArray[np.generic], rows: IntpArray, idx: IntpArray) -> list[object]:
-        present = has_value[rows].tolist()
-        return [v if ok else None for v, ok in zip(arr[idx[rows]].tolist(), present, strict=True)]
-
     run_list = list(runs)
     return SummarySet(
         run_ids=[run_list[r] for r in run_idx[group_rows].tolist()],
-        key_ids=chunks.key_ids[group_rows].tolist(),
-        count=counts.tolist(),
-        first_step=first.tolist(),
-        last_step=steps[last_idx[last_rows]].tolist(),
-        last_value=values[last_idx[last_rows]].tolist(),
-        last_attempt=attempts[last_rows].tolist(),
-        last_wall_ns=chunks.wall_ns[last_idx[last_rows]].tolist(),
-        min_value=opt(values, min_rows, min_idx),  # type: ignore[arg-type]
-        min_step=opt(steps, min_rows, min_idx),  # type: ignore[arg-type]
-        max_value=opt(values, max_rows, max_idx),  # type: ignore[arg-type]
-        max_step=opt(steps, max_rows, max_idx),  # type: ignore[arg-type]
+        key_ids=chunks.key_ids[group_rows],
+        count=counts.astype(np.int64),
+        first_step=first,
+        last_step=steps[last_idx[last_rows]],
+        last_value=values[last_idx[last_rows]],
+        last_attempt=attempts[last_rows].astype(np.int32),
+        last_wall_ns=chunks.wall_ns[last_idx[last_rows]],
+        # A (run, key) has a value when its min row (rows with values sort first) has one.
+        has_value=has_value[min_rows],
+        min_value=values[min_idx[min_rows]],
+        min_step=steps[min_idx[min_rows]],
+        max_value=values[max_idx[max_rows]],
+        max_step=steps[max_idx[max_rows]],
     )

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
+import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
 from tracker_server.domain.errors import Code, TrackerError, failed_precondition, not_found
@@ -13,6 +14,16 @@ from tracker_server.domain.ingest import CommitPlan
 from tracker_server.domain.points import WriterInfo, WriterKey
 from tracker_server.storage.copy_binary import COPY_COLUMNS, encode_chunks
 from tracker_server.storage.errors import db_errors
+from tracker_server.storage.pg_params import (
+    BoolArray,
+    Float8Array,
+    Int4Array,
+    Int8Array,
+    UuidArray,
+    register_globally,
+)
+
+register_globally()
 
 _COPY_SQL = f"COPY metric_chunks ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
@@ -53,9 +64,14 @@ _SUMMARY_SQL = """
 INSERT INTO run_metric_summary AS s (
     run_id, key_id, count, first_step, last_step, last_value, last_attempt, last_wall_ns,
     min_value, min_step, max_value, max_step)
-SELECT * FROM unnest(
+SELECT run_id, key_id, count, first_step, last_step, last_value, last_attempt, last_wall_ns,
+       CASE WHEN has_value THEN min_value END, CASE WHEN has_value THEN min_step END,
+       CASE WHEN has_value THEN max_value END, CASE WHEN has_value THEN max_step END
+FROM unnest(
     %s::uuid[], %s::int[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::int[],
-    %s::int8[], %s::float8[], %s::int8[], %s::float8[], %s::int8[])
+    %s::int8[], %s::bool[], %s::float8[], %s::int8[], %s::float8[], %s::int8[])
+    AS d(run_id, key_id, count, first_step, last_step, last_value, last_attempt,
+         last_wall_ns, has_value, min_value, min_step, max_value, max_step)
 ORDER BY 1, 2  -- row-lock order, so concurrent flushes of one run cannot deadlock
 ON CONFLICT (run_id, key_id) DO UPDATE SET
     count = s.count + excluded.count,
@@ -134,15 +150,16 @@ class PgMetricStore:
                     await conn.execute(
                         _ENSURE_OFFSETS_SQL,
                         (
-                            [w.key.run_id for w in writers],
+                            UuidArray.of([w.key.run_id for w in writers]),
                             [w.key.writer_id for w in writers],
-                            [w.rank for w in writers],
-                            [w.attempt for w in writers],
+                            Int4Array(np.array([w.rank for w in writers], np.int32)),
+                            Int4Array(np.array([w.attempt for w in writers], np.int32)),
                         ),
                     )
                     cur = await conn.execute(
                         _LOCK_OFFSETS_SQL,
-                        ([w.key.run_id for w in writers], [w.key.writer_id for w in writers]),
+                        (UuidArray.of([w.key.run_id for w in writers]),
+                         [w.key.writer_id for w in writers]),
                     )
                     for run_id, writer_id, seq in await cur.fetchall():
                         committed[WriterKey(run_id, writer_id)] = int(seq)
@@ -156,16 +173,19 @@ class PgMetricStore:
                     s = result.summaries
                     await conn.execute(
                         _SUMMARY_SQL,
-                        (s.run_ids, s.key_ids, s.count, s.first_step, s.last_step,
-                         s.last_value, s.last_attempt, s.last_wall_ns, s.min_value,
-                         s.min_step, s.max_value, s.max_step),
+                        (UuidArray.of(s.run_ids), Int4Array(s.key_ids), Int8Array(s.count),
+                         Int8Array(s.first_step), Int8Array(s.last_step),
+                         Float8Array(s.last_value), Int4Array(s.last_attempt),
+                         Int8Array(s.last_wall_ns), BoolArray(s.has_value),
+                         Float8Array(s.min_value), Int8Array(s.min_step),
+                         Float8Array(s.max_value), Int8Array(s.max_step)),
                     )
                 if result.offsets:
                     keys = sorted(result.offsets)
                     await conn.execute(
                         _UPDATE_OFFSETS_SQL,
-                        ([k.run_id for k in keys], [k.writer_id for k in keys],
-                         [result.offsets[k] for k in keys]),
+                        (UuidArray.of([k.run_id for k in keys]), [k.writer_id for k in keys],
+                         Int8Array(np.array([result.offsets[k] for k in keys], np.int64))),
                     )
         return result
 
