@@ -167,6 +167,15 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            # Trainers keep a stream open through long steps and the client pings every
+            # 30 s, also between calls; gRPC's default (2 strikes within 5 min) would
+            # answer with GOAWAY "Too many pings" and force reconnects.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 100),
+            ("grpc.http2.max_ping_strikes", 0),
+            # Our own pings find dead clients, so their streams (and budget) are released.
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
         ]
     )
     # Generated registration functions carry no annotations.
