@@ -207,6 +207,11 @@ def measure(address: str, ids: dict[str, Any], iterations: int) -> dict[str, Any
                before=write_one)
     out["series_1m_to_1k_after_write_p50_ms"] = r["p50"]
     out["series_1m_to_1k_after_write_p99_ms"] = r["p99"]
+    # A dashboard zoomed into part of a live run: every refresh follows a write.
+    r = _timed(lambda: query.GetMetricSeries(zoom_req), max(5, iterations // 4),
+               before=write_one)
+    out["series_zoom_100k_to_1k_after_write_p50_ms"] = r["p50"]
+    out["series_zoom_100k_to_1k_after_write_p99_ms"] = r["p99"]
     channel_w.close()
 
     best_req = query_pb2.GetBestRunsRequest(experiment_ids=[ids["best_exp"]], key="m3",

@@ -85,3 +85,21 @@ def test_chunks_and_summaries_match_naive_model(specs: list) -> None:
         assert (summaries.min_value[i], summaries.min_step[i]) == (lo[5], lo[4])
         assert (summaries.max_value[i], summaries.max_step[i]) == (hi[5], hi[4])
     assert len(summaries.run_ids) == len({(p[0], p[3]) for p in flat})
+
+
+def test_long_groups_are_cut_into_chunks_of_at_most_max_points() -> None:
+    from tracker_server.domain.chunking import MAX_CHUNK_POINTS
+
+    n = 2 * MAX_CHUNK_POINTS + 5
+    info = WriterInfo(WriterKey(RUNS[0], "w"), 0, 0)
+    keys = [0] * n + [1] * 3
+    steps = [*range(n), 0, 1, 2]
+    batch = _batch(1, keys, steps, [float(s) for s in steps])
+    chunks, summaries = build_chunks([(info, batch)])
+    assert chunks.n.tolist() == [MAX_CHUNK_POINTS, MAX_CHUNK_POINTS, 5, 3]
+    assert chunks.first_steps.tolist() == [0, MAX_CHUNK_POINTS, 2 * MAX_CHUNK_POINTS, 0]
+    assert chunks.last_steps.tolist() == [MAX_CHUNK_POINTS - 1, 2 * MAX_CHUNK_POINTS - 1,
+                                          n - 1, 2]
+    # One summary per (run, key) whatever the number of chunk rows.
+    assert summaries.count.tolist() == [n, 3]
+    assert summaries.last_step.tolist() == [n - 1, 2]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.query_support import log_points, new_experiment, new_run, query_stub, resume, series
 from tests.support import Api, ServerThread
 from tracker_client.pb import query_pb2 as q
-from tracker_server.domain.chunking import build_chunks
+from tracker_server.domain.chunking import MAX_CHUNK_POINTS, build_chunks
 from tracker_server.domain.downsample import extremes
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
 from tracker_server.domain.series import (
@@ -403,7 +403,9 @@ def test_server_sketch_reads_keep_guarantees(api: Api, server: ServerThread) -> 
     log_points(api, run, "x", np.arange(150_000, 160_000), np.arange(10_000.0), attempt=1)
     stored = _sql(server, "SELECT n, cardinality(sketch_steps) FROM metric_chunks "
                   "WHERE run_id = %s ORDER BY chunk_id", run)
-    assert [r[0] for r in stored] == [n, n, n, 3, 10_000]
+    # Flushes longer than MAX_CHUNK_POINTS are cut into consecutive chunk rows.
+    pieces = [MAX_CHUNK_POINTS] * (n // MAX_CHUNK_POINTS) + [n % MAX_CHUNK_POINTS]
+    assert [r[0] for r in stored] == pieces * 3 + [3, 10_000]
     assert all(r[1] is not None for r in stored if r[0] >= SKETCH_MIN_POINTS)
 
     raw = _raw(stub, run, "x")
@@ -440,11 +442,17 @@ def test_server_reads_sketch_columns_only_inside_the_range(api: Api,
         log_points(api, run, "y", steps, np.sin(steps / 1000.0), writer=f"w{i}")
     _sql(server, "UPDATE metric_chunks SET sketch_wall_ns = "
          "ARRAY(SELECT w + 1 FROM unnest(sketch_wall_ns) w) WHERE run_id = %s", run)
-    start, end = n // 2, 3 * n + n // 2  # cuts chunks 0 and 3; 1 and 2 lie inside
+    start, end = n // 2, 3 * n + n // 2  # cuts two chunks; the ones between lie inside
     [got] = series(stub, [run], ["y"], max_points=50, start_step=start, end_step=end)
     steps, wall = np.array(got.steps), np.array(got.wall_time_ns)
     marked = wall != steps * 1000  # log_points writes wall = step * 1000
-    inside = (steps >= n) & (steps < 3 * n)
+    bounds = _sql(server, "SELECT first_step, last_step FROM metric_chunks WHERE run_id = %s",
+                  run)
+    inside = np.zeros(steps.shape[0], dtype=bool)
+    for first, last in bounds:
+        if first >= start and last <= end:
+            inside |= (steps >= first) & (steps <= last)
+    assert inside.any() and not inside.all()
     assert steps[0] == start and steps[-1] == end and got.total_points == end - start + 1
     assert marked[inside].all() and not marked[~inside].any()
     # Few points per output point: no sketches at all.

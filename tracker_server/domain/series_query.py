@@ -116,6 +116,10 @@ class SeriesCache:
         self.hits += 1
         return entry[1]
 
+    def has(self, key: tuple[uuid.UUID, int]) -> bool:
+        """Whether an entry (current or stale) exists for ``key``."""
+        return key in self._entries
+
     def put(self, key: tuple[uuid.UUID, int], version: tuple[AttemptInfo, ...],
             series: list[Series]) -> None:
         """Store, evicting least recently used entries beyond the budget."""
@@ -225,7 +229,13 @@ class SeriesQuery:
         version = tuple(infos)
         full = self.cache.get((run_id, key_id), version)
         total = sum(i.points for i in infos)
-        if full is None and total <= self._entry_points:
+        whole = req.start_step == STEP_MIN and req.end_step == STEP_MAX
+        # A zoomed read fills the cache the first time (repeated zooms of a finished run
+        # are then memory reads), but once the cached entry went stale the run is live
+        # (every flush changes the version): re-reading the whole series for each zoom
+        # took ~120 ms for 1M points, so such reads fetch only the chunks in range.
+        live = full is None and self.cache.has((run_id, key_id))
+        if full is None and (whole or not live) and total <= self._entry_points:
             chunks = await self._reader.chunks(run_id, key_id, STEP_MIN, STEP_MAX, None)
             full = await asyncio.to_thread(resolve, chunks, attempt_starts(infos))
             self.cache.put((run_id, key_id), version, full)
