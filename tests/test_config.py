@@ -40,3 +40,18 @@ def test_flags_parse_into_overrides() -> None:
 def test_bad_values(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         load_settings(env)
+
+
+def test_every_setting_has_a_flag() -> None:
+    from dataclasses import fields
+
+    help_text = __import__("subprocess").run(
+        [__import__("sys").executable, "-m", "tracker_server", "--help"],
+        capture_output=True, text=True, timeout=60).stdout
+    for f in fields(Settings):
+        assert "--" + f.name.replace("_", "-") in help_text, f.name
+    args = parse_args(["--compact-interval-s", "0", "--max-keys-per-batch", "7",
+                       "--data-dir", "/tmp/x", "--auth", "off"])
+    s = load_settings({}, **{k: v for k, v in vars(args).items() if v is not None})
+    assert (s.compact_interval_s, s.max_keys_per_batch, s.data_dir, s.auth) == (
+        0.0, 7, Path("/tmp/x"), "off")

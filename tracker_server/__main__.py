@@ -10,38 +10,43 @@ import argparse
 import asyncio
 import signal
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import structlog
 
-from tracker_server.config import load_settings
+from tracker_server.config import Settings, env_var, load_settings
 from tracker_server.logs import configure_logging
 from tracker_server.server import start_server
 
 log = structlog.get_logger(__name__)
 
 
+_CHOICES = {"auth": ("auto", "required", "off"), "otel": ("off", "console", "otlp"),
+            "log_level": ("debug", "info", "warning", "error")}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags (each overrides its environment variable)."""
-    p = argparse.ArgumentParser(prog="tracker-server", description=__doc__)
-    p.add_argument("--listen", help="host:port (TRACKER_LISTEN, default 127.0.0.1:50051)")
-    p.add_argument("--database-url", help="PostgreSQL conninfo (DATABASE_URL); "
-                   "omitted: embedded PostgreSQL in the data dir")
-    p.add_argument("--data-dir", type=Path, help="TRACKER_DATA_DIR")
-    p.add_argument("--flush-interval-ms", type=int, help="TRACKER_FLUSH_INTERVAL_MS")
-    p.add_argument("--flush-bytes", type=int, help="TRACKER_FLUSH_BYTES")
-    p.add_argument("--memory-budget-bytes", type=int, help="TRACKER_MEMORY_BUDGET_BYTES")
-    p.add_argument("--max-message-bytes", type=int, help="TRACKER_MAX_MESSAGE_BYTES")
-    p.add_argument("--log-level", help="TRACKER_LOG_LEVEL")
-    p.add_argument("--auth", choices=["auto", "required", "off"], help="TRACKER_AUTH")
-    p.add_argument("--allow-open-network", action="store_true", default=None,
-                   help="TRACKER_ALLOW_OPEN_NETWORK: permit --auth off on a non-loopback address")
-    p.add_argument("--tls-cert", help="TRACKER_TLS_CERT (PEM)")
-    p.add_argument("--tls-key", help="TRACKER_TLS_KEY (PEM)")
-    p.add_argument("--tls-client-ca", help="TRACKER_TLS_CLIENT_CA (PEM; enables mutual TLS)")
-    p.add_argument("--rate-unary-per-s", type=float, help="TRACKER_RATE_UNARY_PER_S")
-    p.add_argument("--rate-points-per-s", type=float, help="TRACKER_RATE_POINTS_PER_S")
-    p.add_argument("--otel", choices=["off", "console", "otlp"], help="TRACKER_OTEL")
+    """One flag per setting (``--flush-interval-ms`` for TRACKER_FLUSH_INTERVAL_MS, ...),
+    generated from ``Settings`` so flags and environment variables cannot drift apart;
+    a flag overrides its environment variable."""
+    p = argparse.ArgumentParser(
+        prog="tracker-server", description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = Settings()
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        text = f"{env_var(f.name)} (default: {default})"
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", default=None, help=text)
+        elif isinstance(default, int | float):
+            p.add_argument(flag, type=type(default), help=text)
+        elif isinstance(default, Path):
+            p.add_argument(flag, type=Path, help=text)
+        else:
+            p.add_argument(flag, choices=_CHOICES.get(f.name), help=text)
     return p.parse_args(argv)
 
 
