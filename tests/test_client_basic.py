@@ -74,3 +74,21 @@ def test_invalid_metric_names_are_dropped_and_counted(
     assert run.stats.points_invalid == 2
     assert run.run_id is not None
     assert count_points(database_url, run.run_id) == 1
+
+
+def test_stats_report_send_to_ack_times(server: ServerThread, tmp_path: Path) -> None:
+    import time
+
+    run = tracker_client.init(experiment="acks", server=server.address, options=fast(tmp_path))
+    assert run.stats.ack_latencies_ms == () and run.stats.ack_percentile_ms(50) is None
+    started = time.monotonic()
+    for step in range(5):
+        run.log({"loss": 1.0 / (step + 1)}, step=step)
+        assert run.flush(timeout=10).durable  # one batch per step
+    elapsed_ms = (time.monotonic() - started) * 1000
+    st = run.stats
+    assert len(st.ack_latencies_ms) == 5  # one sample per batch, first send to ack
+    assert all(0 < ms <= elapsed_ms for ms in st.ack_latencies_ms)
+    p50, p99 = st.ack_percentile_ms(50), st.ack_percentile_ms(99)
+    assert p50 is not None and p99 is not None and p50 <= p99 == max(st.ack_latencies_ms)
+    run.close(timeout=10)

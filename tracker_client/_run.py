@@ -244,6 +244,7 @@ class Run:
             lag_s=max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0,
             reconnects=s.reconnects, slow_downs=s.slow_downs,
             state="closed" if self._closed else s.state, last_error=s.last_error,
+            ack_latencies_ms=tuple(s.ack_ms),
         )
 
     def _report(self) -> DeliveryReport:

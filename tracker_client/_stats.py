@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import collections
+from dataclasses import dataclass, field
+
+ACK_SAMPLES = 10_000
+"""Send-to-ack times kept for ``RunStats.ack_latencies_ms`` (most recent batches)."""
 
 
 @dataclass
@@ -23,6 +27,9 @@ class DeliveryStats:
     slow_downs: int = 0
     last_error: str = ""
     state: str = "starting"
+    ack_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=ACK_SAMPLES))
+    """Send-to-ack time of each acknowledged batch, ms (first send to the covering ack)."""
 
 
 @dataclass(frozen=True)
@@ -60,3 +67,13 @@ class RunStats:
     or ``failed`` (a non-retryable error; see last_error)."""
     last_error: str
     """Most recent delivery error, empty if none."""
+    ack_latencies_ms: tuple[float, ...] = ()
+    """Send-to-ack times of the most recent acknowledged batches (up to 10,000), ms:
+    from a batch's first send to the ack that covers it (commit included)."""
+
+    def ack_percentile_ms(self, q: float) -> float | None:
+        """The ``q``-th percentile (0-100) of ``ack_latencies_ms``; None before any ack."""
+        if not self.ack_latencies_ms:
+            return None
+        ordered = sorted(self.ack_latencies_ms)
+        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]

@@ -100,6 +100,8 @@ class StreamSender:
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._closing = False
+        # (seq, monotonic time of its first send), in seq order; popped by acks.
+        self._sent_at: collections.deque[tuple[int, float]] = collections.deque()
         self._call: Any = None
         self.fatal: grpc.RpcError | None = None
         self.finished = threading.Event()
@@ -247,7 +249,11 @@ class StreamSender:
         # Rejected batches are trimmed too; points_acked excludes them.
         points = self._spool.trim(committed)
         self.stats.points_acked += points
+        now = self._clock.monotonic()
         with self._cv:
+            sent = self._sent_at
+            while sent and sent[0][0] <= committed:
+                self.stats.ack_ms.append((now - sent.popleft()[1]) * 1000.0)
             self._cv.notify_all()
 
     def _requests(self, session: _Session) -> Iterator[bytes]:
@@ -284,6 +290,9 @@ class StreamSender:
             payload = rec.payload if rec is not None else b""
             session.inflight.append((cursor, len(payload)))
             session.inflight_bytes += len(payload)
+            with self._cv:
+                if not self._sent_at or self._sent_at[-1][0] < cursor:  # first send only
+                    self._sent_at.append((cursor, self._clock.monotonic()))
             self.stats.batches_sent += 1
             yield encode_batch_request(cursor, payload)
             cursor += 1
