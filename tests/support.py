@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -192,7 +191,3 @@ def iter_points(conninfo: str, run_id: str) -> Iterator[tuple[str, int, int, flo
             "SELECT key, rank, step, value, wall_ns FROM metric_points WHERE run_id = %s",
             (run_id,),
         )
-
-
-def data_dir(tmp: Path) -> Path:
-    return tmp / "data"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
-from tracker_server.domain.errors import Code, TrackerError, failed_precondition, not_found
+from tracker_server.domain.errors import failed_precondition, not_found
 from tracker_server.domain.ingest import CommitPlan
 from tracker_server.domain.points import WriterInfo, WriterKey
 from tracker_server.storage.copy_binary import COPY_COLUMNS, encode_chunks
@@ -188,11 +187,3 @@ class PgMetricStore:
                          Int8Array(np.array([result.offsets[k] for k in keys], np.int64))),
                     )
         return result
-
-
-def parse_run_id(value: str) -> uuid.UUID:
-    """A run id from the wire, or INVALID_ARGUMENT."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise TrackerError(Code.INVALID_ARGUMENT, f"run_id is not a UUID: {value[:80]!r}") from None
