@@ -88,9 +88,7 @@ def resolve_keys(conn: psycopg.Connection[Any], names: list[str]) -> np.ndarray:
 def _point_batch(cls: Any, seq: int, names: list[str], cols: Any, key_lut: np.ndarray) -> Any:
     """A validated batch with its keys resolved, as the engine's resolve_keys leaves it."""
     batch = cls(seq, names, cols.key_index, cols.steps, cols.values, cols.wall_ns)
-    if hasattr(batch, "table_ids"):
-        batch.table_ids = key_lut
-    batch.key_ids = key_lut[cols.key_index]
+    batch.table_ids = key_lut
     return batch
 
 

@@ -22,8 +22,7 @@ def _batch(seq: int, keys: list[int], steps: list[int], values: list[float]) -> 
     local = np.searchsorted(table, np.array(keys, np.int32) + 10).astype(np.uint32)
     return PointBatch(
         seq, [str(k) for k in table.tolist()], local, np.array(steps, np.int64),
-        np.array(values, np.float64), np.arange(n, dtype=np.int64) + seq * 1000,
-        table[local], table,
+        np.array(values, np.float64), np.arange(n, dtype=np.int64) + seq * 1000, table,
     )
 
 

@@ -119,7 +119,7 @@ def _batch(seq: int, steps: np.ndarray, values: np.ndarray) -> PointBatch:
     table = np.array([10], np.int32)
     local = np.zeros(n, np.uint32)
     return PointBatch(seq, ["10"], local, steps.astype(np.int64), values.astype(np.float64),
-                      np.arange(n, dtype=np.int64), table[local], table)
+                      np.arange(n, dtype=np.int64), table)
 
 
 def test_build_chunks_sketches_big_increasing_chunks_only() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import structlog
 
 from tracker_server.domain.chunking import ChunkSet, SummarySet, build_chunks
@@ -36,8 +37,6 @@ class CommitPlan:
     summaries: SummarySet | None
     offsets: dict[WriterKey, int]
     """New committed seq per writer (only writers that advanced)."""
-    selected: dict[WriterKey, list[int]]
-    """Seqs written per writer (for bookkeeping after commit)."""
     gaps: set[WriterKey] = field(default_factory=set)
     """Writers whose buffered batches do not follow their committed seq."""
     committed_before: dict[WriterKey, int] = field(default_factory=dict)
@@ -111,14 +110,12 @@ def plan_commit(
     unsequenced: list[_Entry],
 ) -> CommitPlan:
     """Choose, per writer, the batches that follow its committed seq without a gap."""
-    selected: dict[WriterKey, list[int]] = {}
     offsets: dict[WriterKey, int] = {}
     gaps: set[WriterKey] = set()
     rows: list[tuple[WriterInfo, PointBatch]] = []
     for writer, entries in batches.items():
         done = committed.get(writer, 0)
         expected = done + 1
-        chosen = []
         for entry in sorted(entries, key=lambda e: e.batch.seq):
             seq = entry.batch.seq
             if seq < expected:
@@ -126,18 +123,16 @@ def plan_commit(
             if seq != expected:
                 gaps.add(writer)
                 break
-            chosen.append(seq)
             if entry.batch.n:
                 rows.append((entry.info, entry.batch))
             expected += 1
-        selected[writer] = chosen
         if expected - 1 > done:
             offsets[writer] = expected - 1
     rows.extend((e.info, e.batch) for e in unsequenced)
     if rows:
         chunks, summaries = build_chunks(rows)
-        return CommitPlan(chunks, summaries, offsets, selected, gaps, dict(committed))
-    return CommitPlan(None, None, offsets, selected, gaps, dict(committed))
+        return CommitPlan(chunks, summaries, offsets, gaps, dict(committed))
+    return CommitPlan(None, None, offsets, gaps, dict(committed))
 
 
 @dataclass(frozen=True)
@@ -173,8 +168,6 @@ class IngestEngine:
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
         self._rotation = 0
-        self.flushes = 0
-        self.points_committed = 0
         self.flush_observer: FlushObserver | None = None
         """Called after every flush (telemetry); must be cheap and must not raise."""
 
@@ -239,12 +232,10 @@ class IngestEngine:
             del self._writers[writer]
 
     async def resolve_keys(self, batch: PointBatch) -> None:
-        """Fill ``batch.key_ids`` from its key table."""
-        import numpy as np
-
+        """Fill ``batch.table_ids``: the global key id of each entry of its key table
+        (points keep their local ``key_index``; chunking maps them per flush)."""
         ids = await self._store.resolve_keys(batch.keys)
         batch.table_ids = np.asarray(ids, dtype=np.int32)
-        batch.key_ids = batch.table_ids[batch.key_index]
 
     def committed_seq(self, writer: WriterKey) -> int:
         """Highest seq known committed for ``writer``."""
@@ -319,7 +310,7 @@ class IngestEngine:
     async def _run(self) -> None:
         cfg = self._config
         while True:
-            if self._pending_bytes == 0 and not self._has_unsequenced():
+            if self._pending_bytes == 0:  # unsequenced batches count here too
                 if self._stopping:
                     return
                 self._wake.clear()
@@ -379,13 +370,6 @@ class IngestEngine:
             self._oldest_pending = None  # otherwise the rest is already due: flush again
         return taken, unseq, writers
 
-    def _has_unsequenced(self) -> bool:
-        return any(w.unsequenced for w in self._writers.values())
-
-    async def flush_now(self) -> bool:
-        """Flush immediately (tests and shutdown); False when the commit failed."""
-        return await self._flush_once()
-
     async def _flush_once(self) -> bool:
         taken, unseq, writers = self._take(self._config.max_flush_bytes)
         if not taken and not unseq:
@@ -409,9 +393,7 @@ class IngestEngine:
             self._report(taken, unseq, None, started_ns, started)
             return False
         self._failures = 0
-        self.flushes += 1
         points = plan.chunks.points if plan.chunks else 0
-        self.points_committed += points
         log.debug("ingest.flushed", points=points, writers=len(taken),
                   ms=round((time.perf_counter() - started) * 1000, 2))
         self._complete(plan, taken, unseq)
@@ -479,11 +461,10 @@ class IngestEngine:
                 self._release(entry.batch.nbytes)
             # Batches that arrived during the flush and are now covered are replays.
             for seq in [s for s in state.pending if s <= state.committed]:
-                self._release(state.pending.pop(seq).batch.nbytes)
+                nbytes = state.pending.pop(seq).batch.nbytes
+                self._pending_bytes -= nbytes
+                self._release(nbytes)
             self._notify(key, state, gap=key in plan.gaps)
-        self._pending_bytes = sum(
-            e.batch.nbytes for w in self._writers.values() for e in w.pending.values()
-        ) + sum(e.batch.nbytes for w in self._writers.values() for e, _ in w.unsequenced)
         for key in list(taken):
             if key in self._writers:
                 self._maybe_forget(key, self._writers[key])

@@ -21,7 +21,7 @@ UInt32Array = npt.NDArray[np.uint32]
 Float64Array = npt.NDArray[np.float64]
 
 # Bytes a buffered point costs in memory.
-POINT_BYTES = 8 + 8 + 8 + 4 + 4  # step, value, wall time, key index, key id
+POINT_BYTES = 8 + 8 + 8 + 4  # step, value, wall time, key index
 # Fixed cost of a buffered batch (objects, key table); also makes an empty (rejected)
 # batch count as pending so the flusher commits its seq.
 BATCH_OVERHEAD_BYTES = 512
@@ -66,8 +66,6 @@ class PointBatch:
     steps: Int64Array
     values: Float64Array
     wall_ns: Int64Array
-    key_ids: Int32Array = field(default_factory=lambda: np.empty(0, np.int32))
-    """Global key ids per point, filled in once the key table is resolved."""
     table_ids: Int32Array = field(default_factory=lambda: np.empty(0, np.int32))
     """Global key id of each entry of ``keys`` (same resolution step)."""
 
