@@ -85,6 +85,17 @@ class Client:
         """Unary call with the timeout and credentials."""
         return method(request, timeout=self.timeout, metadata=self.metadata)
 
+    def paginate(self, method: Any, request: Any, field: str, limit: int) -> list[Any]:
+        """Follow ``next_page_token`` until ``limit`` items of ``field`` (or the end)."""
+        found: list[Any] = []
+        while len(found) < limit:
+            page = self.call(method, request)
+            found += getattr(page, field)
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        return found[:limit]
+
     def __enter__(self) -> Client:
         return self
 

@@ -45,14 +45,7 @@ def run_ls(args: argparse.Namespace, client: Client) -> int:
         name_prefix=args.prefix,
         page_size=min(max(args.limit, 1), 1000),
     )
-    found: list[ex.Experiment] = []
-    while len(found) < args.limit:
-        page = client.call(client.experiments.ListExperiments, req)
-        found += page.experiments
-        if not page.next_page_token:
-            break
-        req.page_token = page.next_page_token
-    found = found[: args.limit]
+    found = client.paginate(client.experiments.ListExperiments, req, "experiments", args.limit)
     if args.json:
         print_json([to_dict(e) for e in found])
         return 0

@@ -42,14 +42,7 @@ def run_ls(args: argparse.Namespace, client: Client) -> int:
     exp_id = client.experiment_id(args.experiment, args.owner)
     req = ex.SearchRunsRequest(experiment_ids=[exp_id], filter=args.filter,
                                order_by=args.order_by, page_size=min(max(args.limit, 1), 1000))
-    found: list[ex.Run] = []
-    while len(found) < args.limit:
-        page = client.call(client.experiments.SearchRuns, req)
-        found += page.runs
-        if not page.next_page_token:
-            break
-        req.page_token = page.next_page_token
-    found = found[: args.limit]
+    found = client.paginate(client.experiments.SearchRuns, req, "runs", args.limit)
     if args.json:
         print_json([to_dict(r) for r in found])
         return 0
