@@ -170,52 +170,48 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
                  **({"trace_id": trace_id_of(call.span)} if call.span is not None else {}))
         structlog.contextvars.unbind_contextvars("request_id", "trace_id", "key_id")
 
+    @contextlib.asynccontextmanager
+    async def _scope(self, method: str, metadata: dict[str, str], context: Any
+                     ) -> AsyncIterator[_Call]:
+        """One call's bookkeeping: begin, map TrackerError to a status, log the end."""
+        call = self._begin(method, metadata, context)
+        exc: BaseException | None = None
+        try:
+            yield call
+        except TrackerError as err:
+            await abort(context, err)
+        except BaseException as err:
+            exc = err
+            raise
+        finally:
+            self._end(call, context, exc)
+
     # -- per call kind ------------------------------------------------------------------
     def _wrap_unary(self, method: str, metadata: dict[str, str], inner: Any) -> Any:
         async def behavior(request: Any, context: Any) -> Any:
-            call = self._begin(method, metadata, context)
-            exc: BaseException | None = None
-            try:
+            async with self._scope(method, metadata, context) as call:
                 call.request_bytes = request.ByteSize()
                 points = len(request.batch.columns.steps) if method == _LOG_METRICS else 0
                 if points:
                     call.batches, call.points = 1, points
                 await self._admit(call, metadata, points)
                 return await inner(request, context)
-            except TrackerError as err:
-                await abort(context, err)
-            except BaseException as err:
-                exc = err
-                raise
-            finally:
-                self._end(call, context, exc)
 
         return behavior
 
     def _wrap_unary_stream(self, method: str, metadata: dict[str, str], inner: Any) -> Any:
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
-            call = self._begin(method, metadata, context)
-            exc: BaseException | None = None
-            try:
+            async with self._scope(method, metadata, context) as call:
                 call.request_bytes = request.ByteSize()
                 await self._admit(call, metadata, 0)
                 async for response in _responses(inner(request, context)):
                     yield response
-            except TrackerError as err:
-                await abort(context, err)
-            except BaseException as err:
-                exc = err
-                raise
-            finally:
-                self._end(call, context, exc)
 
         return behavior
 
     def _wrap_stream_stream(self, method: str, metadata: dict[str, str], inner: Any) -> Any:
         async def behavior(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-            call = self._begin(method, metadata, context)
-            exc: BaseException | None = None
-            try:
+            async with self._scope(method, metadata, context) as call:
                 principal = await self._admit(call, metadata, 0)
                 if method == _INGEST_STREAM:
                     call.batches = call.points = 0
@@ -226,13 +222,6 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
                     responses = _responses(inner(self._counted(call, requests), context))
                 async for response in responses:
                     yield response
-            except TrackerError as err:
-                await abort(context, err)
-            except BaseException as err:
-                exc = err
-                raise
-            finally:
-                self._end(call, context, exc)
 
         return behavior
 
