@@ -26,15 +26,15 @@ import numpy as np
 import psycopg
 
 from bench.environment import Database, ServerProcess
-from tracker_client.pb import experiments_pb2 as ex
-from tracker_client.pb import (
+from tracker_proto.v1 import experiments_pb2 as ex
+from tracker_proto.v1 import (
     experiments_pb2_grpc,
     ingest_pb2,
     ingest_pb2_grpc,
     metrics_pb2,
     query_pb2,
 )
-from tracker_client.pb import query_pb2_grpc as qg
+from tracker_proto.v1 import query_pb2_grpc as qg
 
 _SEED_RUNS_SQL = """
 INSERT INTO runs (run_id, experiment_id, name, status, created_at)

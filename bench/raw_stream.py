@@ -66,7 +66,7 @@ async def create_run(channel: grpc.aio.Channel, experiment: str, run_key: str) -
     (concurrent CreateRun calls into a fresh experiment once deadlocked in the database;
     fixed in 0b4de01, which also maps deadlocks to ABORTED).
     """
-    from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
+    from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 
     # Generated stubs are untyped.
     stub = experiments_pb2_grpc.ExperimentServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -98,7 +98,7 @@ class RawStream:
 
     def __init__(self, channel: grpc.aio.Channel, run_id: str, attempt: int,
                  workload: Workload, stream: int) -> None:
-        from tracker_client.pb import ingest_pb2_grpc
+        from tracker_proto.v1 import ingest_pb2_grpc
 
         self.stub = ingest_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
         self.run_id = run_id
@@ -111,7 +111,7 @@ class RawStream:
 
     async def open(self) -> None:
         """Send Open and wait for Opened."""
-        from tracker_client.pb import ingest_pb2
+        from tracker_proto.v1 import ingest_pb2
 
         self.call = self.stub.Stream()
         await self.call.write(ingest_pb2.StreamRequest(open=ingest_pb2.Open(
@@ -138,7 +138,7 @@ class RawStream:
 
     async def _write(self, pace: Pace, t0: float, sent_at: dict[int, tuple[float, int]],
                      window: asyncio.Semaphore) -> None:
-        from tracker_client.pb import ingest_pb2, metrics_pb2
+        from tracker_proto.v1 import ingest_pb2, metrics_pb2
 
         res = self.result
         keys = self.workload.key_names()

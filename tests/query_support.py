@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.support import Api, batch_req, columns, open_req, run_stream
-from tracker_client.pb import experiments_pb2 as ex
-from tracker_client.pb import query_pb2 as q
-from tracker_client.pb import query_pb2_grpc
+from tracker_proto.v1 import experiments_pb2 as ex
+from tracker_proto.v1 import query_pb2 as q
+from tracker_proto.v1 import query_pb2_grpc
 
 
 def query_stub(api: Api) -> query_pb2_grpc.MetricsQueryServiceStub:

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from tracker_client.pb import (
+from tracker_proto.v1 import (
     experiments_pb2,
     experiments_pb2_grpc,
     ingest_pb2,

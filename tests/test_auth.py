@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import tracker_client
 from tests.support import Api, ServerThread, batch_req, columns, count_points, open_req
-from tracker_client.pb import experiments_pb2, query_pb2, query_pb2_grpc
+from tracker_proto.v1 import experiments_pb2, query_pb2, query_pb2_grpc
 from tracker_server.config import Settings
 from tracker_server.domain.access import Role, generate_key, required_role
 from tracker_server.storage import keys_store

@@ -11,7 +11,7 @@ from tests.client_support import fast, stored
 from tests.support import Api, ServerThread, count_points
 from tracker_client._sync import main as sync_main
 from tracker_client.cli import main as cli_main
-from tracker_client.pb import experiments_pb2
+from tracker_proto.v1 import experiments_pb2
 
 pytestmark = pytest.mark.timeout(60)
 

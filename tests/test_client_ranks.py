@@ -13,7 +13,7 @@ import pytest
 
 from tests.client_support import rank_worker, stored
 from tests.support import Api, ServerThread
-from tracker_client.pb import experiments_pb2
+from tracker_proto.v1 import experiments_pb2
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parent.parent

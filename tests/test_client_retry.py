@@ -17,7 +17,7 @@ from tracker_client._clock import Backoff
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats
 from tracker_client._stream import StreamSender
-from tracker_client.pb import ingest_pb2, metrics_pb2
+from tracker_proto.v1 import ingest_pb2, metrics_pb2
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.support import Api
-from tracker_client.pb import experiments_pb2
+from tracker_proto.v1 import experiments_pb2
 
 
 def test_concurrent_create_run_in_a_new_experiment(api: Api) -> None:

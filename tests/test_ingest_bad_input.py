@@ -19,7 +19,7 @@ from tests.support import (
     open_req,
     run_stream,
 )
-from tracker_client.pb import ingest_pb2, metrics_pb2
+from tracker_proto.v1 import ingest_pb2, metrics_pb2
 from tracker_server.config import Settings
 
 

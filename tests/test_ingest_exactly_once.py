@@ -176,7 +176,7 @@ def test_ack_only_after_rows_are_visible_elsewhere(api: Api, database_url: str) 
 
 
 def test_unary_log_metrics_is_idempotent(api: Api, database_url: str) -> None:
-    from tracker_client.pb import ingest_pb2
+    from tracker_proto.v1 import ingest_pb2
 
     run_id = api.new_run()
     cols = _batches(1, 100)[0]

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 
 from tests.support import Api, ServerThread, batch_req, columns, open_req
-from tracker_client.pb import ingest_pb2_grpc
+from tracker_proto.v1 import ingest_pb2_grpc
 
 
 def test_frequent_pings_on_an_idle_stream_keep_it_open(server: ServerThread, api: Api) -> None:

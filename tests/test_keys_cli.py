@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from tests.support import ServerProcess, free_port
-from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
+from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 
 
 def keys(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

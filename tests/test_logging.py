@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from tests.support import Api, ServerThread, batch_req, columns, open_req
 from tests.test_auth import make_key, md
-from tracker_client.pb import experiments_pb2
+from tracker_proto.v1 import experiments_pb2
 from tracker_server.config import Settings
 from tracker_server.logs import redact_secrets
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.query_support import code_of, log_points, new_experiment, new_run, query_stub
 from tests.support import Api
-from tracker_client.pb import query_pb2 as q
+from tracker_proto.v1 import query_pb2 as q
 from tracker_server.domain.downsample import extremes, lttb, minmax
 from tracker_server.domain.series import Chunks, resolve
 

@@ -11,7 +11,7 @@ from google.protobuf import timestamp_pb2
 
 from tests.query_support import code_of, log_points, new_experiment, new_run
 from tests.support import Api
-from tracker_client.pb import experiments_pb2 as ex
+from tracker_proto.v1 import experiments_pb2 as ex
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

@@ -18,7 +18,7 @@ from tests.query_support import (
     series,
 )
 from tests.support import Api
-from tracker_client.pb import query_pb2 as q
+from tracker_proto.v1 import query_pb2 as q
 
 
 def test_full_series_roundtrip_exact_values(api: Api) -> None:

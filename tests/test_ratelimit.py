@@ -13,7 +13,7 @@ from grpc_status import rpc_status
 
 from tests.support import Api, ServerThread, batch_req, columns, count_points, open_req
 from tests.test_auth import make_key, md
-from tracker_client.pb import experiments_pb2, ingest_pb2
+from tracker_proto.v1 import experiments_pb2, ingest_pb2
 from tracker_server.config import Settings
 from tracker_server.transport.ratelimit import TokenBucket
 

@@ -10,7 +10,7 @@ import pytest
 import tracker_client
 from tests.client_support import fast
 from tests.support import Api, ServerThread
-from tracker_client.pb import experiments_pb2
+from tracker_proto.v1 import experiments_pb2
 
 
 def _create(api: Api, exp_id: str, resume: bool, token: str = "") -> experiments_pb2.Run:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.query_support import log_points, new_experiment, new_run, query_stub, resume, series
 from tests.support import Api, ServerThread
-from tracker_client.pb import query_pb2 as q
+from tracker_proto.v1 import query_pb2 as q
 from tracker_server.domain.chunking import MAX_CHUNK_POINTS, build_chunks
 from tracker_server.domain.downsample import extremes
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey

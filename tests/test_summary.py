@@ -10,7 +10,7 @@ import numpy as np
 import psycopg
 
 from tests.support import Api, batch_req, columns, open_req, run_stream
-from tracker_client.pb import experiments_pb2
+from tracker_proto.v1 import experiments_pb2
 
 _POINTS = """
 SELECT k.name, c.attempt, p.step, p.value, p.wall_ns

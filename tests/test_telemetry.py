@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from tests.support import Api, ServerThread, batch_req, columns, open_req
-from tracker_client.pb import experiments_pb2
+from tracker_proto.v1 import experiments_pb2
 from tracker_server.config import Settings
 from tracker_server.server import start_server
 from tracker_server.telemetry import Telemetry, setup_telemetry

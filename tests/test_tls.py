@@ -21,7 +21,7 @@ from tests.test_auth import make_key
 from tracker_client import _env
 from tracker_client._rpc import make_channel
 from tracker_client.cli import main as cli_main
-from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
+from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 from tracker_server.config import Settings
 
 

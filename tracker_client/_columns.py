@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from tracker_client.pb import ingest_pb2, metrics_pb2
+from tracker_proto.v1 import ingest_pb2, metrics_pb2
 
 MAX_KEY_BYTES = 250
 """Longest metric name the server accepts, in UTF-8 bytes."""

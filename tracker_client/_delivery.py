@@ -23,7 +23,7 @@ from tracker_client._rpc import RETRYABLE_CODES, Metadata, RunRef, create_run
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats
 from tracker_client._stream import StreamSender
-from tracker_client.pb import ingest_pb2
+from tracker_proto.v1 import ingest_pb2
 
 log = logging.getLogger("tracker_client")
 

@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from tracker_client._enums import FINAL_RUN_STATUS
 from tracker_client._env import TlsConfig
-from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
+from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -26,7 +27,6 @@ RETRYABLE_CODES = frozenset({
     grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
 })
 
-_STATUS = {"finished": 2, "failed": 3, "killed": 4}
 
 
 class UnsupportedByServer(RuntimeError):
@@ -59,17 +59,17 @@ def make_channel(address: str, options: list[tuple[str, Any]] | tuple[tuple[str,
     return grpc.secure_channel(address, credentials, options=list(options))
 
 
-def _stub(channel: grpc.Channel) -> Any:
-    # Generated stubs are untyped; the calls below are checked by the tests instead.
-    return experiments_pb2_grpc.ExperimentServiceStub(channel)  # type: ignore[no-untyped-call]
+def _stub(channel: grpc.Channel) -> experiments_pb2_grpc.ExperimentServiceStub:
+    return experiments_pb2_grpc.ExperimentServiceStub(channel)
 
 
 def status_number(status: str) -> int:
     """tracker.v1.RunStatus number of ``finished`` / ``failed`` / ``killed``."""
     try:
-        return _STATUS[status]
+        return FINAL_RUN_STATUS[status]
     except KeyError:
-        raise ValueError(f"status must be one of {sorted(_STATUS)}, got {status!r}") from None
+        raise ValueError(
+            f"status must be one of {sorted(FINAL_RUN_STATUS)}, got {status!r}") from None
 
 
 def create_run(channel: grpc.Channel, meta: dict[str, Any], metadata: Metadata,

@@ -23,7 +23,7 @@ from tracker_client._clock import REAL_CLOCK, Backoff, Clock
 from tracker_client._columns import encode_batch_request, encode_open_request
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats
-from tracker_client.pb import ingest_pb2
+from tracker_proto.v1 import ingest_pb2
 
 log = logging.getLogger("tracker_client")
 
@@ -39,6 +39,8 @@ FATAL_CODES = frozenset({
 
 def retry_delay_s(exc: grpc.RpcError) -> float:
     """The RetryInfo delay in a status' rich details, 0 when absent."""
+    if not isinstance(exc, grpc.Call):  # fakes raise bare RpcErrors: no hint
+        return 0.0
     try:
         from google.rpc import error_details_pb2
         from grpc_status import rpc_status

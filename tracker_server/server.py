@@ -17,7 +17,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool
 
-from tracker_client.pb import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
+from tracker_proto.v1 import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
 from tracker_server.config import Settings, is_loopback, validate_security
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.points import Limits
@@ -179,14 +179,14 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
         ]
     )
     # Generated registration functions carry no annotations.
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(
         IngestServicer(engine, limits(settings), settings.slow_down_ms / 1000), server
     )
-    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
         ExperimentServicer(PgRunQueries(pool), PgRunSearch(pool)), server
     )
     reader = PgMetricsReader(pool)
-    query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(
         MetricsQueryServicer(reader, PgRunQueries(pool), SeriesQuery(reader)), server
     )
     health_servicer = health.aio.HealthServicer()

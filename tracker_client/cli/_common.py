@@ -15,13 +15,13 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from tracker_client import _env
+from tracker_client import _enums, _env
 from tracker_client._rpc import make_channel
-from tracker_client.pb import experiments_pb2 as ex
-from tracker_client.pb import experiments_pb2_grpc, query_pb2_grpc
+from tracker_proto.v1 import experiments_pb2 as ex
+from tracker_proto.v1 import experiments_pb2_grpc, query_pb2_grpc
 
-RUN_STATUS = {1: "running", 2: "finished", 3: "failed", 4: "killed"}
-EXPERIMENT_STATUS = {1: "created", 2: "active", 3: "archived"}
+RUN_STATUS = _enums.RUN_STATUS_NAME
+EXPERIMENT_STATUS = _enums.EXPERIMENT_STATUS_NAME
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -70,10 +70,10 @@ class Client:
         )
         self.timeout = timeout
         # Generated grpc stubs carry no annotations.
-        self.experiments = experiments_pb2_grpc.ExperimentServiceStub(  # type: ignore[no-untyped-call]
+        self.experiments = experiments_pb2_grpc.ExperimentServiceStub(
             self.channel
         )
-        self.query = query_pb2_grpc.MetricsQueryServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.query = query_pb2_grpc.MetricsQueryServiceStub(self.channel)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Client:

@@ -13,7 +13,7 @@ from tracker_client.cli._common import (
     print_table,
     to_dict,
 )
-from tracker_client.pb import query_pb2 as q
+from tracker_proto.v1 import query_pb2 as q
 
 _ON = {"last": q.SUMMARY_FIELD_LAST, "min": q.SUMMARY_FIELD_MIN, "max": q.SUMMARY_FIELD_MAX}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tracker_client import _enums
 from tracker_client.cli._common import (
     EXPERIMENT_STATUS,
     Client,
@@ -14,13 +15,9 @@ from tracker_client.cli._common import (
     to_dict,
     when,
 )
-from tracker_client.pb import experiments_pb2 as ex
+from tracker_proto.v1 import experiments_pb2 as ex
 
-_STATUS = {
-    "created": ex.EXPERIMENT_STATUS_CREATED,
-    "active": ex.EXPERIMENT_STATUS_ACTIVE,
-    "archived": ex.EXPERIMENT_STATUS_ARCHIVED,
-}
+_STATUS = _enums.EXPERIMENT_STATUS
 
 
 def register(sub: Any) -> None:

@@ -14,7 +14,7 @@ from tracker_client.cli._common import (
     sparkline,
     to_dict,
 )
-from tracker_client.pb import query_pb2 as q
+from tracker_proto.v1 import query_pb2 as q
 
 
 def register(sub: Any) -> None:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from tracker_client.cli._common import Client, CliError, command_parser
-from tracker_client.pb import query_pb2 as q
+from tracker_proto.v1 import query_pb2 as q
 
 
 def register(sub: Any) -> None:

@@ -14,8 +14,8 @@ from tracker_client.cli._common import (
     to_dict,
     when,
 )
-from tracker_client.pb import experiments_pb2 as ex
-from tracker_client.pb import query_pb2 as q
+from tracker_proto.v1 import experiments_pb2 as ex
+from tracker_proto.v1 import query_pb2 as q
 
 
 def register(sub: Any) -> None:

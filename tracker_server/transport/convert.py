@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from tracker_client.pb import experiments_pb2, metrics_pb2
+from tracker_proto.v1 import experiments_pb2, metrics_pb2
 from tracker_server.domain.points import RawColumns
 from tracker_server.domain.runs import Experiment, Run
 

@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from tracker_client.pb import experiments_pb2, experiments_pb2_grpc
+from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 from tracker_server.domain.errors import invalid
 from tracker_server.domain.paging import decode_token, encode_token, fingerprint, page_size
 from tracker_server.domain.run_filter import parse_filter, parse_order_by

@@ -16,7 +16,7 @@ import grpc
 import structlog
 from google.protobuf import duration_pb2
 
-from tracker_client.pb import ingest_pb2, ingest_pb2_grpc, metrics_pb2
+from tracker_proto.v1 import ingest_pb2, ingest_pb2_grpc, metrics_pb2
 from tracker_server.domain.errors import Code, TrackerError, invalid
 from tracker_server.domain.ingest import IngestEngine
 from tracker_server.domain.points import (

@@ -31,7 +31,7 @@ import grpc
 import structlog
 from google.protobuf import duration_pb2
 
-from tracker_client.pb import ingest_pb2
+from tracker_proto.v1 import ingest_pb2
 from tracker_server.domain.access import OPEN_SERVICES, split_method
 from tracker_server.domain.errors import Code, TrackerError
 from tracker_server.telemetry import Telemetry, trace_id_of
@@ -86,7 +86,7 @@ def _slow_down(seconds: float) -> ingest_pb2.StreamResponse:
     return ingest_pb2.StreamResponse(slow_down=ingest_pb2.SlowDown(retry_after=delay))
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class CallInterceptor(grpc.aio.ServerInterceptor):
     """Auth, rate limits, tracing and the canonical log line for every tracker RPC."""
 
     def __init__(self, auth: Authenticator, unary_limit: RateLimiter,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tracker_client.pb import query_pb2
+from tracker_proto.v1 import query_pb2
 from tracker_server.domain.series import Series
 from tracker_server.domain.summaries import Comparison, KeyInfo, MetricSummary, RankedRun
 from tracker_server.transport.convert import run_to_proto

@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from tracker_client.pb import query_pb2, query_pb2_grpc
+from tracker_proto.v1 import query_pb2, query_pb2_grpc
 from tracker_server.domain.errors import TrackerError, invalid
 from tracker_server.domain.paging import bounded_count
 from tracker_server.domain.run_filter import parse_filter

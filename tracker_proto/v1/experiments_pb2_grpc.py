@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from tracker_client.pb import experiments_pb2 as tracker_dot_v1_dot_experiments__pb2
+from tracker_proto.v1 import experiments_pb2 as tracker_dot_v1_dot_experiments__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
