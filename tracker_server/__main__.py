@@ -1,7 +1,8 @@
 """``tracker-server``: run the tracker gRPC server.
 
 Settings come from the environment (TRACKER_*, DATABASE_URL); flags override them.
-``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``).
+``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``);
+``tracker-server migrate`` applies schema migrations and exits (see ``migrate_cli``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         from tracker_server.keys_cli import main as keys_main
 
         raise SystemExit(keys_main(args[1:]))
+    if args[:1] == ["migrate"]:
+        from tracker_server.migrate_cli import main as migrate_main
+
+        raise SystemExit(migrate_main(args[1:]))
     asyncio.run(serve(parse_args(args)))
 
 
