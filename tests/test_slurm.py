@@ -1,6 +1,7 @@
 """deploy/slurm/ on a real SLURM cluster (tests/slurm_support.py): train.sbatch, the
 epilog, requeue with resume, offline spooling then sync.sbatch — every job's tasks log
-through tracker_client to a real tracker server process with API keys required."""
+through tracker_client to a real tracker server process with API keys required. Then
+the epilog's rules and the CLI's --slurm-job-id commands without SLURM."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,12 @@ import psycopg
 import pytest
 
 from tests.slurm_support import SlurmCluster
-from tests.support import ServerProcess
+from tests.support import Api, ServerProcess, ServerThread
+from tracker_client.cli import main
+from tracker_client.cli.slurm import job_outcome, parse_scontrol
+from tracker_proto.v1 import experiments_pb2 as ex
 
-pytestmark = pytest.mark.skipif(
+needs_slurm = pytest.mark.skipif(
     shutil.which("sbatch") is None,
     reason="SLURM is not installed (no sbatch); .ci/run installs slurm-wlm and munge",
 )
@@ -142,6 +147,7 @@ def wait_ready(cluster: SlurmCluster, job_id: str, ranks: int = 2, timeout: floa
         time.sleep(0.2)
 
 
+@needs_slurm
 def test_two_task_job_logs_into_one_run_with_its_slurm_facts(
     slurm_cluster: SlurmCluster, tracker: ServerProcess, operator_key: str, slurm_db: str
 ) -> None:
@@ -162,6 +168,7 @@ def test_two_task_job_logs_into_one_run_with_its_slurm_facts(
     assert run["tags"] == {"slurm.outcome": "completed", "slurm.exit_code": "0:0"}
 
 
+@needs_slurm
 def test_epilog_fails_a_crashed_job_and_keeps_a_finished_run(
     slurm_cluster: SlurmCluster, tracker: ServerProcess, operator_key: str
 ) -> None:
@@ -178,6 +185,7 @@ def test_epilog_fails_a_crashed_job_and_keeps_a_finished_run(
     assert run["tags"] == {"slurm.outcome": "failed", "slurm.exit_code": "3:0"}
 
 
+@needs_slurm
 def test_epilog_marks_a_cancelled_job_killed(
     slurm_cluster: SlurmCluster, tracker: ServerProcess, operator_key: str, slurm_db: str
 ) -> None:
@@ -193,6 +201,7 @@ def test_epilog_marks_a_cancelled_job_killed(
     assert points(slurm_db, run["run_id"]) == {(0, 0): 2 * STEPS, (0, 1): 2 * STEPS}
 
 
+@needs_slurm
 def test_requeued_job_resumes_one_new_attempt(
     slurm_cluster: SlurmCluster, tracker: ServerProcess, operator_key: str, slurm_db: str
 ) -> None:
@@ -213,6 +222,7 @@ def test_requeued_job_resumes_one_new_attempt(
     assert points(slurm_db, run["run_id"]) == {(a, r): 2 * STEPS for a in (0, 1) for r in (0, 1)}
 
 
+@needs_slurm
 def test_offline_job_then_dependent_sync_job_uploads_once(
     slurm_cluster: SlurmCluster, tracker: ServerProcess, operator_key: str, slurm_db: str
 ) -> None:
@@ -233,3 +243,99 @@ def test_offline_job_then_dependent_sync_job_uploads_once(
     [run] = job_runs(tracker, operator_key, job_id)
     assert run["status"] == "RUN_STATUS_FINISHED"
     assert points(slurm_db, run["run_id"]) == {(0, 0): 2 * STEPS, (0, 1): 2 * STEPS}
+
+
+# --- without SLURM: the outcome rules and the CLI ---------------------------------------
+
+NOW = datetime(2026, 1, 2, 12, 0, 0)
+
+
+@pytest.mark.parametrize(("raw", "record", "expected"), [
+    (0, {}, ("finished", "completed", "0:0")),
+    (768, {}, ("failed", "failed", "3:0")),  # exit 3 as a raw wait status
+    (9, {}, ("killed", "killed", "0:9")),  # the batch script died of SIGKILL
+    (0, {"ExitCode": "0:15", "JobState": "COMPLETING"}, ("killed", "killed", "0:15")),  # scancel
+    # A time limit, as the epilog saw it on a real cluster (SLURM_JOB_EXIT_CODE=0 too).
+    (0, {"ExitCode": "0:15", "JobState": "COMPLETING", "Reason": "TimeLimit",
+         "RunTime": "00:01:27", "EndTime": "2026-01-02T11:59:00"}, ("killed", "killed", "0:15")),
+    (0, {"ExitCode": "0:0", "Reason": "TimeLimit"}, ("killed", "killed", "0:0")),
+    (0, {"ExitCode": "2:0"}, ("failed", "failed", "2:0")),
+    (0, {"Restarts": "1", "RunTime": "00:00:00", "EndTime": "2026-01-02T12:05:00"},
+     ("killed", "requeued", "0:0")),
+    (0, {"Restarts": "1", "RunTime": "00:00:00", "EndTime": "Unknown"},
+     ("killed", "requeued", "0:0")),
+    # Restarted before, then completed: its end time is in the past.
+    (0, {"Restarts": "1", "RunTime": "00:00:00", "EndTime": "2026-01-02T11:59:59"},
+     ("finished", "completed", "0:0")),
+    (0, {"Restarts": "1", "RunTime": "00:01:10", "EndTime": "Unknown"},
+     ("finished", "completed", "0:0")),
+])
+def test_job_outcome(raw: int, record: dict[str, str], expected: tuple[str, str, str]) -> None:
+    got = job_outcome(raw, record, now=NOW)
+    assert (got.status, got.outcome, got.exit_text) == expected
+
+
+def test_parse_scontrol_one_line_record() -> None:
+    line = ("JobId=12 JobName=train UserId=root(0) JobState=COMPLETING Reason=None "
+            "Restarts=0 ExitCode=0:15 RunTime=00:00:04 EndTime=2026-01-02T12:00:00 "
+            "Command=/x/train.sbatch train.py")
+    job = parse_scontrol(line)
+    assert job["JobState"] == "COMPLETING" and job["ExitCode"] == "0:15"
+    assert job["EndTime"] == "2026-01-02T12:00:00" and job["UserId"] == "root(0)"
+
+
+def _run(api: Api, exp_id: str, name: str, slurm_job_id: str) -> str:
+    return str(api.experiments.CreateRun(ex.CreateRunRequest(
+        experiment_id=exp_id, name=name, run_key=name, slurm_job_id=slurm_job_id)).run.run_id)
+
+
+def _cli(server: ServerThread, capsys: pytest.CaptureFixture[str], *args: str
+         ) -> tuple[int, str, str]:
+    code = main(["--server", server.address, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_finds_and_ends_the_runs_of_a_job(
+    server: ServerThread, api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exps = [str(api.experiments.CreateExperiment(ex.CreateExperimentRequest(
+        name=f"slurm-cli-{i}")).experiment.experiment_id) for i in range(2)]
+    step0, step1 = _run(api, exps[0], "step0", "77"), _run(api, exps[1], "step1", "77")
+    _run(api, exps[0], "other", "78")
+    api.experiments.FinishRun(ex.FinishRunRequest(run_id=step1, status=ex.RUN_STATUS_FINISHED))
+
+    code, out, _ = _cli(server, capsys, "runs", "ls", "--slurm-job-id", "77", "--json")
+    assert code == 0 and {r["name"] for r in json.loads(out)} == {"step0", "step1"}
+    code, out, _ = _cli(server, capsys, "runs", "ls", "slurm-cli-1", "--slurm-job-id", "77",
+                        "--json")
+    assert [r["name"] for r in json.loads(out)] == ["step1"]
+    code, _, err = _cli(server, capsys, "runs", "ls")
+    assert code == 2 and "--slurm-job-id" in err
+    code, _, err = _cli(server, capsys, "runs", "ls", "--slurm-job-id", '77" or true')
+    assert code == 2 and "not a SLURM job id" in err
+
+    code, out, _ = _cli(server, capsys, "slurm", "epilog", "--job-id", "77",
+                        "--exit-code", "768", "--no-scontrol")
+    assert code == 0 and "step0): running -> failed" in out
+    assert "step1): finished (kept; job failed, exit 3:0)" in out
+    runs = {r.name: r for r in api.experiments.SearchRuns(ex.SearchRunsRequest(
+        experiment_ids=exps, filter='slurm_job_id = "77"')).runs}
+    assert runs["step0"].status == ex.RUN_STATUS_FAILED and runs["step0"].HasField("ended_at")
+    assert runs["step1"].status == ex.RUN_STATUS_FINISHED
+    assert all(r.tags["slurm.outcome"] == "failed" for r in runs.values())
+    # Running the epilog twice changes nothing (SLURM may retry it).
+    code, out, _ = _cli(server, capsys, "slurm", "epilog", "--job-id", "77",
+                        "--exit-code", "768", "--no-scontrol")
+    assert code == 0 and "running ->" not in out
+
+    code, out, _ = _cli(server, capsys, "runs", "finish", "--slurm-job-id", "78",
+                        "--status", "killed")
+    assert code == 0 and "other): running -> killed" in out
+    code, out, _ = _cli(server, capsys, "runs", "finish", step0, "--status", "failed")
+    assert code == 0 and "failed" in out  # the same terminal status again: a no-op
+    code, _, err = _cli(server, capsys, "runs", "finish", step0, "--status", "finished")
+    assert code == 1 and "FAILED_PRECONDITION" in err
+    code, _, err = _cli(server, capsys, "runs", "finish", "--slurm-job-id", "79",
+                        "--status", "killed")
+    assert code == 2 and "no run of SLURM job 79" in err
