@@ -9,6 +9,7 @@
 #   TRACKER_CLI=/opt/tracker/bin/tracker
 #   TRACKER_EPILOG_LOG=/var/log/slurm/tracker-epilog.log   # default: syslog
 #   TRACKER_EPILOG_TIMEOUT_S=30
+#   TRACKER_EPILOG_NO_SCONTROL=1      # decide from the exit code alone
 # SLURM drains a node whose epilog fails, and a slow epilog holds the node in
 # COMPLETING: whatever happens here, this script is bounded in time and exits 0.
 
@@ -40,9 +41,12 @@ if [ -n "$first" ] && [ -n "${SLURMD_NODENAME:-}" ] && [ "$first" != "$SLURMD_NO
     exit 0
 fi
 
+args=(--job-id "$SLURM_JOB_ID" --exit-code "${SLURM_JOB_EXIT_CODE:-0}")
+if [ "${TRACKER_EPILOG_NO_SCONTROL:-0}" = "1" ]; then
+    args+=(--no-scontrol)
+fi
 out=$(timeout --kill-after=5 "${TRACKER_EPILOG_TIMEOUT_S:-30}" \
-    "${TRACKER_CLI:-tracker}" --timeout 10 slurm epilog \
-    --job-id "$SLURM_JOB_ID" --exit-code "${SLURM_JOB_EXIT_CODE:-0}" 2>&1)
+    "${TRACKER_CLI:-tracker}" --timeout 10 slurm epilog "${args[@]}" 2>&1)
 status=$?
 say "exit ${SLURM_JOB_EXIT_CODE:-0}, tracker said (status $status): $out"
 exit 0
