@@ -32,6 +32,7 @@ from tracker_server.storage.run_search import PgRunSearch
 from tracker_server.storage.runs_store import PgRunQueries
 from tracker_server.telemetry import Telemetry, setup_telemetry
 from tracker_server.transport.auth import Authenticator, KeyCache
+from tracker_server.transport.call_steps import standard_steps
 from tracker_server.transport.experiments_servicer import ExperimentServicer
 from tracker_server.transport.ingest_servicer import IngestServicer
 from tracker_server.transport.interceptors import CallInterceptor
@@ -152,12 +153,12 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
     engine.start()
     keys = PgKeyStore(pool)
     required = await auth_required(settings, keys)
-    interceptor = CallInterceptor(
+    interceptor = CallInterceptor(standard_steps(
         Authenticator(KeyCache(keys, settings.key_cache_ttl_s) if required else None),
         RateLimiter(settings.rate_unary_per_s),
         RateLimiter(settings.rate_points_per_s),
         telemetry,
-    )
+    ))
     compactor = Compactor(pool, settings.compact_interval_s, settings.compact_max_series)
     compactor.start()
 

@@ -26,7 +26,6 @@ from tracker_server.domain.runs import (
 from tracker_server.storage.run_search import PgRunSearch
 from tracker_server.storage.runs_store import PgRunQueries
 from tracker_server.transport.convert import experiment_to_proto, run_to_proto, struct_to_dict
-from tracker_server.transport.errors import unary
 
 MAX_SEARCH_EXPERIMENTS = 100
 _DEFAULT_STATUSES = [ExperimentStatus.CREATED, ExperimentStatus.ACTIVE]
@@ -42,7 +41,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         self._runs = runs
         self._search = search
 
-    @unary
     async def CreateExperiment(
         self, request: experiments_pb2.CreateExperimentRequest, context: Ctx
     ) -> experiments_pb2.CreateExperimentResponse:
@@ -56,7 +54,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             experiment=experiment_to_proto(exp), created=created
         )
 
-    @unary
     async def CreateRun(
         self, request: experiments_pb2.CreateRunRequest, context: Ctx
     ) -> experiments_pb2.CreateRunResponse:
@@ -75,14 +72,12 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         run, created = await self._runs.create_run(new)
         return experiments_pb2.CreateRunResponse(run=run_to_proto(run), created=created)
 
-    @unary
     async def GetRun(
         self, request: experiments_pb2.GetRunRequest, context: Ctx
     ) -> experiments_pb2.GetRunResponse:
         run = await self._runs.get_run(parse_uuid(request.run_id, "run_id"))
         return experiments_pb2.GetRunResponse(run=run_to_proto(run))
 
-    @unary
     async def GetExperiment(
         self, request: experiments_pb2.GetExperimentRequest, context: Ctx
     ) -> experiments_pb2.GetExperimentResponse:
@@ -98,7 +93,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             next_runs_page_token=token,
         )
 
-    @unary
     async def ListExperiments(
         self, request: experiments_pb2.ListExperimentsRequest, context: Ctx
     ) -> experiments_pb2.ListExperimentsResponse:
@@ -128,7 +122,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             next_page_token=token,
         )
 
-    @unary
     async def UpdateExperiment(
         self, request: experiments_pb2.UpdateExperimentRequest, context: Ctx
     ) -> experiments_pb2.UpdateExperimentResponse:
@@ -138,7 +131,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         exp = await self._runs.update_experiment(experiment_id, status, description)
         return experiments_pb2.UpdateExperimentResponse(experiment=experiment_to_proto(exp))
 
-    @unary
     async def SearchRuns(
         self, request: experiments_pb2.SearchRunsRequest, context: Ctx
     ) -> experiments_pb2.SearchRunsResponse:
@@ -175,7 +167,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         token = encode_token(query, page.next_position) if page.next_position else ""
         return page.runs, token
 
-    @unary
     async def FinishRun(
         self, request: experiments_pb2.FinishRunRequest, context: Ctx
     ) -> experiments_pb2.FinishRunResponse:
@@ -186,7 +177,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         run = await self._runs.finish_run(run_id, status, ended_at)
         return experiments_pb2.FinishRunResponse(run=run_to_proto(run))
 
-    @unary
     async def LogParams(
         self, request: experiments_pb2.LogParamsRequest, context: Ctx
     ) -> experiments_pb2.LogParamsResponse:
@@ -197,7 +187,6 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         await self._runs.log_params(run_id, params)
         return experiments_pb2.LogParamsResponse()
 
-    @unary
     async def SetTags(
         self, request: experiments_pb2.SetTagsRequest, context: Ctx
     ) -> experiments_pb2.SetTagsResponse:

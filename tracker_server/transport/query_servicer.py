@@ -9,7 +9,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from tracker_proto.v1 import query_pb2, query_pb2_grpc
-from tracker_server.domain.errors import TrackerError, invalid
+from tracker_server.domain.errors import invalid
 from tracker_server.domain.paging import bounded_count
 from tracker_server.domain.run_filter import parse_filter
 from tracker_server.domain.runs import check_id_list, check_kv, check_name, parse_uuid
@@ -19,7 +19,6 @@ from tracker_server.domain.summaries import compare
 from tracker_server.storage.metrics_read import PgMetricsReader
 from tracker_server.storage.runs_store import PgRunQueries
 from tracker_server.transport import query_convert as qc
-from tracker_server.transport.errors import abort, unary
 
 # grpc ships no type information (mypy sees Any), hence the explicit alias.
 Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -56,14 +55,12 @@ class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
         self._runs = runs
         self._series = series
 
-    @unary
     async def ListMetricKeys(
         self, request: query_pb2.ListMetricKeysRequest, context: Ctx
     ) -> query_pb2.ListMetricKeysResponse:
         infos = await self._reader.list_keys(parse_uuid(request.run_id, "run_id"))
         return query_pb2.ListMetricKeysResponse(keys=[qc.key_info_to_proto(i) for i in infos])
 
-    @unary
     async def GetMetricSeries(
         self, request: query_pb2.GetMetricSeriesRequest, context: Ctx
     ) -> query_pb2.GetMetricSeriesResponse:
@@ -98,26 +95,22 @@ class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
     async def StreamMetricSeries(
         self, request: query_pb2.StreamMetricSeriesRequest, context: Ctx
     ) -> AsyncIterator[query_pb2.StreamMetricSeriesResponse]:
-        try:
-            run_id = parse_uuid(request.run_id, "run_id")
-            key = check_name(request.key, "key")
-            start, end = _range(request)
-            per_message = bounded_count(
-                request.points_per_message, 10_000, MAX_POINTS, "points_per_message"
-            )
-            rank = request.rank if request.HasField("rank") else None
-            await self._reader.require_runs([run_id])
-            key_ids = await self._reader.key_ids([key])
-            if key not in key_ids:
-                return
-            async for piece in self._series.export(
-                run_id, key_ids[key], start, end, rank, per_message
-            ):
-                yield qc.slice_to_proto(piece)
-        except TrackerError as exc:
-            await abort(context, exc)
+        run_id = parse_uuid(request.run_id, "run_id")
+        key = check_name(request.key, "key")
+        start, end = _range(request)
+        per_message = bounded_count(
+            request.points_per_message, 10_000, MAX_POINTS, "points_per_message"
+        )
+        rank = request.rank if request.HasField("rank") else None
+        await self._reader.require_runs([run_id])
+        key_ids = await self._reader.key_ids([key])
+        if key not in key_ids:
+            return
+        async for piece in self._series.export(
+            run_id, key_ids[key], start, end, rank, per_message
+        ):
+            yield qc.slice_to_proto(piece)
 
-    @unary
     async def GetLatestMetrics(
         self, request: query_pb2.GetLatestMetricsRequest, context: Ctx
     ) -> query_pb2.GetLatestMetricsResponse:
@@ -133,7 +126,6 @@ class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
             ]
         )
 
-    @unary
     async def GetBestRuns(
         self, request: query_pb2.GetBestRunsRequest, context: Ctx
     ) -> query_pb2.GetBestRunsResponse:
@@ -151,7 +143,6 @@ class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
         )
         return query_pb2.GetBestRunsResponse(runs=[qc.ranked_to_proto(r) for r in ranked])
 
-    @unary
     async def CompareRuns(
         self, request: query_pb2.CompareRunsRequest, context: Ctx
     ) -> query_pb2.CompareRunsResponse:
