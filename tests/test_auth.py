@@ -17,7 +17,7 @@ from tests.support import Api, ServerThread, batch_req, columns, count_points, o
 from tracker_proto.v1 import experiments_pb2, query_pb2, query_pb2_grpc
 from tracker_server.config import Settings
 from tracker_server.domain.access import Role, generate_key
-from tracker_server.storage import keys_store
+from tracker_server.storage import key_store as keys_store
 
 
 def make_key(database_url: str, role: str, name: str = "test") -> str:

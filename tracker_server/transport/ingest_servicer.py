@@ -22,9 +22,9 @@ from google.protobuf import duration_pb2
 from tracker_proto.v1 import ingest_pb2, ingest_pb2_grpc, metrics_pb2
 from tracker_server.domain.errors import Code, TrackerError, invalid
 from tracker_server.domain.ingest import IngestEngine
+from tracker_server.domain.ingest_service import IngestService
 from tracker_server.domain.points import (
     Limits,
-    PointBatch,
     WriterInfo,
     empty_batch,
     point_errors_of,
@@ -179,6 +179,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._engine = engine
         self._limits = limits
         self._slow_down_s = slow_down_s
+        self._ingest = IngestService(engine, limits)
 
     async def Stream(
         self,
@@ -211,31 +212,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> ingest_pb2.LogMetricsResponse:
         current_call().add_batch(len(request.batch.columns.steps))
         w = request.writer
-        info = validate_writer(w.run_id, w.writer_id, w.rank, w.attempt)
-        await self._engine.open(info)
-        try:
-            return await self._log_metrics(info, request.batch)
-        finally:
-            self._engine.release(info.key)
-
-    async def _log_metrics(
-        self, info: WriterInfo, msg: ingest_pb2.Batch
-    ) -> ingest_pb2.LogMetricsResponse:
-        seq = msg.seq
-        if seq and seq <= self._engine.committed_seq(info.key):
-            return ingest_pb2.LogMetricsResponse(
-                committed_through_seq=self._engine.committed_seq(info.key), points_written=0
-            )
-        batch: PointBatch = validate_columns(seq, columns_from_proto(msg.columns), self._limits)
-        await self._engine.resolve_keys(batch)
-        await self._engine.wait_for_budget()
-        if seq == 0:
-            committed = await self._engine.submit_unsequenced(info, batch)
-            return ingest_pb2.LogMetricsResponse(
-                committed_through_seq=committed, points_written=batch.n
-            )
-        fresh = self._engine.submit(info, batch)
-        committed = await self._engine.wait_committed(info.key, seq)
+        result = await self._ingest.log_metrics(
+            w.run_id, w.writer_id, w.rank, w.attempt, request.batch.seq,
+            columns_from_proto(request.batch.columns),
+        )
         return ingest_pb2.LogMetricsResponse(
-            committed_through_seq=committed, points_written=batch.n if fresh else 0
+            committed_through_seq=result.committed_through_seq,
+            points_written=result.points_written,
         )
