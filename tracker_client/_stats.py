@@ -62,6 +62,9 @@ class RunStats:
     """Stream reconnections."""
     slow_downs: int
     """SlowDown hints received from the server."""
+    ops_failed: int
+    """Params/tags/status changes the server refused for good (not retried; the
+    messages are in ``DeliveryReport.ops_failed``)."""
     state: str
     """``offline`` (no run yet / offline mode), ``connecting``, ``streaming``, ``closed``,
     or ``failed`` (a non-retryable error; see last_error)."""
