@@ -110,16 +110,21 @@ def wait_healthy(address: str, timeout_s: float, proc: subprocess.Popen[bytes] |
                  ) -> None:
     """Block until the gRPC health service at ``address`` answers SERVING."""
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     deadline = time.monotonic() + timeout_s
     with grpc.insecure_channel(address) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
+        # types-grpcio-health-checking declares HealthStub without its methods.
+        check = ch.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         while True:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"tracker server exited with code {proc.returncode}")
             with contextlib.suppress(grpc.RpcError):
-                resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                resp = check(health_pb2.HealthCheckRequest(), timeout=1)
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             if time.monotonic() > deadline:

@@ -233,6 +233,7 @@ class Run:
             points_spooled=s.points_spooled,
             points_pending=pending, points_dropped=dropped, points_invalid=s.points_invalid,
             points_rejected=s.points_rejected, batches_pending=spool.pending_batches,
+            batches_sent=s.batches_sent, batches_rejected=s.batches_rejected,
             spool_bytes=spool.bytes, corrupt_records=spool.counters.corrupt_records,
             lag_s=max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0,
             reconnects=s.reconnects, slow_downs=s.slow_downs,

@@ -52,6 +52,10 @@ class RunStats:
     """Points the server refused (batches rejected as a whole)."""
     batches_pending: int
     """Spooled batches not yet acknowledged."""
+    batches_sent: int
+    """Batches sent on the stream, resends after a reconnect included."""
+    batches_rejected: int
+    """Batches the server refused (their points are in ``points_rejected``)."""
     spool_bytes: int
     """Disk used by the spool."""
     corrupt_records: int

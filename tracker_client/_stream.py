@@ -15,7 +15,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 
@@ -104,7 +103,7 @@ class StreamSender:
         self._closing = False
         # (seq, monotonic time of its first send), in seq order; popped by acks.
         self._sent_at: collections.deque[tuple[int, float]] = collections.deque()
-        self._call: Any = None
+        self._call: grpc.RpcContext | None = None
         self.fatal: grpc.RpcError | None = None
         self.finished = threading.Event()
         """Set when the thread has ended (drained, stopped or failed)."""
