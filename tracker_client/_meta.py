@@ -94,9 +94,12 @@ def _coerce(name: str, value: Any) -> Any:
             raise ValueError(f"{name} must be true or false, got {value!r}")
         return value
     if hint is int or hint == (int | None):
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return int(value)
+        try:
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise ValueError
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if hint is str:
         return str(value)
     if typing.get_origin(hint) is dict:

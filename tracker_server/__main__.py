@@ -18,6 +18,7 @@ import structlog
 from tracker_server.config import CHOICES, Settings, env_var, load_settings
 from tracker_server.logs import configure_logging
 from tracker_server.server import start_server
+from tracker_server.telemetry import setup_telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +58,12 @@ async def serve(args: argparse.Namespace) -> None:
         print(f"tracker-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
-    running = await start_server(settings)
+    try:
+        telemetry = setup_telemetry(settings.otel)
+    except RuntimeError as exc:  # TRACKER_OTEL=otlp without the tracker[otel] extra
+        print(f"tracker-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    running = await start_server(settings, telemetry)
     print(f"tracker-server listening on {settings.listen} (port {running.port})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
