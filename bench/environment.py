@@ -84,12 +84,6 @@ class Database:
             return None
         return int(self.embedded.get_pid())
 
-    def socket_dir(self) -> str | None:
-        """Unix-socket directory of the embedded server (for other clients, e.g. MLflow)."""
-        if self.tmpdir is None:
-            return None
-        return str(self.tmpdir / "pg")
-
     def stop(self) -> None:
         """Stop the embedded server and delete its directory (unless ``keep``)."""
         if self.embedded is not None:
@@ -203,21 +197,6 @@ def peak_rss_mb(pid: int) -> float | None:
         return float(psutil.Process(pid).memory_info().rss) / (1 << 20)
     except psutil.Error:
         return None
-
-
-def cpu_seconds(pid: int, children: bool = False) -> float:
-    """User + system CPU seconds of ``pid`` (and its live children)."""
-    total = 0.0
-    try:
-        p = psutil.Process(pid)
-        procs = [p, *p.children(recursive=True)] if children else [p]
-    except psutil.Error:
-        return 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            total += t.user + t.system
-    return total
 
 
 class CpuMeter:

@@ -16,9 +16,6 @@ class DeliveryStats:
 
     points_logged: int = 0
     points_spooled: int = 0
-    batches_spooled: int = 0
-    points_acked: int = 0
-    points_dropped: int = 0
     points_invalid: int = 0
     points_rejected: int = 0
     batches_sent: int = 0

@@ -247,9 +247,8 @@ class StreamSender:
                 session.pause_until = self._clock.monotonic() + delay
 
     def _on_ack(self, committed: int) -> None:
-        # Rejected batches are trimmed too; points_acked excludes them.
-        points = self._spool.trim(committed)
-        self.stats.points_acked += points
+        # Rejected batches are trimmed too; RunStats.points_acked excludes them.
+        self._spool.trim(committed)
         now = self._clock.monotonic()
         with self._cv:
             sent = self._sent_at
