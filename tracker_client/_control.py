@@ -51,8 +51,8 @@ class ControlQueue:
     """Ordered, persisted delivery of control ops for one spool."""
 
     def __init__(self, spool: Spool, channel: grpc.Channel | None, metadata: Metadata,
-                 timeout_s: float, stats: DeliveryStats, backoff: Backoff | None = None,
-                 ) -> None:
+                 timeout_s: float, stats: DeliveryStats,
+                 backoff: Backoff | None = None) -> None:
         self._spool = spool
         self._stats = stats
         self._channel = channel

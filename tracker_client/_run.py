@@ -67,7 +67,8 @@ class DeliveryReport:
     """What ``flush``/``close``/``finish`` could not make durable within the timeout."""
 
     durable: bool
-    """Everything logged (and every param/tag/status change) is acknowledged."""
+    """Everything logged (and every param/tag/status change) is acknowledged; a change
+    the server refused for good counts as answered and is listed in ``ops_failed``."""
     points_pending: int
     """Points logged but not yet acknowledged; they stay in the spool."""
     batches_pending: int
@@ -373,7 +374,9 @@ def init(
       connects; upload later with ``tracker sync``.
 
     Non-retryable server errors (invalid names, a param changing value) raise
-    :class:`TrackerError`.
+    :class:`TrackerError`; a malformed setting (``TRACKER_MODE=ofline``, ``TRACKER_TLS=ture``,
+    ``TRACKER_EXIT_TIMEOUT_S``) raises ValueError naming the variable and the accepted
+    values, before anything is written.
     """
     opt = options or Options()
     # Everything read from the environment is checked before anything touches the disk.

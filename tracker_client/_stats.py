@@ -11,8 +11,9 @@ ACK_SAMPLES = 10_000
 
 @dataclass
 class DeliveryStats:
-    """Live counters. Each is written by one thread only, so plain ints suffice;
-    readers may see a value a moment old."""
+    """Live counters. Each counter is written by one thread only, so plain ints suffice;
+    ``state`` and ``last_error`` are whole-value assignments by the delivery threads.
+    Readers may see a value a moment old."""
 
     points_logged: int = 0
     points_spooled: int = 0

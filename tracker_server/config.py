@@ -233,7 +233,8 @@ def is_loopback(listen: str) -> bool:
 
 
 def validate_security(settings: Settings) -> None:
-    """Auth, TLS, rate-limit and telemetry settings that cannot work, or are unsafe."""
+    """Settings that take one of a few words, and auth, TLS, rate-limit and telemetry
+    settings that cannot work or are unsafe (also checked by ``start_server``)."""
     for name, allowed in CHOICES.items():
         value = getattr(settings, name)
         if value not in allowed:
