@@ -42,7 +42,7 @@ def run_ls(args: argparse.Namespace, client: Client) -> int:
     exp_id = client.experiment_id(args.experiment, args.owner)
     req = ex.SearchRunsRequest(experiment_ids=[exp_id], filter=args.filter,
                                order_by=args.order_by, page_size=min(max(args.limit, 1), 1000))
-    found = client.paginate(client.experiments.SearchRuns, req, "runs", args.limit)
+    found = client.paginate(client.experiments.SearchRuns, req, lambda page: page.runs, args.limit)
     if args.json:
         print_json([to_dict(r) for r in found])
         return 0
