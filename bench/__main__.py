@@ -41,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    try:
-        module = importlib.import_module(COMMANDS[name])
-    except ModuleNotFoundError as exc:
-        if exc.name == COMMANDS[name]:
-            print(f"command {name!r} is not available in this checkout", file=sys.stderr)
-            return 2
-        raise
+    module = importlib.import_module(COMMANDS[name])
     result = module.main(rest)
     return int(result or 0)
 

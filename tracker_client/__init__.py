@@ -9,14 +9,10 @@
 once, surviving server restarts, network loss and killed trainers. See docs/client.md.
 """
 
-from tracker_client._options import Options, SenderOptions
+from tracker_client._options import Options
 from tracker_client._recover import SyncResult
 from tracker_client._run import DeliveryReport, Run, TrackerError, init
 from tracker_client._stats import RunStats
 
-DeliveryStats = RunStats
-"""Former name of :class:`RunStats` (first client cut)."""
-
-__all__ = ["DeliveryReport", "DeliveryStats", "Options", "Run", "RunStats", "SenderOptions",
-           "SyncResult", "TrackerError", "init"]
+__all__ = ["DeliveryReport", "Options", "Run", "RunStats", "SyncResult", "TrackerError", "init"]
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ import psycopg
 
 from tracker_server.config import load_settings
 from tracker_server.domain.access import Role, generate_key
-from tracker_server.storage import keys_store
+from tracker_server.storage import key_store as keys_store
 from tracker_server.storage.migrate import migrate
 
 

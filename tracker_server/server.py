@@ -19,19 +19,26 @@ from psycopg_pool import AsyncConnectionPool
 
 from tracker_proto.v1 import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
 from tracker_server.config import Settings, is_loopback, validate_security
+from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
+from tracker_server.domain.ingest_service import IngestService
 from tracker_server.domain.points import Limits
+from tracker_server.domain.ports import KeyStore
+from tracker_server.domain.query_service import QueryService
+from tracker_server.domain.run_service import RunService
 from tracker_server.domain.series_query import SeriesQuery
 from tracker_server.storage.compactor import Compactor
 from tracker_server.storage.embedded import start_embedded
-from tracker_server.storage.keys_store import PgKeyStore
+from tracker_server.storage.experiment_store import PgExperimentStore
+from tracker_server.storage.key_store import PgKeyStore
+from tracker_server.storage.metric_reader import PgMetricReader
 from tracker_server.storage.metric_store import PgMetricStore
-from tracker_server.storage.metrics_read import PgMetricsReader
 from tracker_server.storage.migrate import migrate
 from tracker_server.storage.run_search import PgRunSearch
-from tracker_server.storage.runs_store import PgRunQueries
+from tracker_server.storage.run_store import PgRunStore
 from tracker_server.telemetry import Telemetry, setup_telemetry
 from tracker_server.transport.auth import Authenticator, KeyCache
+from tracker_server.transport.call_steps import standard_steps
 from tracker_server.transport.experiments_servicer import ExperimentServicer
 from tracker_server.transport.ingest_servicer import IngestServicer
 from tracker_server.transport.interceptors import CallInterceptor
@@ -45,6 +52,28 @@ SERVICE_NAMES = (
     "tracker.v1.ExperimentService",
     "tracker.v1.MetricsQueryService",
 )
+
+
+@dataclass(frozen=True)
+class Services:
+    """The domain services every front door (gRPC, HTTP) calls."""
+
+    experiments: ExperimentService
+    runs: RunService
+    query: QueryService
+    ingest: IngestService
+
+
+def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Settings
+                   ) -> Services:
+    """The services over the PostgreSQL stores (the only place that names them)."""
+    runs, search, reader = PgRunStore(pool), PgRunSearch(pool), PgMetricReader(pool)
+    return Services(
+        experiments=ExperimentService(PgExperimentStore(pool), search),
+        runs=RunService(runs, search),
+        query=QueryService(reader, runs, SeriesQuery(reader)),
+        ingest=IngestService(engine, limits(settings)),
+    )
 
 
 @dataclass
@@ -61,6 +90,7 @@ class RunningServer:
     embedded: Any = None
     telemetry: Telemetry | None = None
     auth_required: bool = False
+    services: Services | None = None
 
     @property
     def address(self) -> str:
@@ -101,7 +131,7 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-async def auth_required(settings: Settings, keys: PgKeyStore) -> bool:
+async def auth_required(settings: Settings, keys: KeyStore) -> bool:
     """Whether calls need an API key: ``TRACKER_AUTH``, and for ``auto`` the rule
     "required unless listening on loopback only with no active key in the database"."""
     if settings.auth != "auto":
@@ -152,12 +182,12 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
     engine.start()
     keys = PgKeyStore(pool)
     required = await auth_required(settings, keys)
-    interceptor = CallInterceptor(
+    interceptor = CallInterceptor(standard_steps(
         Authenticator(KeyCache(keys, settings.key_cache_ttl_s) if required else None),
         RateLimiter(settings.rate_unary_per_s),
         RateLimiter(settings.rate_points_per_s),
         telemetry,
-    )
+    ))
     compactor = Compactor(pool, settings.compact_interval_s, settings.compact_max_series)
     compactor.start()
 
@@ -182,12 +212,12 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(
         IngestServicer(engine, limits(settings), settings.slow_down_ms / 1000), server
     )
+    services = build_services(pool, engine, settings)
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
-        ExperimentServicer(PgRunQueries(pool), PgRunSearch(pool)), server
+        ExperimentServicer(services.experiments, services.runs), server
     )
-    reader = PgMetricsReader(pool)
     query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(
-        MetricsQueryServicer(reader, PgRunQueries(pool), SeriesQuery(reader)), server
+        MetricsQueryServicer(services.query), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -203,5 +233,5 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
              mtls=bool(settings.tls_client_ca), otel=settings.otel)
     return RunningServer(
         server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
-        telemetry, required,
+        telemetry, required, services,
     )

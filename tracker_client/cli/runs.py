@@ -59,7 +59,8 @@ def run_ls(args: argparse.Namespace, client: Client) -> int:
         req = ex.SearchRunsRequest(experiment_ids=[exp_id], filter=filter_text,
                                    order_by=args.order_by,
                                    page_size=min(max(args.limit, 1), 1000))
-        found = client.paginate(client.experiments.SearchRuns, req, "runs", args.limit)
+        found = client.paginate(client.experiments.SearchRuns, req, lambda page: page.runs,
+                                args.limit)
     elif args.slurm_job_id:
         found = slurm.search_everywhere(client, filter_text, args.limit)
     else:

@@ -121,7 +121,8 @@ def all_experiment_ids(client: Client) -> list[str]:
     statuses = [ex.EXPERIMENT_STATUS_CREATED, ex.EXPERIMENT_STATUS_ACTIVE,
                 ex.EXPERIMENT_STATUS_ARCHIVED]
     req = ex.ListExperimentsRequest(statuses=statuses, page_size=1000)
-    found = client.paginate(client.experiments.ListExperiments, req, "experiments", 10**9)
+    found = client.paginate(client.experiments.ListExperiments, req,
+                            lambda page: page.experiments, 10**9)
     return [e.experiment_id for e in found]
 
 
@@ -136,7 +137,7 @@ def search_everywhere(client: Client, filter_text: str, limit: int) -> list[Any]
     for start in range(0, len(ids), SEARCH_BATCH):
         req = ex.SearchRunsRequest(experiment_ids=ids[start:start + SEARCH_BATCH],
                                    filter=filter_text, page_size=min(max(limit, 1), 1000))
-        runs += client.paginate(client.experiments.SearchRuns, req, "runs", limit)
+        runs += client.paginate(client.experiments.SearchRuns, req, lambda page: page.runs, limit)
     runs.sort(key=lambda r: (r.created_at.seconds, r.created_at.nanos), reverse=True)
     return runs[:limit]
 

@@ -16,7 +16,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from tracker_server.domain.errors import Code, TrackerError
 
@@ -47,34 +49,49 @@ class Role(enum.IntEnum):
         return self.name.lower()
 
 
-# Methods that only read. Everything else on a tracker service needs OPERATOR; unknown
-# methods (added later, not yet classified) need ADMIN, so a new write RPC is never
-# silently open to viewers.
-_VIEWER_SERVICES = frozenset({"tracker.v1.MetricsQueryService"})
-_VIEWER_PREFIXES = ("Get", "List", "Search", "Compare")
-_OPERATOR_SERVICES = frozenset({"tracker.v1.IngestService", "tracker.v1.ExperimentService"})
-OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})
-"""Services callable without a key (load-balancer and Kubernetes probes)."""
+_EXPERIMENTS = "/tracker.v1.ExperimentService/"
+_INGEST = "/tracker.v1.IngestService/"
+_QUERY = "/tracker.v1.MetricsQueryService/"
+_HEALTH = "/grpc.health.v1.Health/"
 
+METHOD_ROLES: Mapping[str, Role | None] = MappingProxyType({
+    _INGEST + "Stream": Role.OPERATOR,
+    _INGEST + "LogMetrics": Role.OPERATOR,
+    _EXPERIMENTS + "CreateExperiment": Role.OPERATOR,
+    _EXPERIMENTS + "GetExperiment": Role.VIEWER,
+    _EXPERIMENTS + "ListExperiments": Role.VIEWER,
+    _EXPERIMENTS + "UpdateExperiment": Role.OPERATOR,
+    _EXPERIMENTS + "CreateRun": Role.OPERATOR,
+    _EXPERIMENTS + "GetRun": Role.VIEWER,
+    _EXPERIMENTS + "SearchRuns": Role.VIEWER,
+    _EXPERIMENTS + "FinishRun": Role.OPERATOR,
+    _EXPERIMENTS + "LogParams": Role.OPERATOR,
+    _EXPERIMENTS + "SetTags": Role.OPERATOR,
+    _QUERY + "ListMetricKeys": Role.VIEWER,
+    _QUERY + "GetMetricSeries": Role.VIEWER,
+    _QUERY + "StreamMetricSeries": Role.VIEWER,
+    _QUERY + "GetLatestMetrics": Role.VIEWER,
+    _QUERY + "GetBestRuns": Role.VIEWER,
+    _QUERY + "CompareRuns": Role.VIEWER,
+    # Load-balancer and Kubernetes probes carry no key.
+    _HEALTH + "Check": None,
+    _HEALTH + "List": None,
+    _HEALTH + "Watch": None,
+})
+"""The least role for each full method name (``/pkg.Service/Method``); None: no key needed.
 
-def split_method(full_method: str) -> tuple[str, str]:
-    """``/pkg.Service/Method`` -> (``pkg.Service``, ``Method``)."""
-    _, service, method = [*full_method.split("/", 2), "", ""][:3]
-    return service, method
+Every method of every served service has an entry (a test walks the descriptors). A
+method missing here needs ADMIN, so a new RPC is never open to viewers or operators by
+accident: it must be given its role here.
+"""
+
+UNLISTED_ROLE = Role.ADMIN
+"""The role a method without an entry in :data:`METHOD_ROLES` needs."""
 
 
 def required_role(full_method: str) -> Role | None:
-    """The least role that may call ``full_method``; None for open services."""
-    service, method = split_method(full_method)
-    if service in OPEN_SERVICES:
-        return None
-    if service in _VIEWER_SERVICES or (
-        service in _OPERATOR_SERVICES and method.startswith(_VIEWER_PREFIXES)
-    ):
-        return Role.VIEWER
-    if service in _OPERATOR_SERVICES:
-        return Role.OPERATOR
-    return Role.ADMIN
+    """The least role that may call ``full_method``; None for open methods (health)."""
+    return METHOD_ROLES.get(full_method, UNLISTED_ROLE)
 
 
 @dataclass(frozen=True)

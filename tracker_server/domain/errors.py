@@ -7,6 +7,10 @@ codes in one place (``transport/errors.py``). Clients never see INTERNAL for bad
 from __future__ import annotations
 
 import enum
+from collections.abc import Container, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Code(enum.Enum):
@@ -67,3 +71,10 @@ def failed_precondition(message: str) -> TrackerError:
 def unavailable(message: str, retry_after_s: float | None = None) -> TrackerError:
     """UNAVAILABLE (retryable)."""
     return TrackerError(Code.UNAVAILABLE, message, retry_after_s=retry_after_s)
+
+
+def check_all_found(wanted: Iterable[T], found: Container[T], what: str) -> None:
+    """NOT_FOUND naming the first of ``wanted`` (e.g. run ids) that is not in ``found``."""
+    for item in wanted:
+        if item not in found:
+            raise not_found(f"{what} {item} not found")

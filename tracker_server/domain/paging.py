@@ -14,10 +14,14 @@ import binascii
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from tracker_server.domain.errors import invalid
+from tracker_server.domain.errors import Code, TrackerError, invalid
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -89,3 +93,47 @@ def bounded_count(value: int, default: int, most: int, what: str) -> int:
     if value < 0 or value > most:
         raise invalid(f"{what} must be between 1 and {most}, got {value}", [(what, "out of range")])
     return value
+
+
+class PositionError(TrackerError):
+    """A store could not use a page position: its values do not fit the sort keys (a
+    hand-edited token, or one from an older server). ``keyset_page`` reports it as a
+    malformed token, naming the request's token field."""
+
+    def __init__(self) -> None:
+        super().__init__(Code.INVALID_ARGUMENT, "page position is malformed")
+
+
+@dataclass(frozen=True)
+class KeysetPage(Generic[T]):
+    """What a store returns: rows and the sort-key values of the last one (None on the
+    last page)."""
+
+    items: list[T]
+    next_position: list[Any] | None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """What a service returns: rows and the token of the next page ("" on the last)."""
+
+    items: list[T]
+    next_page_token: str
+
+
+async def keyset_page(
+    fetch: Callable[[list[Any] | None], Awaitable[KeysetPage[T]]],
+    query: str,
+    n_keys: int,
+    page_token: str,
+    what: str = "page_token",
+) -> Page[T]:
+    """Decode ``page_token`` (of query fingerprint ``query``, positions of ``n_keys``
+    values), fetch the page after it, and encode the next token."""
+    position = decode_token(page_token, query, n_keys, what) if page_token else None
+    try:
+        page = await fetch(position)
+    except PositionError:
+        raise invalid(f"{what} is malformed", [(what, "malformed")]) from None
+    token = encode_token(query, page.next_position) if page.next_position else ""
+    return Page(page.items, token)

@@ -1,6 +1,6 @@
 """Series reads: version check, read cache, duplicate resolution, ranks, downsampling.
 
-The storage side is behind the ``SeriesReader`` protocol; this module decides what to
+The storage side is behind the ``ports.SeriesReader`` protocol; this module decides what to
 fetch. A fully resolved series is cached per (run, key) in memory, keyed by its
 version (per rank and attempt: chunk count, newest chunk id, first step). The version
 query reads only chunk metadata, so a cache hit skips the expensive part (detoasting
@@ -21,13 +21,13 @@ import asyncio
 import functools
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from tracker_server.domain.errors import invalid
+from tracker_server.domain.ports import SeriesReader
 from tracker_server.domain.series import (
     STEP_MAX,
     STEP_MIN,
@@ -40,45 +40,17 @@ from tracker_server.domain.series import (
     resolve,
 )
 from tracker_server.domain.sketch import SKETCH_BUCKET_POINTS
-from tracker_server.domain.sketch_plan import ChunkMeta, ChunkRead, plan_reads, sketch_worthwhile
+from tracker_server.domain.sketch_plan import plan_reads, sketch_worthwhile
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_CACHE_ENTRY_POINTS = 4_000_000
 EXPORT_WINDOW_POINTS = 200_000
 _BYTES_PER_POINT = 24
 
-
-class SeriesReader(Protocol):
-    """What series reads need from storage."""
-
-    async def attempts(self, run_id: uuid.UUID, key_id: int) -> list[AttemptInfo]:
-        """Chunk statistics per (rank, attempt)."""
-        ...
-
-    async def chunks(
-        self, run_id: uuid.UUID, key_id: int, start_step: int, end_step: int, rank: int | None
-    ) -> Chunks:
-        """Chunks overlapping the range."""
-        ...
-
-    async def chunk_bounds(
-        self, run_id: uuid.UUID, key_id: int, start_step: int, end_step: int, rank: int | None
-    ) -> list[tuple[int, int]]:
-        """(first_step, n) of the chunks in range, by first_step."""
-        ...
-
-    async def planned_chunks(
-        self,
-        run_id: uuid.UUID,
-        key_id: int,
-        start_step: int,
-        end_step: int,
-        rank: int | None,
-        planner: Callable[[list[AttemptInfo], list[ChunkMeta]], list[ChunkRead] | None],
-    ) -> tuple[list[AttemptInfo], Chunks] | None:
-        """In one snapshot: attempts and chunk metadata, ``planner``'s choice, then
-        the chosen chunks (sketch rows carry their stored n); None if it chose none."""
-        ...
+DOWNSAMPLING_METHODS = ("minmax", "lttb", "none")
+"""``SeriesRequest.method`` values: min/max per bucket, LTTB, or every point."""
+AGGREGATIONS = ("per_rank", "mean", "min", "max")
+"""``SeriesRequest.aggregation`` values: one series per rank, or one across ranks."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,14 @@ class KeyInfo:
 
 
 @dataclass(frozen=True)
+class RunMetrics:
+    """The summaries of one run (GetLatestMetrics), by key name."""
+
+    run_id: uuid.UUID
+    metrics: list[MetricSummary]
+
+
+@dataclass(frozen=True)
 class RankedRun:
     """One entry of GetBestRuns."""
 

@@ -9,6 +9,7 @@ import psycopg
 import psycopg_pool
 
 from tracker_server.domain.errors import Code, TrackerError
+from tracker_server.domain.paging import PositionError
 
 
 @contextmanager
@@ -25,3 +26,13 @@ def db_errors() -> Iterator[None]:
         raise TrackerError(
             Code.UNAVAILABLE, f"database unavailable: {exc}".strip(), retry_after_s=1.0
         ) from exc
+
+
+@contextmanager
+def position_errors() -> Iterator[None]:
+    """A page position whose values do not fit the sort key types fails inside
+    PostgreSQL (a cast): report it as ``PositionError`` (INVALID_ARGUMENT)."""
+    try:
+        yield
+    except psycopg.errors.DataError as exc:
+        raise PositionError() from exc

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 from tracker_server.domain.access import (
     Role,
@@ -22,18 +21,11 @@ from tracker_server.domain.access import (
     token_matches,
     unauthenticated,
 )
+from tracker_server.domain.api_keys import KeyRecord
 from tracker_server.domain.errors import TrackerError, unavailable
-from tracker_server.storage.keys_store import KeyRecord
+from tracker_server.domain.ports import KeyLookup
 
 _MAX_ENTRIES = 10_000
-
-
-class KeyLookup(Protocol):
-    """Where keys live (``storage.keys_store.PgKeyStore``)."""
-
-    async def lookup(self, key_id: str) -> KeyRecord | None:
-        """The key's record, None when unknown."""
-        ...
 
 
 @dataclass(frozen=True)

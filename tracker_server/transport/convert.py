@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,19 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+def optional_time(msg: Any, field: str) -> datetime | None:
+    """An optional Timestamp field of ``msg`` as an aware UTC datetime, None when unset."""
+    if not msg.HasField(field):
+        return None
+    value: datetime = getattr(msg, field).ToDatetime(tzinfo=UTC)
+    return value
+
+
+def optional(msg: Any, field: str) -> Any:
+    """An optional (``optional`` in the proto) scalar field of ``msg``, None when unset."""
+    return getattr(msg, field) if msg.HasField(field) else None
 
 
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:

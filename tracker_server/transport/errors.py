@@ -1,24 +1,23 @@
 """The one place where domain errors become gRPC statuses.
 
-Status details follow google.rpc conventions (grpcio-status): BadRequest field
-violations for INVALID_ARGUMENT, RetryInfo for retryable errors, so any gRPC client
-can read them from the ``grpc-status-details-bin`` trailer.
+The call interceptor (``transport/interceptors.py``) catches every TrackerError that
+one of its steps or a servicer raises, for every call kind, and ends the call with
+:func:`abort`; servicers just raise. Status details follow google.rpc conventions
+(grpcio-status): BadRequest field violations for INVALID_ARGUMENT, RetryInfo for
+retryable errors, so any gRPC client can read them from the ``grpc-status-details-bin``
+trailer.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
-import structlog
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from tracker_server.domain.errors import Code, TrackerError
-
-log = structlog.get_logger(__name__)
 
 GRPC_CODES: dict[Code, grpc.StatusCode] = {
     Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -73,25 +72,4 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: TrackerError
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-
-
-def unary(
-    fn: Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
-) -> Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
-    """Decorator for unary servicer methods: map TrackerError, log the unexpected."""
-
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
-        try:
-            return await fn(self, request, context)
-        except TrackerError as exc:
-            await abort(context, exc)
-            raise AssertionError("unreachable") from exc
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
-__all__ = ["GRPC_CODES", "AsyncIterator", "abort", "rpc_code", "to_status", "unary"]
+__all__ = ["GRPC_CODES", "abort", "rpc_code", "to_status"]

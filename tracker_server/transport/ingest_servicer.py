@@ -1,8 +1,11 @@
 """IngestService: the bidirectional stream and the unary fallback.
 
 Each stream runs a reader task (validate, hand batches to the engine, stop reading
-while the server is over its memory budget so HTTP/2 flow control pushes back) and
-writes responses from a queue fed by the reader and by the engine's acks.
+while the server is over its memory budget or the caller over its points/s, so HTTP/2
+flow control pushes back) and writes responses from a queue fed by the reader and by
+the engine's acks. Batches and points are reported to the call's record
+(``transport/call.py``), whose throttle says how long to pause; errors are raised for
+the interceptor to map.
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ from google.protobuf import duration_pb2
 from tracker_proto.v1 import ingest_pb2, ingest_pb2_grpc, metrics_pb2
 from tracker_server.domain.errors import Code, TrackerError, invalid
 from tracker_server.domain.ingest import IngestEngine
+from tracker_server.domain.ingest_service import IngestService
 from tracker_server.domain.points import (
     Limits,
-    PointBatch,
     WriterInfo,
     empty_batch,
     point_errors_of,
     validate_columns,
     validate_writer,
 )
+from tracker_server.transport.call import Call, current_call
 from tracker_server.transport.convert import columns_from_proto
-from tracker_server.transport.errors import abort, rpc_code, unary
+from tracker_server.transport.errors import rpc_code
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +42,7 @@ _END = object()
 
 def _duration(seconds: float) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
-    d.FromMilliseconds(int(seconds * 1000))
+    d.FromMilliseconds(max(1, int(seconds * 1000)))  # a SlowDown of 0 ms would mean nothing
     return d
 
 
@@ -59,10 +63,12 @@ def _rejection(seq: int, error: TrackerError) -> ingest_pb2.StreamResponse:
 class _StreamSession:
     """State of one Stream call; also the engine's Subscriber for its writer."""
 
-    def __init__(self, engine: IngestEngine, limits: Limits, slow_down_s: float) -> None:
+    def __init__(self, engine: IngestEngine, limits: Limits, slow_down_s: float,
+                 call: Call) -> None:
         self.engine = engine
         self.limits = limits
         self.slow_down_s = slow_down_s
+        self.call = call
         self.out: asyncio.Queue[Any] = asyncio.Queue()
         self.info: WriterInfo | None = None
         self.last_seq = 0
@@ -121,7 +127,12 @@ class _StreamSession:
         async for request in requests:
             if request.WhichOneof("kind") != "batch":
                 raise invalid("Open may be sent only once, as the first message")
+            pause_s = self.call.add_batch(len(request.batch.columns.steps))
             await self._on_batch(info, committed, request.batch)
+            if pause_s > 0:
+                # The batch went through; the next read waits until the caller's debt is paid.
+                self.on_slow_down(pause_s)
+                await asyncio.sleep(pause_s)
             if self.engine.over_budget():
                 self.on_slow_down(self.slow_down_s)
                 # Not reading is the back-pressure: gRPC stops granting HTTP/2 window.
@@ -168,13 +179,16 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._engine = engine
         self._limits = limits
         self._slow_down_s = slow_down_s
+        self._ingest = IngestService(engine, limits)
 
     async def Stream(
         self,
         request_iterator: AsyncIterator[ingest_pb2.StreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[ingest_pb2.StreamResponse]:
-        session = _StreamSession(self._engine, self._limits, self._slow_down_s)
+        call = current_call()
+        call.track_ingest()
+        session = _StreamSession(self._engine, self._limits, self._slow_down_s, call)
         reader = asyncio.create_task(session.read(request_iterator))
         try:
             while True:
@@ -182,7 +196,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 if item is _END:
                     return
                 if isinstance(item, TrackerError):
-                    await abort(context, item)
+                    raise item
                 yield item
         finally:
             reader.cancel()
@@ -191,38 +205,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             if session.info is not None:
                 self._engine.close(session.info.key, session)
 
-    @unary
     async def LogMetrics(
         self,
         request: ingest_pb2.LogMetricsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> ingest_pb2.LogMetricsResponse:
+        current_call().add_batch(len(request.batch.columns.steps))
         w = request.writer
-        info = validate_writer(w.run_id, w.writer_id, w.rank, w.attempt)
-        await self._engine.open(info)
-        try:
-            return await self._log_metrics(info, request.batch)
-        finally:
-            self._engine.release(info.key)
-
-    async def _log_metrics(
-        self, info: WriterInfo, msg: ingest_pb2.Batch
-    ) -> ingest_pb2.LogMetricsResponse:
-        seq = msg.seq
-        if seq and seq <= self._engine.committed_seq(info.key):
-            return ingest_pb2.LogMetricsResponse(
-                committed_through_seq=self._engine.committed_seq(info.key), points_written=0
-            )
-        batch: PointBatch = validate_columns(seq, columns_from_proto(msg.columns), self._limits)
-        await self._engine.resolve_keys(batch)
-        await self._engine.wait_for_budget()
-        if seq == 0:
-            committed = await self._engine.submit_unsequenced(info, batch)
-            return ingest_pb2.LogMetricsResponse(
-                committed_through_seq=committed, points_written=batch.n
-            )
-        fresh = self._engine.submit(info, batch)
-        committed = await self._engine.wait_committed(info.key, seq)
+        result = await self._ingest.log_metrics(
+            w.run_id, w.writer_id, w.rank, w.attempt, request.batch.seq,
+            columns_from_proto(request.batch.columns),
+        )
         return ingest_pb2.LogMetricsResponse(
-            committed_through_seq=committed, points_written=batch.n if fresh else 0
+            committed_through_seq=result.committed_through_seq,
+            points_written=result.points_written,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from tracker_proto.v1 import query_pb2
 from tracker_server.domain.series import Series
@@ -34,6 +35,12 @@ SUMMARY_FIELD = {
     query_pb2.SUMMARY_FIELD_MIN: "min",
     query_pb2.SUMMARY_FIELD_MAX: "max",
 }
+
+
+def enum_name(names: dict[Any, str], value: int) -> str:
+    """The domain name of a wire enum value; the number itself as text when unknown (the
+    domain then refuses it, naming the field)."""
+    return names.get(value, str(value))
 
 
 def summary_to_proto(s: MetricSummary) -> query_pb2.MetricSummary:

@@ -1,4 +1,5 @@
-"""Read queries over metric chunks and summaries (the query API's storage side).
+"""Metric reads in PostgreSQL: keys, summaries, rankings and the chunks of a series
+(implements ``domain.ports.MetricReader`` and ``domain.ports.SeriesReader``).
 
 Chunk arrays are fetched in binary and decoded straight into numpy (see
 ``numpy_arrays``); duplicate resolution and downsampling happen in ``domain.series``.
@@ -11,15 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from tracker_server.domain.errors import not_found
 from tracker_server.domain.run_filter import Node
-from tracker_server.domain.series import STEP_MAX, STEP_MIN, AttemptInfo, Chunks
+from tracker_server.domain.series import AttemptInfo, Chunks
 from tracker_server.domain.sketch_plan import ChunkMeta, ChunkRead
 from tracker_server.domain.summaries import KeyInfo, MetricSummary, RankedRun
 from tracker_server.storage.errors import db_errors
+from tracker_server.storage.existing import EXPERIMENTS, RUNS, require_ids
 from tracker_server.storage.numpy_arrays import use_numpy_arrays
 from tracker_server.storage.run_filter_sql import compile_filter
 
@@ -28,8 +28,6 @@ _SUMMARY_COLUMNS = (
     "s.last_attempt, s.min_value, s.min_step, s.max_value, s.max_step"
 )
 
-_RUNS_EXIST = "SELECT run_id FROM runs WHERE run_id = ANY(%s::uuid[])"
-_EXPERIMENTS_EXIST = "SELECT experiment_id FROM experiments WHERE experiment_id = ANY(%s::uuid[])"
 _KEY_IDS = "SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::text[])"
 
 # Per (rank, attempt): smallest step (the supersession boundary of an attempt depends on
@@ -83,10 +81,6 @@ WHERE run_id = %(run)s AND key_id = %(key)s
   AND first_step <= %(end)s AND last_step >= %(start)s
   AND (%(rank)s::int IS NULL OR rank = %(rank)s::int)
 ORDER BY first_step
-"""
-
-_RANKS = """
-SELECT DISTINCT rank FROM metric_chunks WHERE run_id = %s AND key_id = %s ORDER BY 1
 """
 
 _LIST_KEYS = f"""
@@ -144,18 +138,7 @@ def summary_from_row(row: tuple[Any, ...] | list[Any]) -> MetricSummary:
     )
 
 
-async def require_ids(
-    conn: psycopg.AsyncConnection[Any], query: str, ids: list[uuid.UUID], what: str
-) -> None:
-    """NOT_FOUND naming the first of ``ids`` that does not exist."""
-    cur = await conn.execute(query, (ids,))
-    found = {row[0] for row in await cur.fetchall()}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise not_found(f"{what} {missing[0]} not found")
-
-
-class PgMetricsReader:
+class PgMetricReader:
     """Metric reads: keys, chunks of a series, latest values, best runs."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
@@ -165,7 +148,7 @@ class PgMetricsReader:
         """Keys of a run with summaries and ranks; NOT_FOUND for an unknown run."""
         with db_errors():
             async with self._pool.connection() as conn:
-                await require_ids(conn, _RUNS_EXIST, [run_id], "run")
+                await require_ids(conn, RUNS, [run_id])
                 cur = await conn.execute(_LIST_KEYS, (run_id,))
                 rows = await cur.fetchall()
         return [KeyInfo(summary_from_row(r), list(r[11])) for r in rows]
@@ -176,12 +159,6 @@ class PgMetricsReader:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_KEY_IDS, (names,))
                 return {name: key_id for name, key_id in await cur.fetchall()}
-
-    async def require_runs(self, run_ids: list[uuid.UUID]) -> None:
-        """NOT_FOUND when any run does not exist."""
-        with db_errors():
-            async with self._pool.connection() as conn:
-                await require_ids(conn, _RUNS_EXIST, run_ids, "run")
 
     async def attempts(self, run_id: uuid.UUID, key_id: int) -> list[AttemptInfo]:
         """One row per (rank, attempt) of the series, ordered."""
@@ -194,9 +171,9 @@ class PgMetricsReader:
         self,
         run_id: uuid.UUID,
         key_id: int,
-        start_step: int = STEP_MIN,
-        end_step: int = STEP_MAX,
-        rank: int | None = None,
+        start_step: int,
+        end_step: int,
+        rank: int | None,
     ) -> Chunks:
         """Chunks overlapping the step range (one rank or all), decoded into numpy."""
         args = {"run": run_id, "key": key_id, "start": start_step, "end": end_step,
@@ -244,13 +221,6 @@ class PgMetricsReader:
                 rows = await bcur.fetchall()
         return infos, _chunks_from_rows(rows, stored=True)
 
-    async def ranks(self, run_id: uuid.UUID, key_id: int) -> list[int]:
-        """Ranks that logged the key, ascending."""
-        with db_errors():
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(_RANKS, (run_id, key_id))
-                return [int(r[0]) for r in await cur.fetchall()]
-
     async def chunk_bounds(
         self, run_id: uuid.UUID, key_id: int, start_step: int, end_step: int, rank: int | None
     ) -> list[tuple[int, int]]:
@@ -269,7 +239,7 @@ class PgMetricsReader:
         out: dict[uuid.UUID, list[MetricSummary]] = {r: [] for r in run_ids}
         with db_errors():
             async with self._pool.connection() as conn:
-                await require_ids(conn, _RUNS_EXIST, run_ids, "run")
+                await require_ids(conn, RUNS, run_ids)
                 cur = await conn.execute(_LATEST, {"runs": run_ids, "keys": keys})
                 for row in await cur.fetchall():
                     out[row[0]].append(summary_from_row(row[1:]))
@@ -296,7 +266,7 @@ class PgMetricsReader:
         )
         with db_errors():
             async with self._pool.connection() as conn:
-                await require_ids(conn, _EXPERIMENTS_EXIST, experiment_ids, "experiment")
+                await require_ids(conn, EXPERIMENTS, experiment_ids)
                 cur = await conn.execute(query, [key, experiment_ids, *flt.params, limit])
                 rows = await cur.fetchall()
         return [

@@ -1,0 +1,1 @@
+"""In-memory fakes of the domain ports, for unit tests."""
