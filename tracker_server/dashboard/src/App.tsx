@@ -57,6 +57,8 @@ export function App() {
     }
   }, [session.status, route.page, here, location.search]);
 
+  // Pages render (and start loading) while the session check is still under way: a
+  // signed-out visitor gets 401s and lands on the login page all the same.
   let body;
   if (route.page === 'login') {
     body =
@@ -68,7 +70,7 @@ export function App() {
           reason={session.status === 'anonymous' ? session.reason : undefined}
         />
       );
-  } else if (session.status === 'loading' || session.status === 'anonymous') {
+  } else if (session.status === 'anonymous') {
     body = <Loading />;
   } else if (session.status === 'error') {
     body = (

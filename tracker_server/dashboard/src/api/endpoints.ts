@@ -133,10 +133,12 @@ export async function getBestRuns(
   experimentId: string,
   metric: string,
   mode: wire.BestMode,
+  /** Which summary value ranks the runs (see API_NEEDS.md); the server's default is last. */
+  on: wire.SummaryValue,
   signal?: AbortSignal,
 ): Promise<m.BestRun[]> {
   const d = await request<wire.BestRunList>('GET', `/experiments/${enc(experimentId)}/best`, {
-    query: { metric, mode },
+    query: { metric, mode, on },
     signal,
   });
   return (d.runs ?? []).map(m.toBestRun);

@@ -17,6 +17,7 @@ export type RunStatus = 'running' | 'finished' | 'failed' | 'killed';
 export type SeriesMethod = 'minmax' | 'lttb';
 export type SeriesAggregate = 'per_rank' | 'mean' | 'min' | 'max';
 export type BestMode = 'min' | 'max';
+export type SummaryValue = 'last' | 'min' | 'max';
 
 export interface Experiment {
   experiment_id: string;

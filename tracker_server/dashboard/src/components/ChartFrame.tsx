@@ -87,17 +87,27 @@ function uplotOptions(
         font: axisFont,
         size: 30,
         ...(opts.xMode === 'step'
-          ? { values: (_u: uPlot, splits: number[]) => splits.map(formatCompact) }
+          ? { values: (_u: uPlot, splits: number[]) => splits.map(tickLabel) }
           : {}),
       },
       {
         font: axisFont,
         size: 56,
-        values: (_u: uPlot, splits: number[]) => splits.map(formatCompact),
+        values: (_u: uPlot, splits: number[]) => splits.map(tickLabel),
       },
     ],
     hooks,
   };
+}
+
+/** Axis label; log axes leave their minor ticks unlabelled (null). */
+function tickLabel(v: number | null): string {
+  return v === null || v === undefined ? '' : formatCompact(v);
+}
+
+/** A zoom on a step axis is shown at once, before the re-read range arrives. */
+function applyZoom(u: uPlot, zoom: [number, number] | null, xMode: ChartOptions['xMode']): void {
+  if (zoom && xMode === 'step') u.setScale('x', { min: zoom[0], max: zoom[1] });
 }
 
 function readoutText(u: uPlot, layout: ChartLayout, xMode: ChartOptions['xMode']): string {
@@ -134,6 +144,21 @@ export const ChartFrame = memo(function ChartFrame(props: ChartFrameProps) {
   const shape = shapeKey(layout, opts, height);
   const hasData = layout.series.length > 0;
 
+  // Reported before uPlot is built or fed, so the draw that follows is recorded.
+  useLayoutEffect(() => {
+    reportChart(id, {
+      points: layout.points,
+      series: layout.series.filter((s) => s.kind === 'line').map((s) => s.label),
+      range: extent,
+      requested: props.requested,
+      loading,
+      downsampled: props.downsampled,
+      totalPoints: props.totalPoints,
+      drawnAt: null,
+      error: props.error,
+    });
+  }, [id, layout, extent, props.requested, loading, props.downsampled, props.totalPoints, props.error, hasData]);
+
   useLayoutEffect(() => {
     const el = plotRef.current;
     if (!el || !hasData) return undefined;
@@ -164,20 +189,31 @@ export const ChartFrame = memo(function ChartFrame(props: ChartFrameProps) {
       ],
       draw: [() => markDrawn(latest.current.id, performance.now())],
     };
-    const width = Math.max(el.clientWidth, 200);
-    const u = new uPlot(uplotOptions(layout, opts, width, height, hooks), layout.data as uPlot.AlignedData, el);
-    plotInstance.current = u;
     const onDblClick = () => latest.current.onResetZoom?.();
-    u.over.addEventListener('dblclick', onDblClick);
-    const ro = new ResizeObserver(() => {
-      const w = Math.max(el.clientWidth, 200);
-      if (Math.abs(w - u.width) >= 1) u.setSize({ width: w, height });
+    let u: uPlot | null = null;
+    // Built on the first resize callback: it comes after layout, once for all charts,
+    // so reading a width never forces a layout per chart.
+    const ro = new ResizeObserver((entries) => {
+      const rect = entries[entries.length - 1]?.contentRect;
+      const width = Math.max(Math.floor(rect?.width ?? el.clientWidth), 200);
+      if (u) {
+        if (Math.abs(width - u.width) >= 1) u.setSize({ width, height });
+        return;
+      }
+      const now = layoutRef.current ?? layout;
+      const p = latest.current;
+      u = new uPlot(uplotOptions(now, p.opts, width, height, hooks), now.data as uPlot.AlignedData, el);
+      plotInstance.current = u;
+      applyZoom(u, p.zoom, p.opts.xMode);
+      u.over.addEventListener('dblclick', onDblClick);
     });
     ro.observe(el);
     return () => {
       ro.disconnect();
-      u.over.removeEventListener('dblclick', onDblClick);
-      u.destroy();
+      if (u) {
+        u.over.removeEventListener('dblclick', onDblClick);
+        u.destroy();
+      }
       plotInstance.current = null;
     };
     // The instance depends on the shape only; data goes in through setData below.
@@ -187,22 +223,8 @@ export const ChartFrame = memo(function ChartFrame(props: ChartFrameProps) {
     const u = plotInstance.current;
     if (!u) return;
     if (u.data !== (layout.data as unknown)) u.setData(layout.data as uPlot.AlignedData);
-    if (zoom && opts.xMode === 'step') u.setScale('x', { min: zoom[0], max: zoom[1] });
+    applyZoom(u, zoom, opts.xMode);
   }, [layout, zoom, opts.xMode, shape]);
-
-  useEffect(() => {
-    reportChart(id, {
-      points: layout.points,
-      series: layout.series.filter((s) => s.kind === 'line').map((s) => s.label),
-      range: extent,
-      requested: props.requested,
-      loading,
-      downsampled: props.downsampled,
-      totalPoints: props.totalPoints,
-      drawnAt: !loading && hasData ? performance.now() : null,
-      error: props.error,
-    });
-  }, [id, layout, extent, props.requested, loading, props.downsampled, props.totalPoints, props.error, hasData]);
 
   useEffect(() => () => removeChart(id), [id]);
 

@@ -13,7 +13,7 @@ export interface ChartSummary {
   loading: boolean;
   downsampled: boolean;
   totalPoints: number;
-  /** performance.now() of the last draw of loaded data. */
+  /** performance.now() of the first draw of the data shown now (null until drawn). */
   drawnAt: number | null;
   error: string | null;
 }
@@ -24,9 +24,10 @@ export function reportChart(id: string, summary: ChartSummary): void {
   charts.set(id, Object.freeze({ ...summary }));
 }
 
+/** Records the first draw after new data was reported (resizes and hovers redraw too). */
 export function markDrawn(id: string, at: number): void {
   const c = charts.get(id);
-  if (c && !c.loading) charts.set(id, Object.freeze({ ...c, drawnAt: at }));
+  if (c && !c.loading && c.drawnAt === null) charts.set(id, Object.freeze({ ...c, drawnAt: at }));
 }
 
 export function removeChart(id: string): void {

@@ -51,7 +51,7 @@ describe('experiment view', () => {
       order: ['metrics.`loss`.min asc'],
       params: ['lr', 'optimizer.beta'],
       metrics: [{ key: 'loss', agg: 'min' as const }, { key: 'a:b', agg: 'last' as const }],
-      best: [{ key: 'loss', mode: 'min' as const }],
+      best: [{ key: 'loss', agg: 'min' as const, mode: 'min' as const }, { key: 'a:b', agg: 'last' as const, mode: 'max' as const }],
       sel: ['r1', 'r2'],
       tok: ['t1', 't2'],
     };
@@ -61,9 +61,11 @@ describe('experiment view', () => {
   });
 
   it('drops malformed and duplicate entries', () => {
-    const v = parseExperimentView('?m=median:loss&m=min:loss&m=min:loss&m=acc&best=up:loss&best=max:acc&best=min:acc&sel=a&sel=a&order=&p=lr&p=lr');
+    const v = parseExperimentView(
+      '?m=median:loss&m=min:loss&m=min:loss&m=acc&best=up:last:loss&best=min:acc&best=max:max:acc&best=min:max:acc&sel=a&sel=a&order=&p=lr&p=lr',
+    );
     expect(v.metrics).toEqual([{ key: 'loss', agg: 'min' }, { key: 'acc', agg: 'last' }]);
-    expect(v.best).toEqual([{ key: 'acc', mode: 'max' }]);
+    expect(v.best).toEqual([{ key: 'acc', agg: 'max', mode: 'max' }]);
     expect(v.sel).toEqual(['a']);
     expect(v.order).toEqual([]);
     expect(v.params).toEqual(['lr']);

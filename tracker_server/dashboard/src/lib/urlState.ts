@@ -130,8 +130,10 @@ export interface MetricColumn {
   agg: MetricAgg;
 }
 
+/** The best run of the experiment by one summary value (a metric column). */
 export interface BestMark {
   key: string;
+  agg: MetricAgg;
   mode: BestMode;
 }
 
@@ -142,7 +144,7 @@ export interface ExperimentViewState {
   /** Param names shown as columns. */
   params: string[];
   metrics: MetricColumn[];
-  /** Metrics whose best run is marked. */
+  /** Metric columns whose best run is marked. */
   best: BestMark[];
   /** Selected run ids (for Compare). */
   sel: string[];
@@ -164,11 +166,17 @@ function parseMetricColumn(v: string): MetricColumn | null {
   return { key, agg: agg as MetricAgg };
 }
 
+/** "mode:agg:key", e.g. "min:last:loss"; the key may itself contain colons. */
 function parseBest(v: string): BestMark | null {
   const i = v.indexOf(':');
   const mode = v.slice(0, i);
-  const key = v.slice(i + 1);
-  return i > 0 && key && (mode === 'min' || mode === 'max') ? { key, mode } : null;
+  if (mode !== 'min' && mode !== 'max') return null;
+  const column = parseMetricColumn(v.slice(i + 1));
+  return column && v.slice(i + 1).includes(':') ? { ...column, mode } : null;
+}
+
+export function sameColumn(a: MetricColumn, b: MetricColumn): boolean {
+  return a.key === b.key && a.agg === b.agg;
 }
 
 export function parseExperimentView(search: string): ExperimentViewState {
@@ -181,7 +189,7 @@ export function parseExperimentView(search: string): ExperimentViewState {
   const best: BestMark[] = [];
   for (const v of p.getAll('best')) {
     const b = parseBest(v);
-    if (b && !best.some((x) => x.key === b.key)) best.push(b);
+    if (b && !best.some((x) => sameColumn(x, b))) best.push(b);
   }
   return {
     filter: p.get('filter') ?? '',
@@ -200,7 +208,7 @@ export function experimentViewQuery(s: ExperimentViewState): string {
   for (const o of s.order) out.push(['order', o]);
   for (const k of s.params) out.push(['p', k]);
   for (const m of s.metrics) out.push(['m', `${m.agg}:${m.key}`]);
-  for (const b of s.best) out.push(['best', `${b.mode}:${b.key}`]);
+  for (const b of s.best) out.push(['best', `${b.mode}:${b.agg}:${b.key}`]);
   for (const r of s.sel) out.push(['sel', r]);
   for (const t of s.tok) out.push(['tok', t]);
   return toQuery(out);

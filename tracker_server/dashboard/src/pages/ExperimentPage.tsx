@@ -30,6 +30,7 @@ import {
   paramField,
   parseExperimentView,
   parseOrder,
+  sameColumn,
   toggleOrder,
 } from '../lib/urlState';
 import { canWrite, useSession } from '../session';
@@ -121,8 +122,15 @@ function metricValue(s: Summary | undefined, agg: MetricColumn['agg']): { value:
   return { value: s.lastValue, step: s.lastStep };
 }
 
-function nextBest(mode: BestMark['mode'] | undefined): BestMark['mode'] | null {
-  return mode === undefined ? 'min' : mode === 'min' ? 'max' : null;
+/** off -> the natural direction for the column (max for .max, min otherwise) -> the other -> off. */
+function nextBest(agg: MetricColumn['agg'], mode: BestMark['mode'] | undefined): BestMark['mode'] | null {
+  const first = agg === 'max' ? 'max' : 'min';
+  if (mode === undefined) return first;
+  return mode === first ? (first === 'min' ? 'max' : 'min') : null;
+}
+
+function markId(c: MetricColumn): string {
+  return `${c.agg}:${c.key}`;
 }
 
 function filterProblem(error: unknown): FilterProblem | null {
@@ -184,14 +192,14 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
     return out;
   }, [runs.data, runs.error, compared.data]);
 
-  const bestKey = view.best.map((b) => `${b.mode}:${b.key}`).join('\n');
+  const bestKey = view.best.map(markId).join('\n');
   const best = useFetch(
     async (signal) => {
       const results = await Promise.all(
         view.best.map((b) =>
-          getBestRuns(experimentId, b.key, b.mode, signal).then(
-            (list) => [b.key, list[0] ?? null] as const,
-            (err: unknown) => [b.key, err instanceof Error ? err : new Error(String(err))] as const,
+          getBestRuns(experimentId, b.key, b.mode, b.agg, signal).then(
+            (list) => [markId(b), list[0] ?? null] as const,
+            (err: unknown) => [markId(b), err instanceof Error ? err : new Error(String(err))] as const,
           ),
         ),
       );
@@ -236,14 +244,14 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
       x: 'step', log: false, smooth: 0, from: null, to: null,
     })));
 
-  const bestMode = (key: string) => view.best.find((b) => b.key === key)?.mode;
-  const cycleBest = (key: string) => {
-    const mode = nextBest(bestMode(key));
-    const rest = view.best.filter((b) => b.key !== key);
-    go({ best: mode ? [...rest, { key, mode }] : rest }, true);
+  const bestMode = (c: MetricColumn) => view.best.find((b) => sameColumn(b, c))?.mode;
+  const cycleBest = (c: MetricColumn) => {
+    const mode = nextBest(c.agg, bestMode(c));
+    const rest = view.best.filter((b) => !sameColumn(b, c));
+    go({ best: mode ? [...rest, { key: c.key, agg: c.agg, mode }] : rest }, true);
   };
-  const bestRunId = (key: string): string | null => {
-    const b = best.data?.get(key);
+  const bestRunId = (c: MetricColumn): string | null => {
+    const b = best.data?.get(markId(c));
     return b && !(b instanceof Error) ? b.runId : null;
   };
 
@@ -268,7 +276,7 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
           params={view.params}
           metrics={view.metrics}
           onChange={(params, metrics) =>
-            go({ params, metrics, best: view.best.filter((b) => metrics.some((m) => m.key === b.key)) }, true)
+            go({ params, metrics, best: view.best.filter((b) => metrics.some((m) => sameColumn(m, b))) }, true)
           }
         />
         <span className="spacer" />
@@ -288,10 +296,10 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
       {view.best.length > 0 ? (
         <ul className="best-list" data-testid="best-list">
           {view.best.map((b) => {
-            const r = best.data?.get(b.key);
+            const r = best.data?.get(markId(b));
             return (
-              <li key={b.key}>
-                <span className="best-star">★</span> best {b.key} ({b.mode}):{' '}
+              <li key={markId(b)}>
+                <span className="best-star">★</span> best {b.key}.{b.agg} ({b.mode}):{' '}
                 {best.loading && !best.data ? (
                   'loading…'
                 ) : r instanceof Error ? (
@@ -335,7 +343,7 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
                   />
                 ))}
                 {view.metrics.map((m) => {
-                  const mode = bestMode(m.key);
+                  const mode = bestMode(m);
                   return (
                     <SortHeader
                       key={`m:${m.agg}:${m.key}`}
@@ -348,8 +356,8 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
                         <button
                           type="button"
                           className={`best-toggle${mode ? ' on' : ''}`}
-                          title="Mark the experiment's best run by this metric (off, min, max)"
-                          onClick={() => cycleBest(m.key)}
+                          title="Mark the experiment's best run by this value (lowest, highest, off)"
+                          onClick={() => cycleBest(m)}
                         >
                           {mode ? `★${mode}` : '☆'}
                         </button>
@@ -362,7 +370,7 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
             <tbody>
               {pageRuns.map((r: Run) => {
                 const s = summaries.get(r.run_id);
-                const isBest = view.best.some((b) => bestRunId(b.key) === r.run_id);
+                const isBest = view.best.some((b) => bestRunId(b) === r.run_id);
                 return (
                   <tr key={r.run_id} className={`${selected.has(r.run_id) ? 'selected' : ''}${isBest ? ' best-row' : ''}`}>
                     <td className="select-col">
@@ -388,7 +396,7 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
                     ))}
                     {view.metrics.map((m) => {
                       const v = metricValue(s?.get(m.key), m.agg);
-                      const star = bestRunId(m.key) === r.run_id;
+                      const star = bestRunId(m) === r.run_id;
                       return (
                         <td
                           key={`m:${m.agg}:${m.key}`}

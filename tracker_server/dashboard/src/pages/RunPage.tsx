@@ -157,50 +157,55 @@ export function RunPage({ runId }: { runId: string }) {
     [view.x, view.log, view.smooth, view.from, view.to],
   );
 
-  if (loaded.error) return <div className="page"><ErrorBox error={loaded.error} onRetry={loaded.reload} /></div>;
-  if (!run) return <div className="page"><Loading /></div>;
-
   const q = view.q.trim().toLowerCase();
   const shown = (keys ?? []).filter((k) => !q || k.key.toLowerCase().includes(q));
   const maxRanks = Math.max(0, ...(keys ?? []).map((k) => k.ranks.length));
 
+  // The charts do not wait for the run: both are read at once.
   return (
     <div className="page">
-      <div className="page-head">
-        <div>
-          <div className="breadcrumbs">
-            <Link to={paths.experiments()}>Experiments</Link> /{' '}
-            {exp.data ? (
-              <Link to={paths.experiment(exp.data.experiment.experiment_id)}>{exp.data.experiment.name}</Link>
-            ) : (
-              <Link to={paths.experiment(run.experiment_id)}>experiment</Link>
-            )}{' '}
-            /
+      <ErrorBox error={loaded.error} onRetry={loaded.reload} />
+      {run ? (
+        <>
+          <div className="page-head">
+            <div>
+              <div className="breadcrumbs">
+                <Link to={paths.experiments()}>Experiments</Link> /{' '}
+                {exp.data ? (
+                  <Link to={paths.experiment(exp.data.experiment.experiment_id)}>{exp.data.experiment.name}</Link>
+                ) : (
+                  <Link to={paths.experiment(run.experiment_id)}>experiment</Link>
+                )}{' '}
+                /
+              </div>
+              <h1>
+                {run.name || run.run_id} <StatusBadge status={run.status} />
+                {live ? <span className="live-dot">live</span> : null}
+              </h1>
+            </div>
+            {live && canWrite(session) ? <FinishControl run={run} onFinished={setRun} /> : null}
           </div>
-          <h1>
-            {run.name || run.run_id} <StatusBadge status={run.status} />
-            {live ? <span className="live-dot">live</span> : null}
-          </h1>
-        </div>
-        {live && canWrite(session) ? <FinishControl run={run} onFinished={setRun} /> : null}
-      </div>
 
-      <div className="run-info">
-        <section className="panel">
-          <h2>Run</h2>
-          <RunFacts run={run} />
-        </section>
-        <section className="panel">
-          <h2>Params</h2>
-          <KeyValueTable entries={sortedEntries(run.params)} empty="no params" />
-          <h2>Tags</h2>
-          <KeyValueTable entries={sortedEntries(run.tags)} empty="no tags" />
-        </section>
-        <section className="panel metadata">
-          <h2>Metadata</h2>
-          <RunMetadataView metadata={run.metadata} />
-        </section>
-      </div>
+          <div className="run-info">
+            <section className="panel">
+              <h2>Run</h2>
+              <RunFacts run={run} />
+            </section>
+            <section className="panel">
+              <h2>Params</h2>
+              <KeyValueTable entries={sortedEntries(run.params)} empty="no params" />
+              <h2>Tags</h2>
+              <KeyValueTable entries={sortedEntries(run.tags)} empty="no tags" />
+            </section>
+            <section className="panel metadata">
+              <h2>Metadata</h2>
+              <RunMetadataView metadata={run.metadata} />
+            </section>
+          </div>
+        </>
+      ) : loaded.loading ? (
+        <Loading />
+      ) : null}
 
       <h2 className="charts-title">
         Metrics{keys ? ` (${keys.length})` : ''}
