@@ -6,7 +6,7 @@ import { type DrawSeries, stepExtent } from '../lib/chartData';
 import { colorAt } from '../lib/colors';
 import type { ChartViewState } from '../lib/urlState';
 import { ChartFrame } from './ChartFrame';
-import { chartId, errorText, MAX_POINTS, zoomRange } from './MetricChart';
+import { chartId, errorText, MAX_POINTS, zoomRange } from './chartSeries';
 
 interface CompareChartProps {
   runs: Run[];

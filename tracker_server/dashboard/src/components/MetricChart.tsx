@@ -2,54 +2,16 @@
 // MAX_POINTS per series), follows a running run by polling, and draws it.
 import { memo, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { getMetricSeries, isAbort, type Series } from '../api';
-import { type DrawSeries, stepExtent } from '../lib/chartData';
+import { stepExtent } from '../lib/chartData';
 import { colorAt } from '../lib/colors';
 import { mergeSeriesLists, nextPollStart } from '../lib/seriesMerge';
 import type { ChartViewState, RankView } from '../lib/urlState';
 import { ChartFrame } from './ChartFrame';
+import { chartId, errorText, MAX_POINTS, seriesLabel, toDrawSeries, zoomRange } from './chartSeries';
 
-/** Points per series on the wire: about one per horizontal pixel of a wide chart. */
-export const MAX_POINTS = 2000;
 export const POLL_MS = 1000;
 /** A live series that grew past this many points is read again, downsampled. */
 const REREAD_POINTS = 3 * MAX_POINTS;
-
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-export function seriesLabel(s: Series): string {
-  return s.rank === null || s.rank < 0 ? s.aggregate : `rank ${s.rank}`;
-}
-
-export function toDrawSeries(list: Series[], label: (s: Series, i: number) => string,
-  color: (s: Series, i: number) => string): DrawSeries[] {
-  return list.map((s, i) => ({
-    label: label(s, i),
-    color: color(s, i),
-    steps: s.steps,
-    wallS: s.wallS,
-    values: s.values,
-    lo: s.minValues,
-    hi: s.maxValues,
-  }));
-}
-
-/** The zoom as numbers for the x scale; an open end takes the data's end. */
-export function zoomRange(
-  from: string | null,
-  to: string | null,
-  extent: [number, number] | null,
-): [number, number] | null {
-  if (from === null && to === null) return null;
-  const lo = from !== null ? Number(from) : (extent?.[0] ?? 0);
-  const hi = to !== null ? Number(to) : (extent?.[1] ?? lo);
-  return [lo, hi];
-}
-
-export function chartId(key: string): string {
-  return `chart-${key}`;
-}
 
 interface MetricChartProps {
   runId: string;

@@ -1,23 +1,13 @@
 // One experiment: its runs, filtered with the filter language and ordered by the server,
 // with chosen param and metric columns, best runs marked, and runs picked for Compare.
-import { useMemo, useState } from 'react';
-import {
-  ApiError,
-  type BestRun,
-  compareRuns,
-  type Experiment,
-  type ExperimentStatus,
-  getBestRuns,
-  getExperiment,
-  type Run,
-  searchRuns,
-  type Summary,
-  updateExperiment,
-} from '../api';
+import { useMemo } from 'react';
+import { ApiError, type BestRun, compareRuns, getBestRuns, getExperiment, searchRuns, type Summary } from '../api';
 import { ColumnPicker } from '../components/ColumnPicker';
-import { ErrorBox, Loading, Pager, SortHeader, StatusBadge } from '../components/common';
+import { ErrorBox, Loading, Pager } from '../components/common';
+import { ExperimentHeader } from '../components/ExperimentHeader';
 import { FilterBox, type FilterProblem } from '../components/FilterBox';
-import { formatStep, formatTime, formatValue, runDuration } from '../lib/format';
+import { RunsTable } from '../components/RunsTable';
+import { formatStep, formatValue } from '../lib/format';
 import { Link, navigate, paths, useLocation } from '../lib/router';
 import { useFetch } from '../lib/useFetch';
 import {
@@ -26,101 +16,13 @@ import {
   type ExperimentViewState,
   experimentViewQuery,
   type MetricColumn,
-  metricField,
-  paramField,
   parseExperimentView,
-  parseOrder,
   sameColumn,
   toggleOrder,
 } from '../lib/urlState';
 import { canWrite, useSession } from '../session';
 
 const PAGE_SIZE = 50;
-
-function ExperimentHeader({ experiment, writable, onChanged }: {
-  experiment: Experiment;
-  writable: boolean;
-  onChanged: () => void;
-}) {
-  const [editing, setEditing] = useState(false);
-  const [description, setDescription] = useState(experiment.description);
-  const [error, setError] = useState<unknown>(null);
-
-  const patch = async (body: { description?: string; status?: ExperimentStatus }) => {
-    setError(null);
-    try {
-      await updateExperiment(experiment.experiment_id, body);
-      setEditing(false);
-      onChanged();
-    } catch (err) {
-      setError(err);
-    }
-  };
-
-  return (
-    <div className="page-head experiment-head">
-      <div>
-        <div className="breadcrumbs">
-          <Link to={paths.experiments()}>Experiments</Link> /
-        </div>
-        <h1>
-          {experiment.name} <StatusBadge status={experiment.status} />
-        </h1>
-        <div className="muted">
-          {experiment.owner ? `owner ${experiment.owner} · ` : ''}created {formatTime(experiment.created_at)}
-        </div>
-        {editing ? (
-          <div className="edit-description">
-            <textarea value={description} rows={3} onChange={(e) => setDescription(e.target.value)} />
-            <button type="button" className="primary" onClick={() => void patch({ description })}>
-              Save
-            </button>
-            <button type="button" onClick={() => setEditing(false)}>
-              Cancel
-            </button>
-          </div>
-        ) : (
-          <p className="description">
-            {experiment.description || <span className="muted">no description</span>}
-            {writable ? (
-              <button
-                type="button"
-                className="link-button"
-                onClick={() => {
-                  setDescription(experiment.description);
-                  setEditing(true);
-                }}
-              >
-                edit
-              </button>
-            ) : null}
-          </p>
-        )}
-        <ErrorBox error={error} />
-      </div>
-      {writable ? (
-        <label className="status-select">
-          Status
-          <select
-            value={experiment.status}
-            onChange={(e) => void patch({ status: e.target.value as ExperimentStatus })}
-          >
-            <option value="created">created</option>
-            <option value="active">active</option>
-            <option value="archived">archived</option>
-          </select>
-        </label>
-      ) : null}
-    </div>
-  );
-}
-
-function metricValue(s: Summary | undefined, agg: MetricColumn['agg']): { value: number; step: number } | null {
-  if (!s) return null;
-  if (agg === 'min') return { value: s.minValue, step: s.minStep };
-  if (agg === 'max') return { value: s.maxValue, step: s.maxStep };
-  return { value: s.lastValue, step: s.lastStep };
-}
 
 /** off -> the natural direction for the column (max for .max, min otherwise) -> the other -> off. */
 function nextBest(agg: MetricColumn['agg'], mode: BestMark['mode'] | undefined): BestMark['mode'] | null {
@@ -219,9 +121,6 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
     return [...keys];
   }, [summaries]);
 
-  const current = view.order[0] ? parseOrder(view.order[0]) : null;
-  const dir = (field: string): 'asc' | 'desc' | null =>
-    current && current.field === field ? (current.desc ? 'desc' : 'asc') : null;
   const sort = (field: string, descFirst = false) =>
     go({ order: toggleOrder(view.order, field, descFirst), tok: [] });
 
@@ -256,7 +155,6 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
   };
 
   const next = runs.data?.nextPageToken ?? '';
-  const columns = 5 + view.params.length + view.metrics.length;
 
   return (
     <div className="page">
@@ -321,106 +219,19 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
       {runs.error && !problem ? <ErrorBox error={runs.error} onRetry={runs.reload} /> : null}
       {runs.loading && !runs.data ? <Loading what="Loading runs" /> : null}
       {runs.data || problem ? (
-        <div className={`table-wrap${runs.loading ? ' stale' : ''}`}>
-          <table className="grid runs-table" data-testid="runs-table">
-            <thead>
-              <tr>
-                <th className="select-col">
-                  <input type="checkbox" aria-label="Select all runs on this page" checked={allOnPage} onChange={toggleAll} />
-                </th>
-                <SortHeader label="Run" dir={dir('name')} onSort={() => sort('name')} />
-                <SortHeader label="Status" dir={dir('status')} onSort={() => sort('status')} />
-                <SortHeader label="Created" dir={dir('created_at')} onSort={() => sort('created_at', true)} />
-                <th>Duration</th>
-                {view.params.map((k) => (
-                  <SortHeader
-                    key={`p:${k}`}
-                    className="param-col"
-                    label={k}
-                    title={`param ${k}`}
-                    dir={dir(paramField(k))}
-                    onSort={() => sort(paramField(k))}
-                  />
-                ))}
-                {view.metrics.map((m) => {
-                  const mode = bestMode(m);
-                  return (
-                    <SortHeader
-                      key={`m:${m.agg}:${m.key}`}
-                      className="metric-col"
-                      label={`${m.key}.${m.agg}`}
-                      title={`metric ${m.key}, ${m.agg} value`}
-                      dir={dir(metricField(m))}
-                      onSort={() => sort(metricField(m))}
-                      extra={
-                        <button
-                          type="button"
-                          className={`best-toggle${mode ? ' on' : ''}`}
-                          title="Mark the experiment's best run by this value (lowest, highest, off)"
-                          onClick={() => cycleBest(m)}
-                        >
-                          {mode ? `★${mode}` : '☆'}
-                        </button>
-                      }
-                    />
-                  );
-                })}
-              </tr>
-            </thead>
-            <tbody>
-              {pageRuns.map((r: Run) => {
-                const s = summaries.get(r.run_id);
-                const isBest = view.best.some((b) => bestRunId(b) === r.run_id);
-                return (
-                  <tr key={r.run_id} className={`${selected.has(r.run_id) ? 'selected' : ''}${isBest ? ' best-row' : ''}`}>
-                    <td className="select-col">
-                      <input
-                        type="checkbox"
-                        aria-label={`Select run ${r.name}`}
-                        checked={selected.has(r.run_id)}
-                        onChange={() => toggleRun(r.run_id)}
-                      />
-                    </td>
-                    <td>
-                      <Link to={paths.run(r.run_id)}>{r.name || r.run_id}</Link>
-                    </td>
-                    <td>
-                      <StatusBadge status={r.status} />
-                    </td>
-                    <td className="nowrap">{formatTime(r.created_at)}</td>
-                    <td className="nowrap">{runDuration(r.created_at, r.ended_at, Date.now())}</td>
-                    {view.params.map((k) => (
-                      <td key={`p:${k}`} className="mono">
-                        {k in r.params ? r.params[k] : <span className="muted">—</span>}
-                      </td>
-                    ))}
-                    {view.metrics.map((m) => {
-                      const v = metricValue(s?.get(m.key), m.agg);
-                      const star = bestRunId(m) === r.run_id;
-                      return (
-                        <td
-                          key={`m:${m.agg}:${m.key}`}
-                          className={`num${star ? ' best' : ''}`}
-                          title={v ? `step ${formatStep(v.step)}` : undefined}
-                        >
-                          {star ? <span className="best-star" title="best run">★ </span> : null}
-                          {v ? formatValue(v.value) : <span className="muted">—</span>}
-                        </td>
-                      );
-                    })}
-                  </tr>
-                );
-              })}
-              {pageRuns.length === 0 && !runs.loading ? (
-                <tr>
-                  <td colSpan={columns} className="muted">
-                    {problem ? 'Fix the filter to see runs.' : view.filter ? 'No run matches this filter.' : 'No runs yet.'}
-                  </td>
-                </tr>
-              ) : null}
-            </tbody>
-          </table>
-        </div>
+        <RunsTable
+          runs={pageRuns}
+          summaries={summaries}
+          view={view}
+          stale={runs.loading}
+          emptyText={problem ? 'Fix the filter to see runs.' : view.filter ? 'No run matches this filter.' : 'No runs yet.'}
+          onSort={sort}
+          selected={selected}
+          onToggleRun={toggleRun}
+          onToggleAll={toggleAll}
+          bestRunId={bestRunId}
+          onCycleBest={cycleBest}
+        />
       ) : null}
       {runs.data && !runs.error ? (
         <Pager
