@@ -1,6 +1,6 @@
 // One metric overlaid across several runs: the mean over ranks of each run (with its
 // min/max band), read in parallel.
-import { memo, useEffect, useMemo, useState } from 'react';
+import { memo, useLayoutEffect, useMemo, useState } from 'react';
 import { getMetricSeries, isAbort, type Run, type Series } from '../api';
 import { type DrawSeries, stepExtent } from '../lib/chartData';
 import { colorAt } from '../lib/colors';
@@ -28,7 +28,7 @@ export const CompareChart = memo(function CompareChart(p: CompareChartProps) {
   const [state, setState] = useState<Loaded>({ perRun: [], loading: true, error: null });
   const runIds = runs.map((r) => r.run_id).join(',');
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     const ctl = new AbortController();
     setState((s) => ({ ...s, loading: true, error: null }));
     Promise.all(

@@ -1,6 +1,6 @@
 // One metric of one run: reads the series (zoomed range at full resolution, up to
 // MAX_POINTS per series), follows a running run by polling, and draws it.
-import { memo, useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { getMetricSeries, isAbort, type Series } from '../api';
 import { stepExtent } from '../lib/chartData';
 import { colorAt } from '../lib/colors';
@@ -39,7 +39,8 @@ export const MetricChart = memo(function MetricChart(p: MetricChartProps) {
   const current = useRef<Series[] | null>(null);
   const zoomed = from !== null || to !== null;
 
-  useEffect(() => {
+  // Started before the first paint: on a page of 20 charts that is a frame earlier.
+  useLayoutEffect(() => {
     const ctl = new AbortController();
     current.current = null;
     setState((s) => ({ ...s, loading: true, error: null }));

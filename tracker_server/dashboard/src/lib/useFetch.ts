@@ -1,5 +1,5 @@
 // Loading one thing for a component: abort on change or unmount, keep the last answer.
-import { type DependencyList, useCallback, useEffect, useRef, useState } from 'react';
+import { type DependencyList, useCallback, useLayoutEffect, useRef, useState } from 'react';
 import { isAbort } from '../api';
 
 export interface FetchState<T> {
@@ -21,7 +21,8 @@ export function useFetch<T>(
   const loadRef = useRef(load);
   loadRef.current = load;
 
-  useEffect(() => {
+  // A layout effect starts the request before the browser paints, not after.
+  useLayoutEffect(() => {
     const ctl = new AbortController();
     setLoading(true);
     loadRef.current(ctl.signal).then(

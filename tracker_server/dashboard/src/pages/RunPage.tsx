@@ -223,7 +223,7 @@ export function RunPage({ runId }: { runId: string }) {
         query={view.q}
         onQuery={(q2) => setView({ q: q2 }, true)}
       />
-      <ErrorBox error={keysLoad.error} onRetry={keysLoad.reload} />
+      {loaded.error ? null : <ErrorBox error={keysLoad.error} onRetry={keysLoad.reload} />}
       {keys === null && keysLoad.loading ? <Loading what="Loading metrics" /> : null}
       {keys && keys.length === 0 ? <p className="muted">This run has logged no metrics yet.</p> : null}
       <div className="chart-grid" data-testid="chart-grid">
