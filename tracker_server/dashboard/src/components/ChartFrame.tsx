@@ -38,6 +38,10 @@ export interface ChartFrameProps {
 
 const EMPTY_SELECT = { left: 0, top: 0, width: 0, height: 0 };
 
+function sharedPointer(type: string): boolean {
+  return type === 'mousemove' || type === 'mouseleave';
+}
+
 /** What decides the uPlot instance's configuration; data changes reuse the instance. */
 function shapeKey(layout: ChartLayout, opts: ChartOptions, height: number): string {
   return JSON.stringify([
@@ -77,7 +81,13 @@ function uplotOptions(
     series,
     bands,
     legend: { show: false },
-    cursor: { drag: { x: true, y: false, setScale: false }, points: { show: false } },
+    cursor: {
+      drag: { x: true, y: false, setScale: false },
+      points: { show: false },
+      // Hovering one chart shows the same step on every chart of the page. Only the
+      // pointer position is shared: a drag or double-click acts on its own chart.
+      sync: { key: 'tracker-page', scales: ['x', null], filters: { pub: sharedPointer } },
+    },
     scales: {
       x: { time: opts.xMode === 'wall' },
       y: opts.logY ? { distr: 3, log: 10 } : {},
@@ -110,6 +120,17 @@ function applyZoom(u: uPlot, zoom: [number, number] | null, xMode: ChartOptions[
   if (zoom && xMode === 'step') u.setScale('x', { min: zoom[0], max: zoom[1] });
 }
 
+/** The value of a column at `idx`, or at the nearest index where that series has a point. */
+function nearestValue(col: ArrayLike<number | null | undefined>, idx: number): number | null | undefined {
+  for (let d = 0; d < 64; d++) {
+    const left = col[idx - d];
+    if (left !== undefined) return left;
+    const right = col[idx + d];
+    if (right !== undefined) return right;
+  }
+  return undefined;
+}
+
 function readoutText(u: uPlot, layout: ChartLayout, xMode: ChartOptions['xMode']): string {
   const idx = u.cursor.idx;
   if (idx === null || idx === undefined) return '';
@@ -119,7 +140,8 @@ function readoutText(u: uPlot, layout: ChartLayout, xMode: ChartOptions['xMode']
   const parts: string[] = [];
   layout.series.forEach((s, i) => {
     if (s.kind !== 'line') return;
-    const v = layout.data[i + 1]?.[idx];
+    const col = layout.data[i + 1];
+    const v = col ? nearestValue(col, idx) : undefined;
     if (v !== undefined) parts.push(`${s.label} ${v === null ? 'gap' : formatValue(v)}`);
   });
   return parts.length ? `${head} · ${parts.join(' · ')}` : head;
