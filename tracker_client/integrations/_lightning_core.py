@@ -91,6 +91,7 @@ class TrackerLoggerCore:
         self._run: tracker_client.Run | None = None
         self._run_pid = 0
         self._finalized: str | None = None
+        self._run_id: str | None = None
 
     # -- the run -----------------------------------------------------------------------
 
@@ -134,8 +135,11 @@ class TrackerLoggerCore:
     @property
     def version(self) -> str:
         """The run id (the run key while the server has not been reached)."""
-        run = self._attach()
-        return run.run_id or run.run_key
+        if self._run_id is None:
+            run = self._attach()
+            self._run_id = run.run_id
+            return run.run_id or run.run_key
+        return self._run_id
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """Record hyper-parameters as params, nested keys flattened with dots
@@ -167,6 +171,7 @@ class TrackerLoggerCore:
             return
         final = FINAL_STATUS.get(status, "finished")
         self._finalized = final
+        self._run_id = self._run_id or run.run_id
         run.finish(final)
         self._run = None
 

@@ -27,13 +27,16 @@ def as_mapping(config: Any) -> Mapping[str, Any] | None:
         return config
     if isinstance(config, argparse.Namespace):
         return vars(config)
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    to_dict = getattr(config, "to_dict", None)  # transformers configs and arguments
-    if callable(to_dict) and not isinstance(config, type):
+    if isinstance(config, type):
+        return None
+    # transformers configs and TrainingArguments (whose to_dict() masks tokens)
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict):
         value = to_dict()
         if isinstance(value, Mapping):
             return value
+    if dataclasses.is_dataclass(config):
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     return None
 
 
