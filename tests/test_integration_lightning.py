@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("lightning", reason="needs the lightning extra (pip install 'tracker[lightning]')")
+pytest.importorskip("lightning",
+                    reason="needs the lightning extra (pip install 'tracker[lightning]')")
 
-import lightning.pytorch as pl  # noqa: E402
+import lightning.pytorch as pl
 
-import tracker_client  # noqa: E402
-from tests.client_support import fast  # noqa: E402
-from tests.lightning_model import BATCHES_PER_EPOCH, TinyModel, loaders  # noqa: E402
-from tests.support import ServerThread  # noqa: E402
-from tracker_client.integrations.lightning import TrackerLogger  # noqa: E402
+import tracker_client
+from tests.client_support import fast
+from tests.lightning_model import BATCHES_PER_EPOCH, TinyModel, loaders
+from tests.support import ServerThread
+from tracker_client.integrations.lightning import TrackerLogger
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parent.parent
