@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("mlflow", reason="needs mlflow (pip install 'tracker[peers]')")
 
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
 
-import tracker_client  # noqa: E402
-from bench.peers import MlflowServer  # noqa: E402
-from tests.support import ServerThread  # noqa: E402
-from tracker_client.cli import main  # noqa: E402
+import tracker_client
+from bench.peers import MlflowServer
+from tests.support import ServerThread
+from tracker_client.cli import main
 
 pytestmark = pytest.mark.timeout(240)
 T0_MS = 1_700_000_000_000

@@ -35,9 +35,9 @@ def stored(api: tracker_client.Api, experiment: str) -> dict[str, dict[str, Any]
     """run name -> {key: (steps, values, wall ns)} of an experiment."""
     out: dict[str, dict[str, Any]] = {}
     for run in api.runs(experiment):
-        hist = run.history(run.keys(), as_frame=False)
+        hist = run.history(run.metric_keys(), as_frame=False)
         out[run.name] = {k: (hist["step"][hist["key"] == k], hist["value"][hist["key"] == k],
-                             hist["wall_time_ns"][hist["key"] == k]) for k in run.keys()}
+                             hist["wall_time_ns"][hist["key"] == k]) for k in run.metric_keys()}
     return out
 
 

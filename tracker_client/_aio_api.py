@@ -52,7 +52,7 @@ class AsyncApiRun(RunData):
                                        aggregation=aggregation, downsampling=downsampling,
                                        as_frame=as_frame)
 
-    def keys(self) -> list[str]:
+    def metric_keys(self) -> list[str]:
         """Metric keys the run logged."""
         return sorted(self.metrics)
 

@@ -53,7 +53,7 @@ class ApiRun(RunData):
                                  max_points=max_points, rank=rank, aggregation=aggregation,
                                  downsampling=downsampling, as_frame=as_frame)
 
-    def keys(self) -> list[str]:
+    def metric_keys(self) -> list[str]:
         """Metric keys the run logged."""
         return sorted(self.metrics)
 
