@@ -44,7 +44,7 @@ CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 << 20),
 def log_run(address: str, points: int, keys: int) -> tuple[str, list[str], float]:
     """Create a run and stream ``points`` points into it, ``keys`` keys of equal length."""
     channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-    stub = experiments_pb2_grpc.ExperimentServiceStub(channel)  # type: ignore[no-untyped-call]
+    stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
     exp = stub.CreateExperiment(ex.CreateExperimentRequest(name="bench-export",
                                                            get_if_exists=True)).experiment
     run_id = str(stub.CreateRun(ex.CreateRunRequest(experiment_id=exp.experiment_id,
@@ -78,7 +78,7 @@ def measure(address: str, run_id: str, keys: list[str], points: int, repeats: in
 
     api = Api(server=address)
     channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-    query = query_pb2_grpc.MetricsQueryServiceStub(channel)  # type: ignore[no-untyped-call]
+    query = query_pb2_grpc.MetricsQueryServiceStub(channel)
 
     def api_numpy() -> int:
         cols = api.history(run_id, keys, as_frame=False)
@@ -98,7 +98,7 @@ def measure(address: str, run_id: str, keys: list[str], points: int, repeats: in
         return n
 
     raw: list[bytes] = []
-    raw_stub = channel.unary_stream(
+    raw_stub: Any = channel.unary_stream(
         "/tracker.v1.MetricsQueryService/StreamMetricSeries",
         request_serializer=query_pb2.StreamMetricSeriesRequest.SerializeToString,
         response_deserializer=None)
