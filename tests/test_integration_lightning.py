@@ -136,3 +136,20 @@ def test_ddp_two_cpu_processes_share_one_run(server: ServerThread, tmp_path: Pat
         assert per_rank == {r: list(range(EPOCHS * BATCHES_PER_EPOCH // 2)) for r in (0, 1)}
         val = run.history("val_loss")
         assert sorted(set(val["rank"])) == [0, 1]
+
+
+def test_pytorch_lightning_package_gets_the_same_logger(server: ServerThread, tmp_path: Path
+                                                        ) -> None:
+    pl_legacy = pytest.importorskip("pytorch_lightning", reason="pytorch_lightning not installed")
+    from tracker_client.integrations.pytorch_lightning import TrackerLogger as LegacyLogger
+
+    logger = LegacyLogger(experiment="pl-legacy", server=server.address,
+                          options=fast(tmp_path / "spool"))
+    assert isinstance(logger, pl_legacy.loggers.Logger)
+    logger.log_hyperparams({"optim": {"lr": 0.5}})
+    logger.log_metrics({"loss": 1.25}, step=0)
+    logger.finalize("interrupted")
+    with tracker_client.Api(server=server.address) as api:
+        (run,) = list(api.runs("pl-legacy"))
+        assert run.status == "killed" and run.params == {"optim.lr": "0.5"}
+        assert run.summary == {"loss": 1.25}
