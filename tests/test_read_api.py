@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("pandas", reason="the read API's DataFrames need pandas "
+                    "(pip install 'tracker[pandas]')")
+
 import tracker_client
 from tests.client_support import fast
 from tests.support import ServerThread
