@@ -3,7 +3,9 @@ one run per event-file directory, every scalar, and nothing twice on a second im
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +110,25 @@ def test_import_text_summary_and_errors(server: ServerThread, tmp_path: Path,
     code = main(["--server", server.address, "import", "tensorboard", str(tmp_path / "nope")])
     _, err = capsys.readouterr()
     assert code == 2 and "is not a directory" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(server: ServerThread, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tqdm", reason="the progress bar uses tqdm")
+    run_script(TORCH_IMPORT, tmp_path / "bar")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["--server", server.address, "import", "tensorboard", str(tmp_path / "bar"),
+                 "--json"]) == 0
+    assert "pt/s" in terminal.getvalue()
+    assert json.loads(capsys.readouterr().out)["runs"] == 4  # stdout stays clean JSON
+    monkeypatch.undo()
+    assert main(["--server", server.address, "import", "tensorboard", str(tmp_path / "bar"),
+                 "--json"]) == 0
+    assert capsys.readouterr().err == ""  # not a terminal: no bar

@@ -146,3 +146,20 @@ def test_async_api_matches_the_sync_one(server: ServerThread, tmp_path: Path) ->
             assert one.params == listed[0].params
 
     asyncio.run(main())
+
+
+def test_history_without_pandas_gives_numpy_columns(server: ServerThread, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracker_client._history as history
+
+    run = tracker_client.init(experiment="no-pandas", server=server.address,
+                              options=fast(tmp_path))
+    run.log_series("loss", np.arange(10), np.linspace(1, 0, 10))
+    assert run.finish(timeout=30).durable
+    monkeypatch.setattr(history, "have_pandas", lambda: False)
+    with tracker_client.Api(server=server.address) as api:
+        cols = api.history(run.run_id or "", "loss")
+        assert isinstance(cols, dict)
+        assert cols["step"].tolist() == list(range(10))
+        assert cols["value"].tolist() == np.linspace(1, 0, 10).tolist()
+        assert cols["rank"].dtype == np.int32 and cols["key"].tolist() == ["loss"] * 10
