@@ -40,11 +40,14 @@ def test_fit_logs_params_train_and_validation_metrics(server: ServerThread, tmp_
                            options=fast(tmp_path / "spool"))
     model = TinyModel(optim={"lr": 1e-3, "momentum": 0.0}, width=4)
     train, val = loaders()
-    trainer(logger, tmp_path).fit(model, train, val)
+    fitter = trainer(logger, tmp_path)
+    fitter.fit(model, train, val)
+    fitter.test(model, val)  # the same logger again, after finalize()
 
     with tracker_client.Api(server=server.address) as api:
         (run,) = list(api.runs("lightning"))
         assert run.run_id == logger.version and logger.name == "lightning"
+        assert run.metrics["test_loss"].count == 1
         assert run.name == "tiny" and run.status == "finished"
         assert run.params["optim.lr"] == "0.001"  # nested hparams flattened with dots
         assert run.params["optim.momentum"] == "0.0" and run.params["width"] == "4"
@@ -55,7 +58,8 @@ def test_fit_logs_params_train_and_validation_metrics(server: ServerThread, tmp_
         assert len(val_loss) == EPOCHS  # one per epoch, at the epoch's last step
         assert val_loss["step"].tolist() == [BATCHES_PER_EPOCH * (e + 1) - 1
                                              for e in range(EPOCHS)]
-        assert set(hist[hist["key"] == "epoch"]["value"]) == {0.0, 1.0}
+        # Lightning logs the epoch with every call; test() runs after epoch 1 ended.
+        assert set(hist[hist["key"] == "epoch"]["value"]) == {0.0, 1.0, 2.0}
 
 
 def test_failed_fit_marks_the_run_failed(server: ServerThread, tmp_path: Path) -> None:
