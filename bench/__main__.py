@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "peers": "bench.peers",
     "query": "bench.query",
     "client": "bench.client",
+    "export": "bench.export",
 }
 
 _HELP = {
@@ -22,6 +23,7 @@ _HELP = {
     "peers": "the same workload through a peer system (MLflow) on the same PostgreSQL",
     "query": "read-path benchmark",
     "client": "client-side benchmark",
+    "export": "full-resolution reads of a 10M-point run through the read API",
 }
 
 

@@ -149,13 +149,16 @@ class Run:
 
     # -- logging -----------------------------------------------------------------------
 
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    def log(self, metrics: Mapping[str, Any], step: int | None = None,
+            wall_time: float | None = None) -> None:
         """Record scalar metrics at ``step`` (previous step + 1 when omitted).
 
         Never blocks on the network or the disk: the values are converted to float
         here (so later mutation of the caller's objects cannot change them) and
         queued; a background thread batches, spools and sends them. Values may be
         Python numbers, numpy scalars, 0-d arrays or anything ``float()`` accepts.
+        ``wall_time`` (seconds since the epoch, as ``time.time()``) stamps the points
+        with another time than now, e.g. when replaying recorded events.
         """
         if step is None:
             step = self._step + 1
@@ -167,7 +170,8 @@ class Run:
         if len(records) >= self._max_queue:
             self._queue_dropped += n
             return
-        records.append((keys, values, step, time.time_ns()))
+        wall_ns = time.time_ns() if wall_time is None else int(wall_time * 1e9)
+        records.append((keys, values, step, wall_ns))
         stats = self._stats
         stats.points_logged += n
         if not self._wakeup.is_set() and (
