@@ -11,10 +11,17 @@ unit tests prove against it holds against PostgreSQL:
 - a commit is a transaction: its chunks, summaries and offsets appear together when it
   returns, and a commit that fails leaves nothing behind.
 
-Several engines may share one store (replicas on one database). ``latency_s`` is awaited
-where the real store awaits the database, so other tasks interleave there; failures
-are injected per commit with :meth:`FakeMetricStore.inject`. Committed chunks are kept,
-so tests can check exactly which points were stored (:meth:`FakeMetricStore.points`).
+Several engines may share one store, or each use a :meth:`FakeMetricStore.replica`
+(server replicas, each with its own store object, on one database: same data, locks and
+injected failures, separate commit logs). ``latency_s`` is awaited where the real store
+awaits the database, so other tasks interleave there; failures are injected per commit
+with :meth:`FakeMetricStore.inject`. Committed chunks are kept, so tests can check
+exactly which points were stored (:meth:`FakeMetricStore.points`).
+
+:class:`RecordingSubscriber` fakes the engine's other port (a stream);
+:func:`stream_send` and :func:`log_metrics` drive the engine the way the gRPC servicer
+does; :func:`tagged_batch` builds batches whose points name themselves, so a stored point
+tells which batch it came from.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ import enum
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from tracker_server.domain.chunking import ChunkSet, SummarySet
-from tracker_server.domain.errors import failed_precondition, not_found, unavailable
-from tracker_server.domain.ingest import CommitPlan
-from tracker_server.domain.points import WriterInfo, WriterKey
+from tracker_server.domain.errors import TrackerError, failed_precondition, not_found, unavailable
+from tracker_server.domain.ingest import CommitPlan, IngestEngine
+from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey, empty_batch
 
 
 class Stage(enum.Enum):
@@ -86,46 +95,87 @@ class StoredPoint:
     wall_ns: int
 
 
+@dataclass
+class _Database:
+    """What replicas share: the tables, the row locks, the failure schedule."""
+
+    offsets: dict[WriterKey, int] = field(default_factory=dict)
+    chunks: list[ChunkSet] = field(default_factory=list)
+    summaries: list[SummarySet] = field(default_factory=list)
+    key_ids: dict[str, int] = field(default_factory=dict)
+    runs: dict[uuid.UUID, int] | None = None
+    commits: list[CommitRecord] = field(default_factory=list)
+    failures: deque[Failure] = field(default_factory=deque)
+    locks: dict[WriterKey, asyncio.Lock] = field(default_factory=dict)
+
+
 class FakeMetricStore:
     """Implements ``domain.ingest.MetricStore`` in memory."""
 
-    def __init__(self, *, latency_s: float = 0.0) -> None:
+    def __init__(self, *, latency_s: float = 0.0, _db: _Database | None = None) -> None:
         self.latency_s = latency_s
-        self.offsets: dict[WriterKey, int] = {}
-        """Committed seq per writer (what ``writer_offsets`` holds)."""
-        self.chunks: list[ChunkSet] = []
-        """Chunk sets of the durable commits, in commit order."""
-        self.summaries: list[SummarySet] = []
+        self._db = _db if _db is not None else _Database()
         self.commits: list[CommitRecord] = []
-        """Every call of ``commit``, failed ones included, in the order they ended."""
-        self.key_ids: dict[str, int] = {}
-        self.runs: dict[uuid.UUID, int] | None = None
-        """Current attempt per known run; None accepts any run (see ``add_run``)."""
+        """This store object's calls of ``commit`` (failed ones too), in the order they
+        ended; ``all_commits`` has those of every replica."""
         self.on_commit: Callable[[CommitRecord], None] | None = None
-        """Called as the last step of every commit, before it returns or raises."""
-        self._failures: deque[Failure] = deque()
-        self._locks: dict[WriterKey, asyncio.Lock] = {}
+        """Called as the last step of each of this object's commits, before it returns
+        or raises (no other task runs in between)."""
+
+    def replica(self) -> FakeMetricStore:
+        """Another store object on the same data (a second server replica)."""
+        return FakeMetricStore(latency_s=self.latency_s, _db=self._db)
+
+    @property
+    def offsets(self) -> dict[WriterKey, int]:
+        """Committed seq per writer (what ``writer_offsets`` holds)."""
+        return self._db.offsets
+
+    @property
+    def chunks(self) -> list[ChunkSet]:
+        """Chunk sets of the durable commits, in commit order."""
+        return self._db.chunks
+
+    @property
+    def summaries(self) -> list[SummarySet]:
+        """Summary deltas of the durable commits, in commit order."""
+        return self._db.summaries
+
+    @property
+    def key_ids(self) -> dict[str, int]:
+        """Metric name to key id."""
+        return self._db.key_ids
+
+    @property
+    def runs(self) -> dict[uuid.UUID, int] | None:
+        """Current attempt per known run; None accepts any run (see ``add_run``)."""
+        return self._db.runs
+
+    @property
+    def all_commits(self) -> list[CommitRecord]:
+        """The commits of every replica, in the order they ended."""
+        return self._db.commits
 
     # -- test controls ---------------------------------------------------------------
 
     def inject(self, *failures: Failure) -> None:
-        """Make the next commits fail, one failure per commit, in order."""
-        self._failures.extend(failures)
+        """Make the next commits (of any replica) fail, one failure per commit, in order."""
+        self._db.failures.extend(failures)
 
     def clear_failures(self) -> None:
         """Forget failures not yet used."""
-        self._failures.clear()
+        self._db.failures.clear()
 
     @property
     def pending_failures(self) -> int:
         """Injected failures not yet used."""
-        return len(self._failures)
+        return len(self._db.failures)
 
     def add_run(self, run_id: uuid.UUID, attempt: int = 0) -> None:
         """Register a run; from then on ``open_writer`` refuses unknown runs."""
-        if self.runs is None:
-            self.runs = {}
-        self.runs[run_id] = attempt
+        if self._db.runs is None:
+            self._db.runs = {}
+        self._db.runs[run_id] = attempt
 
     def committed_seq(self, key: WriterKey) -> int:
         """The writer's durable committed seq."""
@@ -172,7 +222,8 @@ class FakeMetricStore:
     ) -> CommitPlan:
         """One transaction: lock, plan, write, commit (or fail as injected)."""
         keys = tuple(sorted({w.key for w in writers}))
-        failure = self._failures.popleft() if self._failures else None
+        db = self._db
+        failure = db.failures.popleft() if db.failures else None
         committed: dict[WriterKey, int] = {}
         result: CommitPlan | None = None
         durable = False
@@ -180,8 +231,8 @@ class FakeMetricStore:
             async with contextlib.AsyncExitStack() as locks:
                 await asyncio.sleep(self.latency_s)  # pool checkout, offset rows
                 for key in keys:
-                    await locks.enter_async_context(self._locks.setdefault(key, asyncio.Lock()))
-                committed = {k: self.offsets.get(k, 0) for k in keys}
+                    await locks.enter_async_context(db.locks.setdefault(key, asyncio.Lock()))
+                committed = {k: db.offsets.get(k, 0) for k in keys}
                 await asyncio.sleep(self.latency_s)  # SELECT ... FOR UPDATE
                 if failure is not None and failure.stage is Stage.BEFORE_PLAN:
                     raise failure.exception()
@@ -215,7 +266,96 @@ class FakeMetricStore:
         durable: bool,
         error: BaseException | None,
     ) -> None:
-        record = CommitRecord(len(self.commits), keys, committed, result, durable, error)
+        record = CommitRecord(len(self._db.commits), keys, committed, result, durable, error)
+        self._db.commits.append(record)
         self.commits.append(record)
         if self.on_commit is not None:
             self.on_commit(record)
+
+
+class RecordingSubscriber:
+    """A ``domain.ingest.Subscriber`` (one stream) that records what it is told.
+
+    Each ack is noted with the writer's durable seq in ``store`` at that moment, so a
+    test can check that no ack runs ahead of a commit (:meth:`problems`).
+    """
+
+    def __init__(self, store: FakeMetricStore, key: WriterKey) -> None:
+        self.store = store
+        self.key = key
+        self.acks: list[int] = []
+        self.durable_at_ack: list[int] = []
+        self.aborts: list[TrackerError] = []
+        self.slow_downs: list[float] = []
+
+    def on_ack(self, committed_seq: int) -> None:
+        """Record the ack and what was durable when it came."""
+        self.acks.append(committed_seq)
+        self.durable_at_ack.append(self.store.committed_seq(self.key))
+
+    def on_abort(self, error: TrackerError) -> None:
+        """Record the error the stream would end with."""
+        self.aborts.append(error)
+
+    def on_slow_down(self, retry_after_s: float) -> None:
+        """Record the SlowDown."""
+        self.slow_downs.append(retry_after_s)
+
+    def problems(self) -> list[str]:
+        """Acks that went backwards or ran ahead of the durable seq."""
+        out = [f"ack {b} after {a}" for a, b in zip(self.acks, self.acks[1:], strict=False)
+               if b < a]
+        out += [f"ack {a} while only {d} was durable"
+                for a, d in zip(self.acks, self.durable_at_ack, strict=True) if a > d]
+        return out
+
+
+KEYS = ("a", "b", "c")
+
+
+def tagged_batch(seq: int, ids: list[int], table_ids: list[int] | None = None) -> PointBatch:
+    """A batch whose i-th point has step, value and wall time ``ids[i]`` (unique tags).
+
+    Points cycle over the keys ``a``, ``b``, ``c``. ``table_ids`` gives the key ids as
+    the store would resolve them; without it the engine's ``resolve_keys`` fills them.
+    No ids give the empty batch that stands in for a rejected one.
+    """
+    if not ids:
+        return empty_batch(seq)
+    tags = np.asarray(ids, dtype=np.int64)
+    batch = PointBatch(
+        seq, list(KEYS), (tags % len(KEYS)).astype(np.uint32), tags.copy(),
+        tags.astype(np.float64), tags.copy(),
+    )
+    if table_ids is not None:
+        batch.table_ids = np.asarray(table_ids, dtype=np.int32)
+    return batch
+
+
+async def stream_send(engine: IngestEngine, info: WriterInfo, batch: PointBatch) -> bool:
+    """What a stream's reader does with one batch (``transport.ingest_servicer``): drop a
+    replay of a committed seq, else resolve keys and submit; then stop reading while the
+    server is over budget. True if the engine buffered the batch."""
+    fresh = False
+    if batch.seq > engine.committed_seq(info.key):
+        await engine.resolve_keys(batch)
+        fresh = engine.submit(info, batch)
+    if engine.over_budget():
+        await engine.wait_for_budget()
+    return fresh
+
+
+async def log_metrics(engine: IngestEngine, info: WriterInfo, batch: PointBatch) -> int:
+    """What the unary LogMetrics call does: the committed seq it answers with."""
+    await engine.open(info)
+    try:
+        if batch.seq and batch.seq <= engine.committed_seq(info.key):
+            return engine.committed_seq(info.key)
+        await engine.resolve_keys(batch)
+        await engine.wait_for_budget()
+        if batch.seq == 0:
+            return await engine.submit_unsequenced(info, batch)
+        engine.submit(info, batch)
+        return await engine.wait_committed(info.key, batch.seq)
+    finally:
+        engine.release(info.key)
