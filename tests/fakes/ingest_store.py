@@ -14,7 +14,8 @@ unit tests prove against it holds against PostgreSQL:
 Several engines may share one store, or each use a :meth:`FakeMetricStore.replica`
 (server replicas, each with its own store object, on one database: same data, locks and
 injected failures, separate commit logs). ``latency_s`` is awaited where the real store
-awaits the database, so other tasks interleave there; failures are injected per commit
+awaits the database, so other tasks interleave there (``round_trip_yields`` stretches
+those waits over more event-loop turns without real time); failures are injected per commit
 with :meth:`FakeMetricStore.inject`. Committed chunks are kept, so tests can check
 exactly which points were stored (:meth:`FakeMetricStore.points`).
 
@@ -112,8 +113,11 @@ class _Database:
 class FakeMetricStore:
     """Implements ``domain.ingest.MetricStore`` in memory."""
 
-    def __init__(self, *, latency_s: float = 0.0, _db: _Database | None = None) -> None:
+    def __init__(
+        self, *, latency_s: float = 0.0, round_trip_yields: int = 1, _db: _Database | None = None
+    ) -> None:
         self.latency_s = latency_s
+        self.round_trip_yields = round_trip_yields
         self._db = _db if _db is not None else _Database()
         self.commits: list[CommitRecord] = []
         """This store object's calls of ``commit`` (failed ones too), in the order they
@@ -124,7 +128,9 @@ class FakeMetricStore:
 
     def replica(self) -> FakeMetricStore:
         """Another store object on the same data (a second server replica)."""
-        return FakeMetricStore(latency_s=self.latency_s, _db=self._db)
+        return FakeMetricStore(
+            latency_s=self.latency_s, round_trip_yields=self.round_trip_yields, _db=self._db
+        )
 
     @property
     def offsets(self) -> dict[WriterKey, int]:
@@ -194,11 +200,17 @@ class FakeMetricStore:
                     ))
         return out
 
+    async def _round_trip(self) -> None:
+        """One wait for the database."""
+        await asyncio.sleep(self.latency_s)
+        for _ in range(self.round_trip_yields - 1):
+            await asyncio.sleep(0)
+
     # -- MetricStore -----------------------------------------------------------------
 
     async def open_writer(self, info: WriterInfo) -> int:
         """Check the run and attempt (when runs are registered); the committed seq."""
-        await asyncio.sleep(self.latency_s)
+        await self._round_trip()
         if self.runs is not None:
             current = self.runs.get(info.key.run_id)
             if current is None:
@@ -212,7 +224,7 @@ class FakeMetricStore:
     async def resolve_keys(self, names: list[str]) -> list[int]:
         """Key ids, creating missing ones (ids start at 1, in order of first sight)."""
         if any(n not in self.key_ids for n in names):
-            await asyncio.sleep(self.latency_s)
+            await self._round_trip()
         return [self.key_ids.setdefault(n, len(self.key_ids) + 1) for n in names]
 
     async def commit(
@@ -229,15 +241,15 @@ class FakeMetricStore:
         durable = False
         try:
             async with contextlib.AsyncExitStack() as locks:
-                await asyncio.sleep(self.latency_s)  # pool checkout, offset rows
+                await self._round_trip()  # pool checkout, offset rows
                 for key in keys:
                     await locks.enter_async_context(db.locks.setdefault(key, asyncio.Lock()))
                 committed = {k: db.offsets.get(k, 0) for k in keys}
-                await asyncio.sleep(self.latency_s)  # SELECT ... FOR UPDATE
+                await self._round_trip()  # SELECT ... FOR UPDATE
                 if failure is not None and failure.stage is Stage.BEFORE_PLAN:
                     raise failure.exception()
                 result = plan(dict(committed))
-                await asyncio.sleep(self.latency_s)  # COPY, summary upsert, COMMIT
+                await self._round_trip()  # COPY, summary upsert, COMMIT
                 if failure is not None and failure.stage is Stage.AFTER_WRITE:
                     raise failure.exception()
                 self._apply(result)
