@@ -455,7 +455,7 @@ def test_a_writer_left_while_its_unsequenced_batch_is_in_flight(how: str) -> Non
     # Its state used to be forgotten during the commit; completing the flush then
     # raised KeyError and killed the flusher, so nothing was committed any more.
     async def body() -> None:
-        store = FakeMetricStore(latency_s=0.001)
+        store = FakeMetricStore(round_trip_yields=5)
         engine = await _started(store)
         await engine.open(W)
         call = asyncio.create_task(engine.submit_unsequenced(W, _batch(0)))
@@ -481,7 +481,7 @@ def test_a_writer_left_while_its_unsequenced_batch_is_in_flight(how: str) -> Non
 
 def test_a_failed_flush_puts_unsequenced_batches_back_in_their_order() -> None:
     async def body() -> None:
-        store = FakeMetricStore(latency_s=0.001)
+        store = FakeMetricStore(round_trip_yields=5)
         store.inject(Failure())
         engine = await _started(store)
         await engine.open(W)

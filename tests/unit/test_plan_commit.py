@@ -46,7 +46,7 @@ writer_case = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     cases=st.lists(writer_case, min_size=1, max_size=3),
     unseq=st.lists(st.integers(0, 3), max_size=3),

@@ -344,7 +344,8 @@ class IngestEngine:
     def _take(self, cap: int) -> tuple[
         dict[WriterKey, list[_Entry]], list[tuple[_Entry, asyncio.Future[int]]], list[WriterInfo]
     ]:
-        """Move up to ``cap`` bytes of pending batches in flight, lowest seqs first.
+        """Move up to ``cap`` bytes of pending batches in flight, lowest seqs first
+        (unsequenced batches count against the cap too, in arrival order).
 
         The cap bounds the transient memory of one flush (numpy copies and the COPY
         payload are a few times the points' size). The starting writer rotates so a
