@@ -125,7 +125,14 @@ def _split_long(starts: IntpArray, sizes: IntpArray, cap: int) -> tuple[IntpArra
 
 
 def build_chunks(batches: list[tuple[WriterInfo, PointBatch]]) -> tuple[ChunkSet, SummarySet]:
-    """Group the points of ``batches`` (in commit order) into chunks and summaries."""
+    """Group the points of ``batches`` (in commit order) into chunks and summaries.
+
+    Batches without points are ignored; at least one point is required (a flush with
+    nothing to write has no chunks to build).
+    """
+    batches = [(info, batch) for info, batch in batches if batch.n]
+    if not batches:
+        raise ValueError("build_chunks needs at least one point")
     wgroups, dense_to_global, code = _dense_codes(batches)
     n_keys = max(len(dense_to_global), 1)
     order = np.argsort(code, kind="stable")

@@ -87,8 +87,11 @@ class _Writer:
     pending: dict[int, _Entry] = field(default_factory=dict)
     inflight: dict[int, _Entry] = field(default_factory=dict)
     unsequenced: list[tuple[_Entry, asyncio.Future[int]]] = field(default_factory=list)
+    unsequenced_inflight: int = 0
     subscribers: set[Subscriber] = field(default_factory=set)
     waiters: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
+    holders: int = 0
+    """Opens without a subscriber (unary calls) not yet released."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ def plan_commit(
             expected += 1
         if expected - 1 > done:
             offsets[writer] = expected - 1
-    rows.extend((e.info, e.batch) for e in unsequenced)
+    # An empty unsequenced batch has nothing to write (and no seq to consume).
+    rows.extend((e.info, e.batch) for e in unsequenced if e.batch.n)
     if rows:
         chunks, summaries = build_chunks(rows)
         return CommitPlan(chunks, summaries, offsets, gaps, dict(committed))
@@ -199,7 +203,11 @@ class IngestEngine:
     # -- writers and batches ---------------------------------------------------------
 
     async def open(self, info: WriterInfo, subscriber: Subscriber | None = None) -> int:
-        """Register a writer (and its stream); return its durable committed seq."""
+        """Register a writer (and its stream); return its durable committed seq.
+
+        An open without a subscriber (a unary call) holds the writer until the matching
+        :meth:`release`, so a concurrent call's release cannot forget it meanwhile.
+        """
         committed = await self._store.open_writer(info)
         state = self._writers.get(info.key)
         if state is None:
@@ -209,6 +217,8 @@ class IngestEngine:
             state.committed = max(state.committed, committed)
         if subscriber is not None:
             state.subscribers.add(subscriber)
+        else:
+            state.holders += 1
         return committed
 
     def close(self, writer: WriterKey, subscriber: Subscriber) -> None:
@@ -220,14 +230,16 @@ class IngestEngine:
         self._maybe_forget(writer, state)
 
     def release(self, writer: WriterKey) -> None:
-        """Forget a writer opened without a stream once nothing of it is buffered."""
+        """End one :meth:`open` without a stream; the writer is forgotten once no call
+        holds it and nothing of it is buffered."""
         state = self._writers.get(writer)
         if state is not None:
+            state.holders = max(0, state.holders - 1)
             self._maybe_forget(writer, state)
 
     def _maybe_forget(self, writer: WriterKey, state: _Writer) -> None:
-        idle = not (state.subscribers or state.pending or state.inflight or state.waiters
-                    or state.unsequenced)
+        idle = not (state.subscribers or state.holders or state.pending or state.inflight
+                    or state.waiters or state.unsequenced or state.unsequenced_inflight)
         if idle and self._writers.get(writer) is state:
             del self._writers[writer]
 
@@ -332,7 +344,8 @@ class IngestEngine:
     def _take(self, cap: int) -> tuple[
         dict[WriterKey, list[_Entry]], list[tuple[_Entry, asyncio.Future[int]]], list[WriterInfo]
     ]:
-        """Move up to ``cap`` bytes of pending batches in flight, lowest seqs first.
+        """Move up to ``cap`` bytes of pending batches in flight, lowest seqs first
+        (unsequenced batches count against the cap too, in arrival order).
 
         The cap bounds the transient memory of one flush (numpy copies and the COPY
         payload are a few times the points' size). The starting writer rotates so a
@@ -360,11 +373,16 @@ class IngestEngine:
                     size += entry.batch.nbytes
                 taken[key] = chosen
                 writers.append(state.info)
-            if state.unsequenced:
-                for item in state.unsequenced:
-                    size += item[0].batch.nbytes
-                unseq.extend(state.unsequenced)
-                state.unsequenced = []
+            taken_unseq = 0
+            for item in state.unsequenced:
+                if size >= cap:
+                    break
+                size += item[0].batch.nbytes
+                unseq.append(item)
+                taken_unseq += 1
+            if taken_unseq:
+                del state.unsequenced[:taken_unseq]
+                state.unsequenced_inflight += taken_unseq
         self._pending_bytes = max(0, self._pending_bytes - size)
         if not self._pending_bytes:
             self._oldest_pending = None  # otherwise the rest is already due: flush again
@@ -433,8 +451,10 @@ class IngestEngine:
                 state.inflight.pop(entry.batch.seq, None)
                 state.pending.setdefault(entry.batch.seq, entry)
                 self._pending_bytes += entry.batch.nbytes
-        for entry, fut in unseq:
-            self._writers[entry.info.key].unsequenced.append((entry, fut))
+        for entry, fut in reversed(unseq):  # back in front, in their order
+            state = self._writers[entry.info.key]
+            state.unsequenced.insert(0, (entry, fut))
+            state.unsequenced_inflight -= 1
             self._pending_bytes += entry.batch.nbytes
         if self._oldest_pending is None:
             self._oldest_pending = time.monotonic()
@@ -447,8 +467,10 @@ class IngestEngine:
     ) -> None:
         for entry, fut in unseq:
             self._release(entry.batch.nbytes)
+            state = self._writers[entry.info.key]
+            state.unsequenced_inflight -= 1
             if not fut.done():
-                fut.set_result(self._writers[entry.info.key].committed)
+                fut.set_result(state.committed)
         for key, entries in taken.items():
             state = self._writers[key]
             durable = plan.offsets.get(key, plan.committed_before.get(key, 0))
@@ -465,7 +487,8 @@ class IngestEngine:
                 self._pending_bytes -= nbytes
                 self._release(nbytes)
             self._notify(key, state, gap=key in plan.gaps)
-        for key in list(taken):
+        # A unary call cancelled while its batch was in flight left its writer to us.
+        for key in {*taken, *(e.info.key for e, _ in unseq)}:
             if key in self._writers:
                 self._maybe_forget(key, self._writers[key])
 
