@@ -29,19 +29,33 @@ class Settings:
     data_dir: Path = Path.home() / ".local" / "share" / "tracker"
     """Directory of the embedded PostgreSQL cluster (``<data_dir>/pg``)."""
 
-    flush_interval_ms: int = 100
-    """Longest time a received point waits before its flush starts."""
+    flush_interval_ms: int = 0
+    """How long the first waiting point of a flush lane may linger for more before its
+    flush starts. 0 (group commit): a lane flushes as soon as its previous flush is done
+    whenever data waits, so acks follow the commit time at low load and flushes grow by
+    themselves under load; the compactor merges the small chunks of quiet periods."""
 
     flush_bytes: int = 8 * MiB
-    """A flush starts as soon as this many bytes of points are buffered."""
+    """With ``flush_interval_ms`` > 0: a flush starts without lingering once this many
+    bytes of points wait in its lane."""
+
+    flush_lanes: int = 2
+    """Flush lanes per server process: transactions that COPY and commit at the same
+    time, each on its own connection, each owning the writers that hash to it (so
+    writer-offset locks never conflict and each writer's acks keep their order)."""
+
+    workers: int = 0
+    """Server processes sharing the listen port (SO_REUSEPORT) under one supervisor;
+    0 means one per CPU core available to the process. 1 runs a single process."""
 
     max_flush_bytes: int = 16 * MiB
     """Most buffered bytes one flush transaction takes; bounds the flush's transient
     memory (numpy copies and the COPY payload are a few times the points' size)."""
 
     memory_budget_bytes: int = 256 * MiB
-    """Global budget for buffered, uncommitted points. Over it the server stops reading
-    streams (HTTP/2 flow control pushes back on clients) and sends SlowDown."""
+    """Global budget for buffered, uncommitted points (all workers together: each gets
+    its share). Over it the server stops reading streams (HTTP/2 flow control pushes
+    back on clients) and sends SlowDown."""
 
     max_message_bytes: int = 16 * MiB
     """Largest gRPC message accepted; a bigger batch is refused with RESOURCE_EXHAUSTED
@@ -60,7 +74,8 @@ class Settings:
     """retry_after sent with SlowDown while the budget is exhausted."""
 
     db_pool_size: int = 8
-    """Connections in the PostgreSQL pool (queries and flushes share it)."""
+    """Connections in the PostgreSQL pool of queries, key lookups and stream opens, per
+    process; the flush lanes have their own (one connection each)."""
 
     flush_retry_max_ms: int = 5_000
     """Longest back-off between retries of a failed flush (database unavailable)."""
@@ -115,6 +130,8 @@ _ENV = {
     "data_dir": "TRACKER_DATA_DIR",
     "flush_interval_ms": "TRACKER_FLUSH_INTERVAL_MS",
     "flush_bytes": "TRACKER_FLUSH_BYTES",
+    "flush_lanes": "TRACKER_FLUSH_LANES",
+    "workers": "TRACKER_WORKERS",
     "max_flush_bytes": "TRACKER_MAX_FLUSH_BYTES",
     "memory_budget_bytes": "TRACKER_MEMORY_BUDGET_BYTES",
     "max_message_bytes": "TRACKER_MAX_MESSAGE_BYTES",
@@ -207,18 +224,31 @@ def load_settings(
 def validate(settings: Settings) -> None:
     """Reject settings that cannot work, with the variable name in the message."""
     positive = (
-        "flush_interval_ms", "flush_bytes", "max_flush_bytes", "memory_budget_bytes",
+        "flush_bytes", "flush_lanes", "max_flush_bytes", "memory_budget_bytes",
         "max_message_bytes", "max_batch_points", "max_key_bytes", "max_keys_per_batch",
         "db_pool_size",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ValueError(f"{_ENV[name]} must be > 0, got {getattr(settings, name)}")
+    for name in ("flush_interval_ms", "workers"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{_ENV[name]} must be >= 0, got {getattr(settings, name)}")
     if settings.flush_bytes > settings.memory_budget_bytes:
         raise ValueError(
             "TRACKER_FLUSH_BYTES must not exceed TRACKER_MEMORY_BUDGET_BYTES"
         )
     validate_security(settings)
+
+
+def worker_count(settings: Settings) -> int:
+    """Server processes to run: ``workers``, or one per CPU core this process may use."""
+    if settings.workers:
+        return settings.workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def is_loopback(listen: str) -> bool:

@@ -1,7 +1,10 @@
 """Server assembly: database, migrations, ingest engine, gRPC services, shutdown.
 
 ``start_server(settings)`` is the seam tests use: it binds ``settings.listen``
-(``127.0.0.1:0`` picks a free port) and returns a handle with the bound port.
+(``127.0.0.1:0`` picks a free port) and returns a handle with the bound port. Under the
+supervisor (``tracker_server.supervisor``) each worker process calls it with a
+:class:`Role` that shares the port, skips what the supervisor did once (embedded
+PostgreSQL, migrations) and keeps health NOT_SERVING until every worker is up.
 """
 
 from __future__ import annotations
@@ -76,6 +79,22 @@ def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Se
     )
 
 
+@dataclass(frozen=True)
+class Role:
+    """What this process does besides serving (a lone server does everything)."""
+
+    migrate: bool = True
+    """Apply migrations at start-up (the supervisor does it once for all workers)."""
+    reuse_port: bool = False
+    """Bind the listen port with SO_REUSEPORT, shared with the other workers."""
+    serving_at_start: bool = True
+    """Report SERVING once started; workers wait until the supervisor says all are up."""
+    compactor: bool = True
+    """Run the background compactor (one worker does; it locks replicas out anyway)."""
+    worker: int | None = None
+    """Worker number under the supervisor (for logs)."""
+
+
 @dataclass
 class RunningServer:
     """A started server and what it owns."""
@@ -91,17 +110,35 @@ class RunningServer:
     telemetry: Telemetry | None = None
     auth_required: bool = False
     services: Services | None = None
+    flush_pool: AsyncConnectionPool | None = None
 
     @property
     def address(self) -> str:
         """host:port clients connect to."""
         return f"127.0.0.1:{self.port}"
 
+    async def set_serving(self, serving: bool) -> None:
+        """Health of every service: SERVING or NOT_SERVING."""
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop serving, flush buffered points, close the pool (and embedded PG)."""
+        """Drain and stop within ``grace_s``: no new calls; streams stop being read,
+        what they sent is committed and acknowledged, then they end with UNAVAILABLE
+        (clients reconnect elsewhere at once); unary calls finish; then the pools (and
+        the embedded PostgreSQL) close. Returns as soon as that is done."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         await self.health.enter_graceful_shutdown()
         await self.compactor.stop()
-        await asyncio.gather(self.server.stop(grace_s), self.engine.stop(grace_s))
+        stopping = asyncio.ensure_future(self.server.stop(grace_s))
+        await self.engine.drain(grace_s)
+        await stopping
+        await self.engine.stop(max(0.1, deadline - loop.time()))
+        if self.flush_pool is not None:
+            await self.flush_pool.close()
         await self.pool.close()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)
@@ -119,6 +156,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         slow_down_s=settings.slow_down_ms / 1000,
         retry_max_s=settings.flush_retry_max_ms / 1000,
         max_flush_bytes=max(settings.flush_bytes, settings.max_flush_bytes),
+        lanes=settings.flush_lanes,
     )
 
 
@@ -154,7 +192,8 @@ def server_credentials(settings: Settings) -> Any:
     )
 
 
-async def start_server(settings: Settings, telemetry: Telemetry | None = None) -> RunningServer:
+async def start_server(settings: Settings, telemetry: Telemetry | None = None,
+                       role: Role = Role()) -> RunningServer:
     """Connect (or start the embedded PostgreSQL), migrate, and start serving.
 
     ``telemetry`` overrides ``settings.otel`` (tests pass in-memory exporters).
@@ -168,14 +207,22 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
         conninfo = settings.database_url
     else:
         conninfo, embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
-    applied = await asyncio.to_thread(migrate, conninfo)
-    if applied:
-        log.info("migrations.applied", versions=applied)
+    if role.migrate:
+        applied = await asyncio.to_thread(migrate, conninfo)
+        if applied:
+            log.info("migrations.applied", versions=applied)
     pool = AsyncConnectionPool(
         conninfo, min_size=2, max_size=settings.db_pool_size, open=False, name="tracker"
     )
+    # One connection per flush lane, apart from queries: a burst of reads never makes
+    # a flush wait for a connection, and lanes never wait for each other.
+    flush_pool = AsyncConnectionPool(
+        conninfo, min_size=settings.flush_lanes, max_size=settings.flush_lanes, open=False,
+        name="tracker-flush",
+    )
     await pool.open(wait=True, timeout=30)
-    engine = IngestEngine(PgMetricStore(pool), engine_config(settings))
+    await flush_pool.open(wait=True, timeout=30)
+    engine = IngestEngine(PgMetricStore(pool, flush_pool), engine_config(settings))
     if telemetry.tracing or telemetry.metrics:
         engine.flush_observer = telemetry.on_flush
         telemetry.watch_buffered_bytes(lambda: engine.buffered_bytes)
@@ -188,7 +235,8 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
         RateLimiter(settings.rate_points_per_s),
         telemetry,
     ))
-    compactor = Compactor(pool, settings.compact_interval_s, settings.compact_max_series)
+    compactor = Compactor(pool, settings.compact_interval_s if role.compactor else 0,
+                          settings.compact_max_series)
     compactor.start()
 
     server = grpc.aio.server(
@@ -196,7 +244,8 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            # Workers share the port; a lone server must fail on a port in use.
+            ("grpc.so_reuseport", 1 if role.reuse_port else 0),
             # Trainers keep a stream open through long steps and the client pings every
             # 30 s, also between calls; gRPC's default (2 strikes within 5 min) would
             # answer with GOAWAY "Too many pings" and force reconnects.
@@ -226,12 +275,13 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
     if port == 0:
         raise OSError(f"cannot bind {settings.listen}")
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    running = RunningServer(
+        server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
+        telemetry, required, services, flush_pool,
+    )
+    await running.set_serving(role.serving_at_start)
     log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None,
+             worker=role.worker, lanes=settings.flush_lanes,
              auth="required" if required else "off", tls=credentials is not None,
              mtls=bool(settings.tls_client_ca), otel=settings.otel)
-    return RunningServer(
-        server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
-        telemetry, required, services,
-    )
+    return running

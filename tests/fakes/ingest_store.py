@@ -22,7 +22,8 @@ exactly which points were stored (:meth:`FakeMetricStore.points`).
 :class:`RecordingSubscriber` fakes the engine's other port (a stream);
 :func:`stream_send` and :func:`log_metrics` drive the engine the way the gRPC servicer
 does; :func:`tagged_batch` builds batches whose points name themselves, so a stored point
-tells which batch it came from.
+tells which batch it came from. :data:`INLINE` is the executor unit tests give the
+engine, so flush builds run on the loop instead of a thread.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import enum
 import uuid
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +43,24 @@ from tracker_server.domain.chunking import ChunkSet, SummarySet
 from tracker_server.domain.errors import TrackerError, failed_precondition, not_found, unavailable
 from tracker_server.domain.ingest import CommitPlan, IngestEngine
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey, empty_batch
+
+
+class InlineExecutor(Executor):
+    """Runs each job at once, in the calling thread: the engine's flush builds happen
+    on the event loop, so a test's schedule does not depend on thread timing."""
+
+    def submit(self, fn: Callable[..., object], /, *args: object, **kwargs: object
+               ) -> Future[object]:
+        """Run ``fn`` now; its result (or exception) in a finished future."""
+        fut: Future[object] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting engine, as a thread would
+            fut.set_exception(exc)
+        return fut
+
+
+INLINE = InlineExecutor()
 
 
 class Stage(enum.Enum):
@@ -122,6 +142,15 @@ class FakeMetricStore:
         self.commits: list[CommitRecord] = []
         """This store object's calls of ``commit`` (failed ones too), in the order they
         ended; ``all_commits`` has those of every replica."""
+        self.hold: asyncio.Event | None = None
+        """When set, each commit waits for this event after its plan (a slow COPY)."""
+        self.in_commit = 0
+        """Commits of this store object under way now; ``max_in_commit`` the most seen."""
+        self.max_in_commit = 0
+        self.prepared = 0
+        """Plans handed to ``prepare`` (built ahead of, or rebuilt in, a commit)."""
+        self.prepared_during_commit = 0
+        """Of those, the ones prepared while a commit of this store object ran."""
         self.on_commit: Callable[[CommitRecord], None] | None = None
         """Called as the last step of each of this object's commits, before it returns
         or raises (no other task runs in between)."""
@@ -227,6 +256,12 @@ class FakeMetricStore:
             await self._round_trip()
         return [self.key_ids.setdefault(n, len(self.key_ids) + 1) for n in names]
 
+    def prepare(self, plan: CommitPlan) -> None:
+        """Encoding is the real store's business: nothing to prepare in memory."""
+        self.prepared += 1
+        if self.in_commit:
+            self.prepared_during_commit += 1
+
     async def commit(
         self,
         writers: list[WriterInfo],
@@ -239,6 +274,8 @@ class FakeMetricStore:
         committed: dict[WriterKey, int] = {}
         result: CommitPlan | None = None
         durable = False
+        self.in_commit += 1
+        self.max_in_commit = max(self.max_in_commit, self.in_commit)
         try:
             async with contextlib.AsyncExitStack() as locks:
                 await self._round_trip()  # pool checkout, offset rows
@@ -249,6 +286,8 @@ class FakeMetricStore:
                 if failure is not None and failure.stage is Stage.BEFORE_PLAN:
                     raise failure.exception()
                 result = plan(dict(committed))
+                if self.hold is not None:
+                    await self.hold.wait()
                 await self._round_trip()  # COPY, summary upsert, COMMIT
                 if failure is not None and failure.stage is Stage.AFTER_WRITE:
                     raise failure.exception()
@@ -257,8 +296,10 @@ class FakeMetricStore:
                 if failure is not None:
                     raise failure.exception()
         except BaseException as exc:
+            self.in_commit -= 1
             self._record(keys, committed, result, durable, exc)
             raise
+        self.in_commit -= 1
         self._record(keys, committed, result, durable, None)
         return result
 
@@ -299,6 +340,8 @@ class RecordingSubscriber:
         self.durable_at_ack: list[int] = []
         self.aborts: list[TrackerError] = []
         self.slow_downs: list[float] = []
+        self.drained = 0
+        """Times the engine told the stream to stop reading (shutdown)."""
 
     def on_ack(self, committed_seq: int) -> None:
         """Record the ack and what was durable when it came."""
@@ -312,6 +355,10 @@ class RecordingSubscriber:
     def on_slow_down(self, retry_after_s: float) -> None:
         """Record the SlowDown."""
         self.slow_downs.append(retry_after_s)
+
+    def on_drain(self) -> None:
+        """Record that the stream was told to stop reading."""
+        self.drained += 1
 
     def problems(self) -> list[str]:
         """Acks that went backwards or ran ahead of the durable seq."""

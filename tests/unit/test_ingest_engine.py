@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.ingest_store import (
+    INLINE,
     Failure,
     FakeMetricStore,
     RecordingSubscriber,
@@ -67,12 +68,14 @@ async def _until(cond: Callable[[], bool], steps: int = 5000, pause_s: float = 0
 
 
 def _flusher_error(engine: IngestEngine) -> BaseException | None:
-    task = engine._task
-    return task.exception() if task is not None and task.done() else None
+    for task in engine._tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            return task.exception()
+    return None
 
 
 async def _started(store: FakeMetricStore, config: EngineConfig = FAST) -> IngestEngine:
-    engine = IngestEngine(store, config)
+    engine = IngestEngine(store, config, INLINE)
     engine.start()
     return engine
 
@@ -327,7 +330,7 @@ def test_a_unary_call_past_a_gap_fails_with_aborted() -> None:
 def test_a_stale_buffer_on_another_replica_is_never_committed_twice() -> None:
     async def body() -> None:
         store = FakeMetricStore()
-        stale = IngestEngine(store, FAST)  # its flusher is stuck: not started yet
+        stale = IngestEngine(store, FAST, INLINE)  # its flusher is stuck: not started yet
         old = RecordingSubscriber(store, W.key)
         await stale.open(W, old)
         for s in (1, 2, 3):
@@ -358,7 +361,7 @@ def test_a_stale_buffer_on_another_replica_is_never_committed_twice() -> None:
 def test_the_budget_holds_streams_back_until_a_commit_frees_it() -> None:
     async def body() -> None:
         store = FakeMetricStore()
-        engine = IngestEngine(store, replace(FAST, memory_budget_bytes=3 * BATCH_BYTES))
+        engine = IngestEngine(store, replace(FAST, memory_budget_bytes=3 * BATCH_BYTES), INLINE)
         await engine.open(W, RecordingSubscriber(store, W.key))
         for s in (1, 2):
             assert await stream_send(engine, W, _batch(s))
@@ -380,7 +383,7 @@ def test_one_flush_takes_at_most_max_flush_bytes_plus_one_batch() -> None:
     async def body() -> None:
         store = FakeMetricStore()
         cap = 2 * BATCH_BYTES
-        engine = IngestEngine(store, replace(FAST, max_flush_bytes=cap))
+        engine = IngestEngine(store, replace(FAST, max_flush_bytes=cap), INLINE)
         reports: list[FlushReport] = []
         engine.flush_observer = reports.append
         for info in (W, W2):

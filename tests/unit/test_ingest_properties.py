@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 )
 
 from tests.fakes.ingest_store import (
+    INLINE,
     CommitRecord,
     Failure,
     FakeMetricStore,
@@ -37,6 +38,7 @@ from tests.fakes.ingest_store import (
     tagged_batch,
 )
 from tracker_server.domain.errors import Code, TrackerError
+from tracker_server.domain.flush_lanes import Lane, lane_index
 from tracker_server.domain.ingest import CommitPlan, EngineConfig, FlushReport, IngestEngine
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
 
@@ -98,27 +100,33 @@ class WatchedEngine(IngestEngine):
     """
 
     def __init__(self, store: FakeMetricStore, config: EngineConfig) -> None:
-        super().__init__(store, config)
+        super().__init__(store, config, INLINE)
         self.budget = config.memory_budget_bytes
         self.reports: list[FlushReport] = []
         self.flush_observer = self._on_flush
         self.violations: list[str] = []
         self.went_over = False
+        self.fake = store
         self._adders: set[asyncio.Task[Any] | None] = set()
+
+    @property
+    def store_overlap(self) -> bool:
+        """A flush was built while another one committed."""
+        return self.fake.prepared_during_commit > 0
 
     def _on_flush(self, report: FlushReport) -> None:
         self.reports.append(report)
         if self.buffered_bytes < self.budget:  # the lowest point since the last flush
             self._adders.clear()
 
-    def _account(self, nbytes: int) -> None:
+    def _account(self, nbytes: int, lane: Lane) -> None:
         adder = asyncio.current_task()
         if self.buffered_bytes < self.budget:
             self._adders.clear()
         elif adder in self._adders:
             self.violations.append(f"{adder} added a second batch while over budget")
         self._adders.add(adder)
-        super()._account(nbytes)
+        super()._account(nbytes, lane)
         self.went_over |= self.over_budget()
         if self.buffered_bytes >= self.budget + MAX_BATCH_BYTES * len(self._adders):
             self.violations.append(
@@ -187,6 +195,8 @@ class IngestMachine(RuleBasedStateMachine):
         self.readers: list[asyncio.Task[None]] = []
         self.cap = 0
         self.budget = 0
+        self.lanes = 1
+        self.lane_mix: list[tuple[WriterKey, ...]] = []
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -222,6 +232,8 @@ class IngestMachine(RuleBasedStateMachine):
 
     def _on_commit(self, engine: int, record: CommitRecord) -> None:
         """A commit that returns with a gap must abort every stream of that writer."""
+        if len({lane_index(k, self.lanes) for k in record.writers}) > 1:
+            self.lane_mix.append(record.writers)
         if record.error is not None or record.plan is None:
             return
         for key in record.plan.gaps:
@@ -235,19 +247,25 @@ class IngestMachine(RuleBasedStateMachine):
         cap_batches=st.integers(1, 4),
         budget_batches=st.integers(1, 8),
         round_trip_yields=st.integers(1, 8),
+        lanes=st.integers(1, 3),
+        pipeline=st.booleans(),
     )
     def start(
-        self, replicas: int, cap_batches: int, budget_batches: int, round_trip_yields: int
+        self, replicas: int, cap_batches: int, budget_batches: int, round_trip_yields: int,
+        lanes: int, pipeline: bool,
     ) -> None:
         """Start the replicas: small flush caps and budgets, so both bind; slow or fast
-        database round trips, so more or less happens while a commit runs."""
+        database round trips, so more or less happens while a commit runs; one to
+        three flush lanes, with or without building the next flush during a commit."""
         self.store.round_trip_yields = round_trip_yields
         self.cap = cap_batches * MAX_BATCH_BYTES
         self.budget = budget_batches * MAX_BATCH_BYTES
         config = EngineConfig(
             flush_interval_s=0.0, flush_bytes=self.cap, memory_budget_bytes=self.budget,
             slow_down_s=0.01, retry_max_s=0.0, max_flush_bytes=self.cap,
+            lanes=lanes, pipeline=pipeline,
         )
+        self.lanes = lanes
         for i in range(replicas):
             store = self.store if i == 0 else self.store.replica()
             store.on_commit = lambda record, e=i: self._on_commit(e, record)
@@ -387,11 +405,17 @@ class IngestMachine(RuleBasedStateMachine):
             assert all(e.code is Code.ABORTED for e in sub.aborts)
 
     @invariant()
+    def lanes_own_their_writers(self) -> None:
+        """A transaction locks the writers of one lane only."""
+        assert not self.lane_mix, self.lane_mix
+
+    @invariant()
     def flushers_alive(self) -> None:
         """No flush ends the flusher (it would stop committing for good)."""
         for engine in self.engines:
-            task = engine._task
-            assert task is not None and not task.done(), task and task.exception()
+            assert len(engine._tasks) == engine.lanes
+            for task in engine._tasks:
+                assert not task.done(), task.exception()
 
     @invariant()
     def budget_accounting(self) -> None:
@@ -460,6 +484,11 @@ class IngestMachine(RuleBasedStateMachine):
             event("a commit reply was lost")
         if any(rep.nbytes >= self.cap for engine in self.engines for rep in engine.reports):
             event("the flush cap bound")
+        event(f"lanes: {self.lanes}")
+        if any(r.rebuilt for engine in self.engines for r in engine.reports):
+            event("a plan built ahead was rebuilt in its transaction")
+        if any(engine.store_overlap for engine in self.engines):
+            event("a flush was built while another committed")
         if any(engine.went_over for engine in self.engines):
             event("over budget")
         if any(sub.slow_downs for sub in self.subscribers):
@@ -484,7 +513,7 @@ class IngestMachine(RuleBasedStateMachine):
                 await self._resend(w, client.max_seq)
         for e in self.engines:
             await e.stop(1)
-            assert e._task is not None and e._task.exception() is None
+            assert all(t.done() and t.exception() is None for t in e._tasks)
             assert e.buffered_bytes == 0
             assert not e._writers  # nothing left behind once every call has ended
 
@@ -602,7 +631,7 @@ def test_unsequenced_batches_commit_once_each(
                        for stage, bug in failures])
         engine = IngestEngine(store, EngineConfig(
             flush_interval_s=0.0, retry_max_s=0.0, max_flush_bytes=cap_batches * MAX_BATCH_BYTES,
-        ))
+        ), INLINE)
         engine.start()
         tasks = []
         for uid, (writer, delay) in enumerate(calls):

@@ -39,6 +39,9 @@ class MemoryStore:
     async def resolve_keys(self, names: list[str]) -> list[int]:
         return [self.keys.setdefault(name, len(self.keys) + 1) for name in names]
 
+    def prepare(self, plan: CommitPlan) -> None:
+        """Nothing to encode in memory."""
+
     async def commit(self, writers: list[WriterInfo],
                      plan: Callable[[dict[WriterKey, int]], CommitPlan]) -> CommitPlan:
         made = plan({w.key: self.committed.get(w.key, 0) for w in writers})

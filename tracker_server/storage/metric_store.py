@@ -105,8 +105,11 @@ _KEYS_SELECT_SQL = "SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::te
 class PgMetricStore:
     """Implements ``domain.ingest.MetricStore`` on PostgreSQL."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool,
+                 flush_pool: AsyncConnectionPool | None = None) -> None:
+        """``flush_pool`` holds the flush lanes' connections (default: ``pool``)."""
         self._pool = pool
+        self._flush_pool = flush_pool or pool
         self._key_ids: dict[str, int] = {}
 
     async def open_writer(self, info: WriterInfo) -> int:
@@ -137,13 +140,18 @@ class PgMetricStore:
                         self._key_ids[name] = key_id
         return [self._key_ids[n] for n in names]
 
+    def prepare(self, plan: CommitPlan) -> None:
+        """Encode the plan's chunk rows as the COPY payload (CPU only, thread-safe)."""
+        if plan.chunks is not None and plan.chunks.rows:
+            plan.payload = encode_chunks(plan.chunks)
+
     async def commit(
         self,
         writers: list[WriterInfo],
         plan: Callable[[dict[WriterKey, int]], CommitPlan],
     ) -> CommitPlan:
         with db_errors():
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._flush_pool.connection() as conn, conn.transaction():
                 committed: dict[WriterKey, int] = {}
                 if writers:
                     await conn.execute(
@@ -162,10 +170,13 @@ class PgMetricStore:
                     )
                     for run_id, writer_id, seq in await cur.fetchall():
                         committed[WriterKey(run_id, writer_id)] = int(seq)
-                # CPU-bound numpy work runs off the event loop so streams keep flowing.
+                # The plan is usually built and encoded ahead (the engine's lanes); when
+                # it must be rebuilt that is CPU work, kept off the event loop.
                 result = await asyncio.to_thread(plan, committed)
                 if result.chunks is not None and result.chunks.rows:
-                    payload = await asyncio.to_thread(encode_chunks, result.chunks)
+                    payload = result.payload
+                    if payload is None:
+                        payload = await asyncio.to_thread(encode_chunks, result.chunks)
                     async with conn.cursor() as cur2, cur2.copy(_COPY_SQL) as copy:
                         await copy.write(payload)
                 if result.summaries is not None:

@@ -74,6 +74,9 @@ class _StreamSession:
         self.last_seq = 0
         self.last_acked = -1
         self._acked = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
+        self.reading = True
+        """Still reading requests (the client has not half-closed)."""
 
     # Subscriber -----------------------------------------------------------------------
     def on_ack(self, committed_seq: int) -> None:
@@ -89,6 +92,11 @@ class _StreamSession:
 
     def on_abort(self, error: TrackerError) -> None:
         self.out.put_nowait(error)
+
+    def on_drain(self) -> None:
+        # Not reading is how the stream stops; the engine ends it once its batches are in.
+        if self.reader is not None and self.reading:
+            self.reader.cancel()
 
     def on_slow_down(self, retry_after_s: float) -> None:
         self.out.put_nowait(
@@ -138,6 +146,7 @@ class _StreamSession:
                 # Not reading is the back-pressure: gRPC stops granting HTTP/2 window.
                 await self.engine.wait_for_budget()
         # Client half-closed: wait for the ack of everything it sent, then end the call.
+        self.reading = False
         self.on_ack(self.engine.committed_seq(info.key))
         while self.last_acked < self.last_seq:
             self._acked.clear()
@@ -189,7 +198,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         call = current_call()
         call.track_ingest()
         session = _StreamSession(self._engine, self._limits, self._slow_down_s, call)
-        reader = asyncio.create_task(session.read(request_iterator))
+        reader = session.reader = asyncio.create_task(session.read(request_iterator))
         try:
             while True:
                 item = await session.out.get()
