@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -80,6 +81,16 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(10)
+
+    def signal_all(self, sig: int) -> None:
+        """Send ``sig`` to the server and its worker processes (SIGSTOP/SIGCONT)."""
+        import psutil
+
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

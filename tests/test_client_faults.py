@@ -29,7 +29,7 @@ def server_proc(database_url: str) -> Iterator[ServerProcess]:
         yield srv
     finally:
         if srv.proc is not None and srv.proc.poll() is None:
-            os.kill(srv.proc.pid, signal.SIGCONT)
+            srv.signal_all(signal.SIGCONT)
         srv.terminate()
 
 
@@ -75,14 +75,14 @@ def test_close_returns_on_time_with_server_frozen_then_sync_delivers(
     log_steps(run, 0, 100)
     assert run.flush(timeout=20).durable
     assert server_proc.proc is not None
-    os.kill(server_proc.proc.pid, signal.SIGSTOP)
+    server_proc.signal_all(signal.SIGSTOP)
     try:
         log_steps(run, 100, 3000)
         t0 = time.monotonic()
         report = run.close(timeout=1.5)
         elapsed = time.monotonic() - t0
     finally:
-        os.kill(server_proc.proc.pid, signal.SIGCONT)
+        server_proc.signal_all(signal.SIGCONT)
     assert elapsed < 1.5 + 0.5, f"close(timeout=1.5) took {elapsed:.2f}s"
     assert not report.durable and report.points_pending > 0 and report.batches_pending > 0
     assert report.oldest_unacked_age_s is not None

@@ -1,6 +1,8 @@
 """``tracker-server``: run the tracker gRPC server.
 
 Settings come from the environment (TRACKER_*, DATABASE_URL); flags override them.
+With more than one worker (``--workers``, default one per core) this process is the
+supervisor of worker processes sharing the port (see ``supervisor``).
 ``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``);
 ``tracker-server migrate`` applies schema migrations and exits (see ``migrate_cli``).
 """
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import structlog
 
-from tracker_server.config import CHOICES, Settings, env_var, load_settings
+from tracker_server.config import CHOICES, Settings, env_var, load_settings, worker_count
 from tracker_server.logs import configure_logging
-from tracker_server.server import start_server
+from tracker_server.server import Role, start_server
+from tracker_server.supervisor import Supervisor, report_ready, worker_identity
 from tracker_server.telemetry import setup_telemetry
 
 log = structlog.get_logger(__name__)
@@ -59,19 +62,46 @@ async def serve(args: argparse.Namespace) -> None:
         print(f"tracker-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
+    identity = worker_identity()
+    workers = worker_count(settings)
+    if identity is None and workers > 1:
+        try:
+            code = await Supervisor(settings, workers).run()
+        except (OSError, ValueError) as exc:  # port in use, unsafe settings
+            print(f"tracker-server: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if code:
+            raise SystemExit(code)
+        return
     try:
         telemetry = setup_telemetry(settings.otel)
     except RuntimeError as exc:  # TRACKER_OTEL=otlp without the tracker[otel] extra
         print(f"tracker-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    running = await start_server(settings, telemetry)
-    print(f"tracker-server listening on {settings.listen} (port {running.port})", flush=True)
+    role = Role() if identity is None else Role(
+        migrate=False, reuse_port=True, serving_at_start=False, compactor=identity[0] == 0,
+        worker=identity[0])
+    running = await start_server(settings, telemetry, role)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if identity is None:
+        print(f"tracker-server listening on {settings.listen} (port {running.port})", flush=True)
+    else:
+        # The supervisor says when every worker is up (SERVING) or one is down.
+        tasks: set[asyncio.Task[None]] = set()
+
+        def health(serving: bool) -> None:
+            task = asyncio.ensure_future(running.set_serving(serving))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        loop.add_signal_handler(signal.SIGUSR1, health, True)
+        loop.add_signal_handler(signal.SIGUSR2, health, False)
+        report_ready(identity[1], running.port)
     await stop.wait()
-    log.info("server.stopping")
+    log.info("server.stopping", worker=None if identity is None else identity[0])
     await running.stop(settings.shutdown_grace_s)
 
 
