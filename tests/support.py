@@ -40,7 +40,8 @@ class ServerThread:
         self.running: RunningServer = self.call(start_server(self.settings))
         self.address = self.running.address
         port = self.running.http_port
-        self.http_url = f"http://127.0.0.1:{port}" if port is not None else ""
+        scheme = "https" if self.settings.tls_cert else "http"
+        self.http_url = f"{scheme}://127.0.0.1:{port}" if port is not None else ""
 
     def call(self, coro: Any, timeout: float = 60) -> Any:
         """Run a coroutine on the server's loop and return its result."""
