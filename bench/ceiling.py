@@ -13,7 +13,6 @@ this is the cost of transport, validation, coalescing and bookkeeping.
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 import threading
@@ -184,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-points", type=int, default=2000)
     p.add_argument("--flush-points", type=int, default=DEFAULT_FLUSH_POINTS)
     p.add_argument("--database-url", help="default: DATABASE_URL, else embedded PostgreSQL")
-    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--json", metavar="PATH", help="write the figures to this file")
     args = p.parse_args(argv)
     from bench.environment import Database
+    from bench.report import write_json
 
     wl = Workload(keys=args.keys, batch_points=args.batch_points)
     steps = wl.steps_for(args.points // args.streams)
@@ -197,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in out.items():
         print(f"{k:34} {v:,.3f}" if isinstance(v, float) else f"{k:34} {v}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_json(args.json, out)
     return 0
 
 

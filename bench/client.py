@@ -17,19 +17,21 @@ Figures (JSON):
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.environment import Database, ServerProcess, free_port
 from bench.report import table, write_json
+
+if TYPE_CHECKING:
+    import tracker_client
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "client.json"
 
@@ -41,7 +43,8 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
             "mean": float(a.mean())}
 
 
-def _timed_logs(run: Any, calls: int, start_step: int, pace_us: float = 0.0) -> list[int]:
+def _timed_logs(run: tracker_client.Run, calls: int, start_step: int,
+                pace_us: float = 0.0) -> list[int]:
     keys = [f"metric_{i}" for i in range(10)]
     out = [0] * calls
     clock = time.perf_counter_ns
@@ -124,7 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="points sent with log_series (in 1M-point arrays)")
     p.add_argument("--server", default=None,
                    help="use a running server instead of starting one (and a database)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    p.add_argument("--json", type=Path, default=DEFAULT_OUT, metavar="PATH",
+                   help="write the figures to this file (default: bench/results/client.json)")
     return p.parse_args(argv)
 
 
@@ -161,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         ("log_series delivered", f"{res['log_series_points_per_s'] / 1e6:.2f} M points/s",
          "end to end, acked"),
     ], title="tracker client"))
-    write_json(args.out, out)
-    print(f"\nwrote {args.out}")
-    json.dumps(out)  # fail loudly if something is not JSON-able
+    write_json(args.json, out)
+    print(f"\nwrote {args.json}")
     return 0

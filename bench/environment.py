@@ -84,12 +84,6 @@ class Database:
             return None
         return int(self.embedded.get_pid())
 
-    def socket_dir(self) -> str | None:
-        """Unix-socket directory of the embedded server (for other clients, e.g. MLflow)."""
-        if self.tmpdir is None:
-            return None
-        return str(self.tmpdir / "pg")
-
     def stop(self) -> None:
         """Stop the embedded server and delete its directory (unless ``keep``)."""
         if self.embedded is not None:
@@ -110,16 +104,21 @@ def wait_healthy(address: str, timeout_s: float, proc: subprocess.Popen[bytes] |
                  ) -> None:
     """Block until the gRPC health service at ``address`` answers SERVING."""
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     deadline = time.monotonic() + timeout_s
     with grpc.insecure_channel(address) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
+        # types-grpcio-health-checking declares HealthStub without its methods.
+        check = ch.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         while True:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"tracker server exited with code {proc.returncode}")
             with contextlib.suppress(grpc.RpcError):
-                resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                resp = check(health_pb2.HealthCheckRequest(), timeout=1)
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             if time.monotonic() > deadline:
@@ -199,21 +198,6 @@ def peak_rss_mb(pid: int) -> float | None:
         return float(psutil.Process(pid).memory_info().rss) / (1 << 20)
     except psutil.Error:
         return None
-
-
-def cpu_seconds(pid: int, children: bool = False) -> float:
-    """User + system CPU seconds of ``pid`` (and its live children)."""
-    total = 0.0
-    try:
-        p = psutil.Process(pid)
-        procs = [p, *p.children(recursive=True)] if children else [p]
-    except psutil.Error:
-        return 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            total += t.user + t.system
-    return total
 
 
 class CpuMeter:

@@ -403,15 +403,9 @@ def compaction_figures(h: Harness, run_ids: list[str], wait_s: float,
             conn.execute("VACUUM FULL metric_chunks")
             out["disk_bytes_per_point_live_before"] = (
                 ceiling_mod.relation_bytes(conn) / points if points else None)
-    compact_once: Any = None
     if run_compactor:
-        with contextlib.suppress(ImportError):
-            from tracker_server.storage import compactor
-
-            compact_once = compactor.compact_once
-    if compact_once is not None:
         t = time.perf_counter()
-        rounds, complete = asyncio.run(_compact(h.conninfo, compact_once, timeout_s))
+        rounds, complete = asyncio.run(_compact(h.conninfo, timeout_s))
         out["compaction_s"] = time.perf_counter() - t
         out["compaction_rounds"] = rounds
         out["compaction_complete"] = complete
@@ -435,15 +429,16 @@ def compaction_figures(h: Harness, run_ids: list[str], wait_s: float,
     return out
 
 
-async def _compact(conninfo: str, compact_once: Any, timeout_s: float) -> tuple[int, bool]:
+async def _compact(conninfo: str, timeout_s: float) -> tuple[int, bool]:
     """Rounds of the server's compactor (its default round size) until nothing is left
     to merge or ``timeout_s`` is spent; a round cut by the timeout rolls back.
     Returns (rounds committed, complete)."""
     from psycopg_pool import AsyncConnectionPool
 
     from tracker_server.config import Settings
+    from tracker_server.storage.compactor import compact_once
 
-    max_series = getattr(Settings(), "compact_max_series", 2000)
+    max_series = Settings().compact_max_series
     deadline = time.monotonic() + timeout_s
     rounds = 0
     async with AsyncConnectionPool(conninfo, min_size=1, max_size=2, open=False) as pool:
@@ -501,7 +496,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--py-spy", metavar="PATH", help="profile the server with py-spy while "
                    "the clients send (.svg flame graph, .txt collapsed stacks)")
-    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--json", metavar="PATH", help="write the figures to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 

@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transport", choices=["client", "raw"], default="client",
                    help="tracker side (default: the client library)")
     p.add_argument("--database-url", help="default DATABASE_URL, else embedded PostgreSQL")
-    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--json", metavar="PATH", help="write the figures to this file")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     try:

@@ -1,6 +1,6 @@
 """``python -m bench query``: read-path latencies of the query API.
 
-Seed (issue 4): 1,000 runs x 20 keys with summaries and chunks, one run with a
+Seed: 1,000 runs x 20 keys with summaries and chunks, one run with a
 1M-point series ingested through the real stream, 10,000 runs with params for
 SearchRuns, 1,000 experiments for ListExperiments. Then each RPC is called
 ``--iterations`` times from one client and p50/p99 latencies are reported.
@@ -17,8 +17,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -26,6 +25,7 @@ import numpy as np
 import psycopg
 
 from bench.environment import Database, ServerProcess
+from bench.report import write_json
 from tracker_proto.v1 import experiments_pb2 as ex
 from tracker_proto.v1 import (
     experiments_pb2_grpc,
@@ -101,7 +101,7 @@ def _timed(fn: Callable[[], Any], iterations: int, before: Callable[[], Any] | N
     }
 
 
-def _create_experiment(stub: Any, name: str) -> str:
+def _create_experiment(stub: experiments_pb2_grpc.ExperimentServiceStub, name: str) -> str:
     req = ex.CreateExperimentRequest(name=name, owner="bench", get_if_exists=True)
     return str(stub.CreateExperiment(req).experiment.experiment_id)
 
@@ -109,10 +109,10 @@ def _create_experiment(stub: Any, name: str) -> str:
 def _ingest_series(channel: grpc.Channel, run_id: str, key: str, n: int, batch: int,
                    first_step: int = 0, seq0: int = 0, writer: str = "bench-1m") -> int:
     """Stream n points of one key; returns the last seq."""
-    stub = ingest_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
     rng = np.random.default_rng(7)
 
-    def requests() -> Any:
+    def requests() -> Iterator[ingest_pb2.StreamRequest]:
         yield ingest_pb2.StreamRequest(open=ingest_pb2.Open(run_id=run_id, writer_id=writer))
         seq = seq0
         for start in range(0, n, batch):
@@ -139,7 +139,7 @@ def seed(conninfo: str, address: str, series_points: int, runs: int, search_runs
          experiments: int) -> dict[str, Any]:
     """Create the data set; returns ids the measurements use."""
     channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
-    exps = experiments_pb2_grpc.ExperimentServiceStub(channel)  # type: ignore[no-untyped-call]
+    exps = experiments_pb2_grpc.ExperimentServiceStub(channel)
     best_exp = _create_experiment(exps, "bench-best")
     search_exp = _create_experiment(exps, "bench-search")
     series_exp = _create_experiment(exps, "bench-series")
@@ -170,8 +170,8 @@ def measure(address: str, ids: dict[str, Any], iterations: int) -> dict[str, Any
     """Latency figures of every measured RPC."""
     channel = grpc.insecure_channel(address,
                                     options=[("grpc.max_receive_message_length", 64 << 20)])
-    exps = experiments_pb2_grpc.ExperimentServiceStub(channel)  # type: ignore[no-untyped-call]
-    query = qg.MetricsQueryServiceStub(channel)  # type: ignore[no-untyped-call]
+    exps = experiments_pb2_grpc.ExperimentServiceStub(channel)
+    query = qg.MetricsQueryServiceStub(channel)
     out: dict[str, Any] = {}
 
     series_req = query_pb2.GetMetricSeriesRequest(run_ids=[ids["big_run"]], keys=["loss"],
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-runs", type=int, default=10_000)
     parser.add_argument("--experiments", type=int, default=1_000)
     parser.add_argument("--iterations", type=int, default=50)
-    parser.add_argument("--output", default="bench/results/query.json")
+    parser.add_argument("--json", default="bench/results/query.json", metavar="PATH",
+                        help="write the figures to this file (default: %(default)s)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     with Database() as db:
@@ -276,8 +277,6 @@ def main(argv: list[str] | None = None) -> int:
                        "list_experiments_p50_ms": 5, "search_runs_p50_ms": 50},
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text + "\n")
+    print(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return 0

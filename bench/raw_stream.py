@@ -17,11 +17,16 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 
 from bench.workload import StreamPoints, Workload
+
+if TYPE_CHECKING:
+    from tracker_proto.v1 import ingest_pb2
+
+    StreamCall = grpc.aio.StreamStreamCall[ingest_pb2.StreamRequest, ingest_pb2.StreamResponse]
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 << 20),
@@ -62,14 +67,11 @@ class Pace:
 async def create_run(channel: grpc.aio.Channel, experiment: str, run_key: str) -> tuple[str, int]:
     """Create (or get) the experiment and a run; return (run_id, attempt).
 
-    UNAVAILABLE and ABORTED are retried with back-off, as a client library would
-    (concurrent CreateRun calls into a fresh experiment once deadlocked in the database;
-    fixed in 0b4de01, which also maps deadlocks to ABORTED).
+    UNAVAILABLE and ABORTED are retried with back-off, as a client library would.
     """
     from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 
-    # Generated stubs are untyped.
-    stub = experiments_pb2_grpc.ExperimentServiceStub(channel)  # type: ignore[no-untyped-call]
+    stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
     delay = 0.05
     for attempt in range(8):
         try:
@@ -100,24 +102,33 @@ class RawStream:
                  workload: Workload, stream: int) -> None:
         from tracker_proto.v1 import ingest_pb2_grpc
 
-        self.stub = ingest_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.stub = ingest_pb2_grpc.IngestServiceStub(channel)
         self.run_id = run_id
         self.attempt = attempt
         self.workload = workload
         self.points = StreamPoints(workload, stream)
         self.writer_id = f"{socket.gethostname()}:{os.getpid()}:bench:{stream}"
         self.result = StreamResult(run_id)
-        self.call: Any = None
+        self._call: StreamCall | None = None
+
+    @property
+    def call(self) -> StreamCall:
+        """The open stream (after :meth:`open`)."""
+        if self._call is None:
+            raise RuntimeError("stream not opened")
+        return self._call
 
     async def open(self) -> None:
         """Send Open and wait for Opened."""
         from tracker_proto.v1 import ingest_pb2
 
-        self.call = self.stub.Stream()
+        self._call = self.stub.Stream()
         await self.call.write(ingest_pb2.StreamRequest(open=ingest_pb2.Open(
             run_id=self.run_id, writer_id=self.writer_id, rank=0, attempt=self.attempt)))
         first = await self.call.read()
-        if first is grpc.aio.EOF or first.WhichOneof("kind") != "opened":
+        # read() answers grpc.aio.EOF or a response; the stubs type that as object.
+        if not isinstance(first, ingest_pb2.StreamResponse) or (
+                first.WhichOneof("kind") != "opened"):
             raise RuntimeError(f"expected Opened, got {first!r}")
 
     async def run(self, pace: Pace, t0: float, on_acked: Callable[[int], None],
@@ -181,11 +192,13 @@ class RawStream:
 
     async def _read(self, sent_at: dict[int, tuple[float, int]], window: asyncio.Semaphore,
                     on_acked: Callable[[int], None]) -> None:
+        from tracker_proto.v1 import ingest_pb2
+
         res = self.result
         acked = 0
         while True:
             resp = await self.call.read()
-            if resp is grpc.aio.EOF:
+            if not isinstance(resp, ingest_pb2.StreamResponse):  # grpc.aio.EOF
                 break
             kind = resp.WhichOneof("kind")
             if kind == "ack":

@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transport", choices=["client", "raw"], default="raw")
     p.add_argument("--database-url", help="default DATABASE_URL, else embedded PostgreSQL")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--json", default="bench/results/sweep.json")
-    p.add_argument("--png", default="bench/results/sweep.png")
+    p.add_argument("--json", default="bench/results/sweep.json", metavar="PATH",
+                   help="write the figures to this file (default: %(default)s)")
+    p.add_argument("--png", default="bench/results/sweep.png", metavar="PATH",
+                   help="write the chart to this file (default: %(default)s)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     base = IngestParams(keys=args.keys, duration_s=args.duration, transport=args.transport,

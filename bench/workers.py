@@ -19,9 +19,12 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.workload import StreamPoints, Workload
+
+if TYPE_CHECKING:
+    import tracker_client
 
 
 @dataclass(frozen=True)
@@ -97,24 +100,20 @@ async def _raw(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, An
     return [asdict(r) for r in res]
 
 
-def _client_options(batch_points: int) -> Any:
+def _client_options(batch_points: int) -> tracker_client.Options:
     """The client's options with our batch size, a private spool, no system metrics."""
-    import dataclasses
     import tempfile
 
     import tracker_client
 
-    cls = getattr(tracker_client, "Options", None) or tracker_client.SenderOptions
-    names = {f.name for f in dataclasses.fields(cls)}
-    wanted: dict[str, Any] = {
-        "batch_points": batch_points,
+    return tracker_client.Options(
+        batch_points=batch_points,
         # A private spool: orphans of other runs must not be delivered into the bench.
-        "spool_dir": Path(tempfile.mkdtemp(prefix="bench-spool-")),
-        "recover_orphans": False,
+        spool_dir=Path(tempfile.mkdtemp(prefix="bench-spool-")),
+        recover_orphans=False,
         # sys/... points would change the counts.
-        "system_metrics_interval_s": None,
-    }
-    return cls(**{k: v for k, v in wanted.items() if k in names})
+        system_metrics_interval_s=None,
+    )
 
 
 def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]:
@@ -122,10 +121,9 @@ def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]
 
     wl = spec.workload
     options = _client_options(wl.batch_points)
-    kwargs: dict[str, Any] = {"options": options} if options is not None else {}
     runs = [
         tracker_client.init(experiment=spec.experiment, run_key=key, name=key,
-                            server=spec.address, **kwargs)
+                            server=spec.address, options=options)
         for key in spec.run_keys
     ]
     gens = [StreamPoints(wl, i) for i in spec.streams]
@@ -135,8 +133,8 @@ def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]
     sent = [0] * len(runs)
     first_send = time.monotonic()
     # A side thread publishes progress and samples each run's lag (age of its oldest
-    # unacknowledged batch): the client does not expose per-batch ack times, and the
-    # lag is what a user would watch. It keeps running while close() drains.
+    # unacknowledged batch), what a user would watch beside the per-batch ack times.
+    # It keeps running while close() drains.
     stop = threading.Event()
     lags: list[float] = []
 
@@ -144,10 +142,9 @@ def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]
         while not stop.wait(0.1):
             for j, run in enumerate(runs):
                 st = run.stats
-                report(spec.streams[j], int(st.points_acked))
-                lag = getattr(st, "lag_s", None)
-                if lag is not None and sent[j]:
-                    lags.append(float(lag) * 1000)
+                report(spec.streams[j], st.points_acked)
+                if sent[j]:
+                    lags.append(st.lag_s * 1000)
 
     reporter = threading.Thread(target=publish, daemon=True)
     reporter.start()
@@ -182,29 +179,20 @@ def _client(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]
         rep = run.close(timeout=spec.close_timeout_s)
         stats = run.stats
         t_last = time.monotonic()
-        report(spec.streams[j], int(stats.points_acked))
+        report(spec.streams[j], stats.points_acked)
         out.append({
             "run_id": str(run.run_id),
             "points_sent": sent[j],
-            "points_acked": int(stats.points_acked),
-            "batches_sent": int(getattr(stats, "batches_sent", 0)),
-            "batches_rejected": int(getattr(stats, "batches_rejected", 0)),
-            "slow_downs": int(getattr(stats, "slow_downs", 0)),
-            "ack_ms": list(_client_ack_ms(stats)),
+            "points_acked": stats.points_acked,
+            "batches_sent": stats.batches_sent,
+            "batches_rejected": stats.batches_rejected,
+            "slow_downs": stats.slow_downs,
+            "ack_ms": list(stats.ack_latencies_ms),
             "lag_ms": lags if j == 0 else [],
             "t_first_send": first_send,
             "t_last_ack": t_last,
-            "error": "" if getattr(rep, "durable", True) else f"not durable: {rep}",
-            "points_dropped": int(getattr(stats, "points_dropped", 0)),
+            "error": "" if rep.durable else f"not durable: {rep}",
+            "points_dropped": stats.points_dropped,
         })
     stop.set()
     return out
-
-
-def _client_ack_ms(stats: Any) -> list[float]:
-    """Per-batch send->ack times if the client records them (else none)."""
-    for name in ("ack_latencies_ms", "ack_ms"):
-        value = getattr(stats, name, None)
-        if value is not None:
-            return [float(v) for v in value]
-    return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,29 @@ def test_bench_ingest_smoke(database_url: str, tmp_path: Path, transport: str) -
     assert data["e2e_points_per_s"] > 0 and data["ceiling_points_per_s"] > 0
     if transport == "raw":
         assert data["ack_p99_ms"] >= data["ack_p50_ms"] > 0
+
+
+def test_every_command_writes_json_with_the_same_flag() -> None:
+    from bench.__main__ import COMMANDS
+
+    for command in COMMANDS:
+        proc = subprocess.run([sys.executable, "-m", "bench", command, "--help"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "--json PATH" in proc.stdout, command
+        assert "--out " not in proc.stdout and "--output" not in proc.stdout, command
+
+
+def test_bench_query_smoke(database_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "query.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "query", "--series-points", "20000", "--runs", "10",
+         "--search-runs", "60", "--experiments", "60", "--iterations", "2",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "query" and data["seed"]["series_points"] == 20000
+    assert data["series_1m_to_1k_p50_ms"] > 0 and data["best_runs_p50_ms"] > 0

@@ -89,6 +89,22 @@ def test_plot_writes_png(server: ServerThread, seeded: dict[str, str], tmp_path:
     code, _, err = run_cli(server, capsys, "plot", seeded["run0"], "--key", "nope",
                            "-o", str(tmp_path / "x.png"))
     assert code == 2 and "nope" in err
+    mean = tmp_path / "mean.png"
+    code, out, err = run_cli(server, capsys, "plot", seeded["run0"], "--key", "loss",
+                             "--aggregate", "mean", "-o", str(mean), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"output": str(mean), "series": 1}
+
+
+def test_plot_without_matplotlib_names_the_extra(server: ServerThread, seeded: dict[str, str],
+                                                 tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, _, err = run_cli(server, capsys, "plot", seeded["run0"], "--key", "loss",
+                           "-o", str(tmp_path / "x.png"))
+    assert code == 2
+    assert err.strip() == "tracker: plotting needs matplotlib: pip install 'tracker[plot]'"
 
 
 def test_errors_are_readable(server: ServerThread, seeded: dict[str, str],

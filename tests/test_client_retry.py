@@ -124,7 +124,7 @@ def test_reconnect_resends_only_after_committed_seq(tmp_path: Path) -> None:
         while h.spool.pending_batches and time.monotonic() < deadline:
             time.sleep(0.01)
         assert h.spool.pending_batches == 0
-        assert h.stats.points_acked == 30 and h.stats.reconnects == 1
+        assert h.spool.counters.trimmed_points == 30 and h.stats.reconnects == 1
     finally:
         h.close()
 

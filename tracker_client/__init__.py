@@ -9,14 +9,17 @@
 once, surviving server restarts, network loss and killed trainers. See docs/client.md.
 """
 
-from tracker_client._options import Options, SenderOptions
+from tracker_client._aio_api import AsyncApi, AsyncApiRun, AsyncRuns
+from tracker_client._api import Api, ApiRun, Runs
+from tracker_client._api_types import Comparison, Experiment, MetricSummary, RankedRun
+from tracker_client._history import HistoryArrays
+from tracker_client._options import Options
 from tracker_client._recover import SyncResult
 from tracker_client._run import DeliveryReport, Run, TrackerError, init
 from tracker_client._stats import RunStats
 
-DeliveryStats = RunStats
-"""Former name of :class:`RunStats` (first client cut)."""
-
-__all__ = ["DeliveryReport", "DeliveryStats", "Options", "Run", "RunStats", "SenderOptions",
-           "SyncResult", "TrackerError", "init"]
+__all__ = ["Api", "ApiRun", "AsyncApi", "AsyncApiRun", "AsyncRuns", "Comparison",
+           "DeliveryReport", "Experiment", "HistoryArrays", "MetricSummary",
+           "Options", "RankedRun", "Run", "RunStats", "Runs", "SyncResult",
+           "TrackerError", "init"]
 __version__ = "0.1.0"

@@ -164,7 +164,6 @@ class Batcher:
                             self._spool.policy)
             return
         self._stats.points_spooled += points
-        self._stats.batches_spooled += 1
         self._on_batch()
 
 

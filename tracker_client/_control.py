@@ -3,7 +3,10 @@
 They are rare and small, so each is one line of ``ops.jsonl`` in the spool directory
 (written before any delivery attempt) and the count of delivered lines lives in the
 spool's meta. A thread delivers them with retries once the run exists; whatever is
-left is delivered by the next start or ``tracker sync``.
+left is delivered by the next start or ``tracker sync``. An op the server refuses for
+good (an immutable param changed, a status change it does not allow, an RPC it does
+not implement) is not retried: it is counted as done and reported in ``errors``, in
+``run.stats.ops_failed`` and in the ``DeliveryReport``.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from tracker_client._clock import Backoff
-from tracker_client._rpc import RETRYABLE_CODES, Metadata, RunRef, UnsupportedByServer, deliver_op
+from tracker_client._meta import SpoolMeta
+from tracker_client._rpc import RETRYABLE_CODES, Metadata, RunRef, deliver_op
 from tracker_client._spool import Spool
+from tracker_client._stats import DeliveryStats
 
 log = logging.getLogger("tracker_client")
 OPS_FILE = "ops.jsonl"
@@ -44,19 +51,22 @@ class ControlQueue:
     """Ordered, persisted delivery of control ops for one spool."""
 
     def __init__(self, spool: Spool, channel: grpc.Channel | None, metadata: Metadata,
-                 timeout_s: float, backoff: Backoff | None = None) -> None:
+                 timeout_s: float, stats: DeliveryStats,
+                 backoff: Backoff | None = None) -> None:
         self._spool = spool
+        self._stats = stats
         self._channel = channel
         self._metadata = metadata
         self._timeout = timeout_s
         self._backoff = backoff or Backoff()
         self._ops = read_ops(spool.path)
-        self._done = int(spool.meta.get("ops_done", 0))
+        self._done = spool.meta.ops_done
         self._ref: RunRef | None = None
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self.errors: list[str] = []
-        """Ops that failed for good (e.g. an immutable param changed), as messages."""
+        """Ops that failed for good (e.g. an immutable param changed), as messages;
+        appended by the delivery thread only."""
         self._thread = threading.Thread(target=self._loop, name="tracker-control", daemon=True)
 
     @property
@@ -103,7 +113,6 @@ class ControlQueue:
 
     def _loop(self) -> None:
         assert self._channel is not None and self._ref is not None
-        run_key = str(self._spool.meta.get("run_key", ""))
         while not self._stop.is_set():
             with self._cv:
                 while self._done >= len(self._ops) and not self._stop.is_set():
@@ -112,21 +121,26 @@ class ControlQueue:
                     return
                 op = self._ops[self._done]
             try:
-                deliver_op(self._channel, op, self._ref, run_key, self._metadata, self._timeout)
+                deliver_op(self._channel, op, self._ref, self._metadata, self._timeout)
             except grpc.RpcError as exc:
                 if exc.code() in RETRYABLE_CODES:
                     self._stop.wait(self._backoff.next_delay())
                     continue
                 self._fail(op, f"{exc.code().name}: {exc.details()}")
-            except (UnsupportedByServer, ValueError) as exc:
+            except ValueError as exc:
                 self._fail(op, str(exc))
             self._backoff.reset()
             with self._cv:
                 self._done += 1
-                self._spool.update_meta(ops_done=self._done)
+                self._spool.update_meta(_ops_done(self._done))
                 self._cv.notify_all()
 
     def _fail(self, op: dict[str, Any], message: str) -> None:
         text = f"{op['op']} not applied: {message}"
         self.errors.append(text)
+        self._stats.last_error = text
         log.error("tracker_client: %s", text)
+
+
+def _ops_done(count: int) -> Callable[[SpoolMeta], SpoolMeta]:
+    return lambda meta: replace(meta, ops_done=count)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import grpc
 
 from tracker_client._clock import Backoff
 from tracker_client._control import ControlQueue
+from tracker_client._meta import SpoolMeta
 from tracker_client._options import Options
 from tracker_client._rpc import RETRYABLE_CODES, Metadata, RunRef, create_run
 from tracker_client._spool import Spool
@@ -28,12 +30,11 @@ from tracker_proto.v1 import ingest_pb2
 log = logging.getLogger("tracker_client")
 
 
-def ref_from_meta(meta: dict[str, object]) -> RunRef | None:
+def ref_from_meta(meta: SpoolMeta) -> RunRef | None:
     """The run a spool belongs to, when it was attached already."""
-    if not meta.get("run_id"):
+    if not meta.run_id:
         return None
-    return RunRef(str(meta["run_id"]), str(meta.get("experiment_id", "")),
-                  int(str(meta.get("attempt") or 0)), str(meta.get("run_name", "")))
+    return RunRef(meta.run_id, meta.experiment_id, meta.attempt, meta.run_name)
 
 
 class Delivery:
@@ -53,7 +54,7 @@ class Delivery:
             backoff=Backoff(options.backoff_initial_s, options.backoff_max_s),
             max_inflight_bytes=options.max_inflight_bytes, drain_only=drain_only,
         ) if channel is not None else None)
-        self.control = ControlQueue(spool, channel, metadata, options.rpc_timeout_s,
+        self.control = ControlQueue(spool, channel, metadata, options.rpc_timeout_s, stats,
                                     Backoff(options.backoff_initial_s, options.backoff_max_s))
         self.attached = threading.Event()
         self._stop = threading.Event()
@@ -76,13 +77,13 @@ class Delivery:
     def attach(self, ref: RunRef) -> None:
         """The run exists: record it in the spool and start the stream and control ops."""
         self.ref = ref
-        self.spool.update_meta(run_id=ref.run_id, experiment_id=ref.experiment_id,
-                               attempt=ref.attempt, run_name=ref.name)
-        meta = self.spool.meta
+        meta = self.spool.update_meta(lambda m: replace(
+            m, run_id=ref.run_id, experiment_id=ref.experiment_id, attempt=ref.attempt,
+            run_name=ref.name))
         if self.sender is not None:
             self.sender.attach(ingest_pb2.Open(
-                run_id=ref.run_id, writer_id=str(meta["writer_id"]),
-                rank=int(meta.get("rank", 0)), attempt=ref.attempt))
+                run_id=ref.run_id, writer_id=meta.writer_id, rank=meta.rank,
+                attempt=ref.attempt))
         self.control.attach(ref)
         self.stats.state = "connecting"
         self.attached.set()

@@ -8,7 +8,7 @@ from typing import TypeAlias
 
 from google.protobuf.descriptor import EnumDescriptor
 
-from tracker_proto.v1 import experiments_pb2
+from tracker_proto.v1 import experiments_pb2, query_pb2
 
 
 def _prefix(descriptor: EnumDescriptor) -> str:
@@ -42,3 +42,13 @@ EXPERIMENT_STATUS: dict[str, ExperimentStatus] = {
 EXPERIMENT_STATUS_NAME: dict[int, str] = names(experiments_pb2.ExperimentStatus.DESCRIPTOR)
 FINAL_RUN_STATUS: dict[str, RunStatus] = {k: v for k, v in RUN_STATUS.items() if k != "running"}
 """What a run may be finished with."""
+
+SummaryField: TypeAlias = query_pb2.SummaryField.ValueType
+RankAggregation: TypeAlias = query_pb2.RankAggregation.ValueType
+
+SUMMARY_FIELD: dict[str, SummaryField] = {
+    k: SummaryField(v) for k, v in labels(query_pb2.SummaryField.DESCRIPTOR).items()}
+"""``last``, ``min``, ``max`` -> tracker.v1.SummaryField."""
+RANK_AGGREGATION: dict[str, RankAggregation] = {
+    k: RankAggregation(v) for k, v in labels(query_pb2.RankAggregation.DESCRIPTOR).items()}
+"""``per_rank``, ``mean``, ``min``, ``max`` -> tracker.v1.RankAggregation."""

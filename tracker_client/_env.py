@@ -1,13 +1,35 @@
-"""What the client reads from the environment: server, key, rank, run key, spool, mode."""
+"""What the client reads from the environment: server, key, rank, run key, spool, mode.
+
+A variable that takes one of a few words (``TRACKER_MODE``, ``TRACKER_TLS``) refuses
+anything else with a ValueError naming the variable and the words it takes, so a typo
+never silently changes what the client does.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import get_args
+
+from tracker_client._meta import Mode
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+MODES: tuple[Mode, ...] = get_args(Mode)
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def flag(var: str) -> bool:
+    """A boolean variable: ``1/true/yes/on`` or ``0/false/no/off`` (any case); unset or
+    empty is false."""
+    raw = os.environ.get(var, "")
+    word = raw.strip().lower()
+    if not word or word in FALSE_WORDS:
+        return False
+    if word in TRUE_WORDS:
+        return True
+    raise ValueError(f"{var}={raw!r}: expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
 
 
 def server_address(explicit: str | None) -> str:
@@ -44,8 +66,7 @@ def tls_config(explicit: TlsOption = None) -> TlsConfig | None:
     if explicit is False:
         return None
     ca_path = explicit if isinstance(explicit, str) else os.environ.get("TRACKER_TLS_CA")
-    wanted = bool(explicit) or bool(ca_path) or os.environ.get(
-        "TRACKER_TLS", "").strip().lower() in {"1", "true", "yes", "on"}
+    wanted = bool(explicit) or bool(ca_path) or flag("TRACKER_TLS")
     if not wanted:
         return None
     cert = os.environ.get("TRACKER_TLS_CLIENT_CERT")
@@ -106,10 +127,28 @@ def world_size() -> int | None:
     return None
 
 
-def mode() -> Literal["online", "offline"]:
-    """TRACKER_MODE (``online`` or ``offline``), default online."""
-    value = os.environ.get("TRACKER_MODE", "online").strip().lower()
-    return "offline" if value == "offline" else "online"
+def mode() -> Mode:
+    """TRACKER_MODE (``online`` or ``offline``, any case), default online."""
+    raw = os.environ.get("TRACKER_MODE", "")
+    word = raw.strip().lower() or "online"
+    for m in MODES:
+        if word == m:
+            return m
+    raise ValueError(f"TRACKER_MODE={raw!r}: expected one of {', '.join(MODES)}")
+
+
+def exit_timeout_s(default: float) -> float:
+    """TRACKER_EXIT_TIMEOUT_S (seconds, >= 0), else ``default``."""
+    raw = os.environ.get("TRACKER_EXIT_TIMEOUT_S", "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise ValueError(f"TRACKER_EXIT_TIMEOUT_S={raw!r}: expected seconds >= 0")
+    return value
 
 
 def spool_dir() -> Path:

@@ -22,7 +22,12 @@ _SLURM_VARS = {"SLURM_JOB_ID": "job_id", "SLURM_JOB_NAME": "job_name",
                "SLURM_JOB_PARTITION": "partition", "SLURM_JOB_NODELIST": "node_list",
                "SLURM_NNODES": "nodes", "SLURM_NTASKS": "tasks", "SLURM_ARRAY_JOB_ID":
                "array_job_id", "SLURM_ARRAY_TASK_ID": "array_task_id",
-               "SLURM_RESTART_COUNT": "restart_count"}
+               "SLURM_RESTART_COUNT": "restart_count", "SLURM_CLUSTER_NAME": "cluster",
+               # What the job asked for (--gpus, --gpus-per-node/-task, --gres) and the
+               # GPU indices SLURM gave it: results depend on the hardware they ran on.
+               "SLURM_GPUS": "gpus", "SLURM_GPUS_PER_NODE": "gpus_per_node",
+               "SLURM_GPUS_PER_TASK": "gpus_per_task", "SLURM_JOB_GPUS": "job_gpus",
+               "SLURM_GPUS_ON_NODE": "gpus_on_node", "SLURM_CPUS_PER_TASK": "cpus_per_task"}
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -64,7 +69,8 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
 
 
 def slurm_info() -> dict[str, str]:
-    """SLURM job id, partition, node list, ... when running under SLURM."""
+    """SLURM job id, partition, node list, task count, requested GPUs, ... when running
+    under SLURM."""
     return {short: os.environ[var] for var, short in _SLURM_VARS.items() if os.environ.get(var)}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker_client._spool import FullPolicy, SpoolOptions
+from tracker_client._spool import FULL_POLICIES, FullPolicy, SpoolOptions
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,13 @@ class Options:
     recover_orphans: bool = True
     """At init, deliver spools left by crashed processes for the same server."""
 
+    def __post_init__(self) -> None:
+        if self.spool_full_policy not in FULL_POLICIES:
+            raise ValueError(f"spool_full_policy must be one of {', '.join(FULL_POLICIES)}, "
+                             f"got {self.spool_full_policy!r}")
+
     def spool(self) -> SpoolOptions:
         """The spool part of these options."""
         return SpoolOptions(max_bytes=self.spool_max_bytes, policy=self.spool_full_policy,
                             segment_bytes=self.spool_segment_bytes,
                             cache_bytes=self.spool_cache_bytes, fsync=self.spool_fsync)
-
-
-SenderOptions = Options
-"""Former name of :class:`Options` (first client cut)."""

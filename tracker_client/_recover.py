@@ -17,9 +17,10 @@ from pathlib import Path
 import grpc
 
 from tracker_client._delivery import Delivery
+from tracker_client._meta import META_FILE, read_meta
 from tracker_client._options import Options
 from tracker_client._rpc import Metadata
-from tracker_client._spool import META_FILE, SpoolLocked
+from tracker_client._spool import SpoolLocked
 from tracker_client._stats import DeliveryStats
 
 log = logging.getLogger("tracker_client")
@@ -36,6 +37,8 @@ class SyncResult:
     points_pending: int = 0
     run_id: str = ""
     error: str = ""
+    ops_failed: tuple[str, ...] = ()
+    """Params/tags/status changes the server refused for good (not retried)."""
     stats: DeliveryStats = field(default_factory=DeliveryStats)
 
 
@@ -70,7 +73,7 @@ def deliver_spool(path: Path, channel: grpc.Channel, metadata: Metadata, options
                 break
             if delivery.fatal or (delivery.sender is not None and delivery.sender.fatal):
                 break
-        result.delivered = delivery.close(time.monotonic())
+        delivery.close(time.monotonic())
         result.delivered = (delivery.attached.is_set() and spool.pending_batches == 0
                             and delivery.pending_ops == 0)
     finally:
@@ -78,6 +81,7 @@ def deliver_spool(path: Path, channel: grpc.Channel, metadata: Metadata, options
         result.points_pending = spool.pending_points
         result.run_id = delivery.ref.run_id if delivery.ref else ""
         result.error = delivery.fatal or stats.last_error
+        result.ops_failed = tuple(delivery.control.errors)
         if result.delivered:
             spool.destroy()
         else:
@@ -94,12 +98,10 @@ def recover_orphans(root: Path, server: str, channel: grpc.Channel, metadata: Me
         if stop.is_set():
             return
         try:
-            import json
-
-            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+            meta = read_meta(path)
         except (OSError, ValueError):
             continue
-        if meta.get("server") != server or meta.get("mode") == "offline":
+        if meta.server != server or meta.mode == "offline":
             continue  # offline spools wait for an explicit `tracker sync`
         result = deliver_spool(path, channel, metadata, options, deadline, stop)
         if result is not None:

@@ -1,9 +1,6 @@
 """Unary calls of the client: create/attach the run, params, tags, status.
 
 Everything here is one call with a deadline; retrying is the caller's business.
-Calls that the server may not offer yet (``LogParams``, ``SetTags``, ``FinishRun``)
-are looked up at run time: params and tags then fall back to the idempotent
-``CreateRun(run_key, params, tags)``, which also merges them into an existing run.
 """
 
 from __future__ import annotations
@@ -14,8 +11,9 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from tracker_client._enums import FINAL_RUN_STATUS
+from tracker_client._enums import FINAL_RUN_STATUS, RunStatus
 from tracker_client._env import TlsConfig
+from tracker_client._meta import SpoolMeta
 from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 
 Metadata = tuple[tuple[str, str], ...]
@@ -26,11 +24,6 @@ RETRYABLE_CODES = frozenset({
     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
 })
-
-
-
-class UnsupportedByServer(RuntimeError):
-    """The server (or its generated code) lacks the RPC this operation needs."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,7 @@ def _stub(channel: grpc.Channel) -> experiments_pb2_grpc.ExperimentServiceStub:
     return experiments_pb2_grpc.ExperimentServiceStub(channel)
 
 
-def status_number(status: str) -> int:
+def status_number(status: str) -> RunStatus:
     """tracker.v1.RunStatus number of ``finished`` / ``failed`` / ``killed``."""
     try:
         return FINAL_RUN_STATUS[status]
@@ -72,60 +65,59 @@ def status_number(status: str) -> int:
             f"status must be one of {sorted(FINAL_RUN_STATUS)}, got {status!r}") from None
 
 
-def create_run(channel: grpc.Channel, meta: dict[str, Any], metadata: Metadata,
+def create_run(channel: grpc.Channel, meta: SpoolMeta, metadata: Metadata,
                timeout_s: float) -> RunRef:
     """CreateExperiment(get_if_exists) + CreateRun from a spool's meta (idempotent by run key)."""
     stub = _stub(channel)
     exp = stub.CreateExperiment(
         experiments_pb2.CreateExperimentRequest(
-            name=meta["experiment"], owner=meta.get("owner", ""), get_if_exists=True),
+            name=meta.experiment, owner=meta.owner, get_if_exists=True),
         timeout=timeout_s, metadata=metadata or None,
     ).experiment
     struct = struct_pb2.Struct()
-    struct.update(meta.get("metadata") or {})
+    struct.update(meta.metadata)
     req = experiments_pb2.CreateRunRequest(
         experiment_id=exp.experiment_id,
-        name=meta.get("name") or "",
-        run_key=meta["run_key"],
-        params=meta.get("params") or {},
-        tags=meta.get("tags") or {},
-        resume=bool(meta.get("resume")),
-        resume_token=meta.get("resume_token") or "",
-        slurm_job_id=meta.get("slurm_job_id", ""),
+        name=meta.name,
+        run_key=meta.run_key,
+        params=meta.params,
+        tags=meta.tags,
+        resume=meta.resume,
+        resume_token=meta.resume_token,
+        slurm_job_id=meta.slurm_job_id,
         metadata=struct,
     )
-    if meta.get("seed") is not None:
-        req.seed = int(meta["seed"])
+    if meta.seed is not None:
+        req.seed = meta.seed
     run = stub.CreateRun(req, timeout=timeout_s, metadata=metadata or None).run
     return RunRef(run.run_id, run.experiment_id, run.attempt, run.name)
 
 
-def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, run_key: str,
-               metadata: Metadata, timeout_s: float) -> None:
-    """Send one control operation (``params``, ``tags`` or ``finish``)."""
+def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata: Metadata,
+               timeout_s: float) -> None:
+    """Send one control operation (``params``, ``tags`` or ``finish``).
+
+    Raises grpc.RpcError as the server answered (a server without the RPC answers
+    UNIMPLEMENTED) and ValueError for an op this client cannot send.
+    """
     stub = _stub(channel)
     kind = op["op"]
     md = metadata or None
-    if kind in ("params", "tags"):
-        values = {str(k): str(v) for k, v in op["values"].items()}
-        method = getattr(stub, "LogParams" if kind == "params" else "SetTags", None)
-        req_cls = getattr(experiments_pb2,
-                          "LogParamsRequest" if kind == "params" else "SetTagsRequest", None)
-        if method is not None and req_cls is not None:
-            method(req_cls(run_id=ref.run_id, **{kind: values}), timeout=timeout_s, metadata=md)
-            return
-        # Older servers: CreateRun with the run key merges params/tags into the run.
-        fallback = experiments_pb2.CreateRunRequest(experiment_id=ref.experiment_id,
-                                                    run_key=run_key)
-        (fallback.params if kind == "params" else fallback.tags).update(values)
-        stub.CreateRun(fallback, timeout=timeout_s, metadata=md)
-        return
-    if kind == "finish":
-        method = getattr(stub, "FinishRun", None)
-        req_cls = getattr(experiments_pb2, "FinishRunRequest", None)
-        if method is None or req_cls is None:
-            raise UnsupportedByServer("this tracker version has no FinishRun RPC")
-        method(req_cls(run_id=ref.run_id, status=status_number(op["status"])),
-               timeout=timeout_s, metadata=md)
-        return
-    raise ValueError(f"unknown control op {kind!r}")
+    if kind == "params":
+        stub.LogParams(experiments_pb2.LogParamsRequest(run_id=ref.run_id,
+                                                        params=_strings(op["values"])),
+                       timeout=timeout_s, metadata=md)
+    elif kind == "tags":
+        stub.SetTags(experiments_pb2.SetTagsRequest(run_id=ref.run_id,
+                                                    tags=_strings(op["values"])),
+                     timeout=timeout_s, metadata=md)
+    elif kind == "finish":
+        stub.FinishRun(experiments_pb2.FinishRunRequest(run_id=ref.run_id,
+                                                        status=status_number(op["status"])),
+                       timeout=timeout_s, metadata=md)
+    else:
+        raise ValueError(f"unknown control op {kind!r}")
+
+
+def _strings(values: dict[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in values.items()}

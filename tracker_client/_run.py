@@ -11,16 +11,18 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 
 from tracker_client import _env, _metadata
 from tracker_client._batcher import Batcher, as_series
 from tracker_client._delivery import Delivery
+from tracker_client._env import MODES
+from tracker_client._meta import Mode, SpoolMeta
 from tracker_client._options import Options
 from tracker_client._recover import recover_orphans
 from tracker_client._rpc import (
@@ -50,8 +52,6 @@ CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
 ]
 
-Mode = Literal["online", "offline"]
-
 
 class TrackerError(RuntimeError):
     """A non-retryable error from the server at init (bad name, clashing param, ...)."""
@@ -67,7 +67,8 @@ class DeliveryReport:
     """What ``flush``/``close``/``finish`` could not make durable within the timeout."""
 
     durable: bool
-    """Everything logged (and every param/tag/status change) is acknowledged."""
+    """Everything logged (and every param/tag/status change) is acknowledged; a change
+    the server refused for good counts as answered and is listed in ``ops_failed``."""
     points_pending: int
     """Points logged but not yet acknowledged; they stay in the spool."""
     batches_pending: int
@@ -80,35 +81,28 @@ class DeliveryReport:
     """Where undelivered data waits (for the next start or ``tracker sync``)."""
     state: str
     """Delivery state (see :class:`RunStats`)."""
-
-    @property
-    def unacked_points(self) -> int:
-        """Alias of ``points_pending`` (first client cut)."""
-        return self.points_pending
-
-    @property
-    def unacked_batches(self) -> int:
-        """Alias of ``batches_pending`` (first client cut)."""
-        return self.batches_pending
+    ops_failed: tuple[str, ...] = ()
+    """Params/tags/status changes the server refused for good, one message each (e.g.
+    ``params not applied: ALREADY_EXISTS: ...``); they are not retried."""
 
 
 class Run:
     """One writer (process / rank) attached to a run. Create it with :func:`init`."""
 
     def __init__(self, *, spool: Spool, delivery: Delivery, channel: grpc.Channel | None,
-                 options: Options, rank: int, mode: Mode) -> None:
+                 options: Options, rank: int, mode: Mode, exit_timeout_s: float) -> None:
         self._spool = spool
         self._delivery = delivery
         self._channel = channel
-        self._opt = options
         self.rank = rank
         """Distributed rank of this process."""
         self.primary = rank == 0
         """Only the primary rank (0) changes the run's status."""
         self.mode: Mode = mode
-        self.writer_id = str(spool.meta["writer_id"])
+        self._exit_timeout_s = exit_timeout_s
+        self.writer_id = spool.meta.writer_id
         """Stable identity of this writer (its seqs are exactly-once per writer id)."""
-        self.run_key = str(spool.meta["run_key"])
+        self.run_key = spool.meta.run_key
         """Idempotency key every rank of the job shares."""
         self._stats = delivery.stats
         self._step = -1
@@ -155,13 +149,16 @@ class Run:
 
     # -- logging -----------------------------------------------------------------------
 
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    def log(self, metrics: Mapping[str, Any], step: int | None = None,
+            wall_time: float | None = None) -> None:
         """Record scalar metrics at ``step`` (previous step + 1 when omitted).
 
         Never blocks on the network or the disk: the values are converted to float
         here (so later mutation of the caller's objects cannot change them) and
         queued; a background thread batches, spools and sends them. Values may be
         Python numbers, numpy scalars, 0-d arrays or anything ``float()`` accepts.
+        ``wall_time`` (seconds since the epoch, as ``time.time()``) stamps the points
+        with another time than now, e.g. when replaying recorded events.
         """
         if step is None:
             step = self._step + 1
@@ -173,7 +170,8 @@ class Run:
         if len(records) >= self._max_queue:
             self._queue_dropped += n
             return
-        records.append((keys, values, step, time.time_ns()))
+        wall_ns = time.time_ns() if wall_time is None else int(wall_time * 1e9)
+        records.append((keys, values, step, wall_ns))
         stats = self._stats
         stats.points_logged += n
         if not self._wakeup.is_set() and (
@@ -240,9 +238,11 @@ class Run:
             points_spooled=s.points_spooled,
             points_pending=pending, points_dropped=dropped, points_invalid=s.points_invalid,
             points_rejected=s.points_rejected, batches_pending=spool.pending_batches,
+            batches_sent=s.batches_sent, batches_rejected=s.batches_rejected,
             spool_bytes=spool.bytes, corrupt_records=spool.counters.corrupt_records,
             lag_s=max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0,
             reconnects=s.reconnects, slow_downs=s.slow_downs,
+            ops_failed=len(self._delivery.control.errors),
             state="closed" if self._closed else s.state, last_error=s.last_error,
             ack_latencies_ms=tuple(s.ack_ms),
         )
@@ -256,6 +256,7 @@ class Run:
             points_pending=st.points_pending, batches_pending=st.batches_pending,
             ops_pending=ops, oldest_unacked_age_s=st.lag_s if st.batches_pending else None,
             spool_path=str(self._spool.path), state=st.state,
+            ops_failed=tuple(self._delivery.control.errors),
         )
 
     def flush(self, timeout: float = 30.0) -> DeliveryReport:
@@ -302,7 +303,7 @@ class Run:
             if report.durable and self.mode == "online":
                 self._spool.destroy()
             else:
-                self._spool.update_meta(closed=True)
+                self._spool.update_meta(lambda m: replace(m, closed=True))
                 self._spool.close()
                 if not report.durable and report.points_pending + report.ops_pending:
                     log.warning("tracker_client: %d point(s) and %d op(s) not delivered; kept "
@@ -313,7 +314,7 @@ class Run:
             return report
 
     def _atexit(self) -> None:
-        timeout = float(os.environ.get("TRACKER_EXIT_TIMEOUT_S", self._opt.exit_timeout_s))
+        timeout = self._exit_timeout_s
         crashed = getattr(sys, "last_value", None) is not None
         try:
             self.finish("failed" if crashed else "finished", timeout=timeout)
@@ -377,12 +378,17 @@ def init(
       connects; upload later with ``tracker sync``.
 
     Non-retryable server errors (invalid names, a param changing value) raise
-    :class:`TrackerError`.
+    :class:`TrackerError`; a malformed setting (``TRACKER_MODE=ofline``, ``TRACKER_TLS=ture``,
+    ``TRACKER_EXIT_TIMEOUT_S``) raises ValueError naming the variable and the accepted
+    values, before anything is written.
     """
     opt = options or Options()
+    # Everything read from the environment is checked before anything touches the disk.
     mode = mode or _env.mode()
-    if mode not in ("online", "offline"):
-        raise ValueError(f"mode must be 'online' or 'offline', got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    exit_timeout_s = _env.exit_timeout_s(opt.exit_timeout_s)
+    tls_config = _env.tls_config(tls) if mode == "online" else None
     address = _env.server_address(server)
     key = _env.api_key(api_key)
     md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {key}"),) if key else ()
@@ -396,21 +402,22 @@ def init(
     # the spool so a retried CreateRun cannot start a second attempt.
     resumes = bool(resume and (job_token or rank == 0))
     resume_token = (job_token or f"init-{uuid.uuid4().hex}") if resumes else ""
-    spool = opt.spool().open(root / writer_id)
-    spool.update_meta(
-        version=1, mode=mode, server=address, experiment=_env.experiment_name(experiment),
+    meta = SpoolMeta(
+        mode=mode, server=address, experiment=_env.experiment_name(experiment),
         owner=owner, name=name or "", run_key=run_key, writer_id=writer_id, rank=rank,
-        params={k: str(v) for k, v in (config or {}).items()}, tags=dict(tags or {}),
+        params={k: str(v) for k, v in (config or {}).items()},
+        tags={k: str(v) for k, v in (tags or {}).items()},
         resume=resumes, resume_token=resume_token, seed=seed,
         slurm_job_id=os.environ.get("SLURM_JOB_ID", ""),
         metadata=_metadata.collect(seed, rank, _env.world_size()),
-        created_ns=time.time_ns(), run_id=None,
+        created_ns=time.time_ns(),
     )
+    spool = opt.spool().open(root / writer_id)
+    spool.update_meta(lambda _: meta)
     if resume and not resumes:
         log.info("tracker_client: rank %d attaches to the attempt the primary rank resumes",
                  rank)
-    channel = make_channel(address, CHANNEL_OPTIONS, _env.tls_config(tls)) \
-        if mode == "online" else None
+    channel = make_channel(address, CHANNEL_OPTIONS, tls_config) if mode == "online" else None
     stats = DeliveryStats()
     delivery = Delivery(spool, channel, md, opt, stats)
     if channel is not None:
@@ -418,7 +425,7 @@ def init(
         if ref is not None:
             delivery.ref = ref
     run = Run(spool=spool, delivery=delivery, channel=channel, options=opt, rank=rank,
-              mode=mode)
+              mode=mode, exit_timeout_s=exit_timeout_s)
     if channel is not None and opt.recover_orphans:
         threading.Thread(target=recover_orphans, name="tracker-recover", daemon=True,
                          args=(root, address, channel, md, opt, run._recovery_stop)).start()
@@ -433,7 +440,7 @@ def _try_create(channel: grpc.Channel, spool: Spool, md: tuple[tuple[str, str], 
     except grpc.RpcError as exc:
         if exc.code() in RETRYABLE_CODES:
             log.warning("tracker_client: server %s unreachable (%s); logging to the spool "
-                        "%s until it answers", spool.meta["server"], exc.code().name,
+                        "%s until it answers", spool.meta.server, exc.code().name,
                         spool.path)
             return None
         spool.destroy()

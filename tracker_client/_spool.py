@@ -29,16 +29,19 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
+import logging
 import os
 import shutil
 import struct
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from tracker_client._meta import SpoolMeta, read_meta, write_meta
 
 try:  # POSIX only; elsewhere a spool is simply not protected against a second owner
     import fcntl
@@ -50,11 +53,13 @@ _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _HEADER = struct.Struct("<IIIQIQ")  # magic, payload length, crc, seq, points, created_ns
 _CRC_FIELDS = struct.Struct("<QIQ")  # seq, points, created_ns (covered by the CRC)
 HEADER_BYTES = _HEADER.size
-META_FILE = "meta.json"
 LOCK_FILE = "lock"
 SEGMENT_SUFFIX = ".seg"
 
 FullPolicy = Literal["drop_new", "drop_oldest"]
+FULL_POLICIES: tuple[FullPolicy, ...] = ("drop_new", "drop_oldest")
+
+log = logging.getLogger("tracker_client")
 
 
 class SpoolLocked(RuntimeError):
@@ -162,8 +167,9 @@ class Spool:
     ) -> None:
         """Open (creating or recovering) the spool in ``path``; raise SpoolLocked when
         a live process owns it."""
-        if policy not in ("drop_new", "drop_oldest"):
-            raise ValueError(f"spool policy must be drop_new or drop_oldest, got {policy!r}")
+        if policy not in FULL_POLICIES:
+            raise ValueError(f"spool policy must be one of {', '.join(FULL_POLICIES)}, "
+                             f"got {policy!r}")
         self.path = path
         self.max_bytes = max_bytes
         self.policy: FullPolicy = policy
@@ -176,14 +182,14 @@ class Spool:
         self.counters = SpoolCounters()
         path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_lock()
-        self.meta: dict[str, Any] = self._read_meta()
+        self._meta = self._read_meta()
         self._segments: collections.deque[_Segment] = collections.deque()
         self._index: dict[int, _Entry] = {}
         self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._cached = 0
         self._bytes = 0
         self._pending_points = 0
-        self._acked = int(self.meta.get("acked_seq", 0))
+        self._acked = self._meta.acked_seq
         self._write_fd: int | None = None
         self._closed = False
         self._recover()
@@ -200,13 +206,17 @@ class Spool:
                 raise SpoolLocked(f"spool {self.path} is in use by another process") from None
         return fd
 
-    def _read_meta(self) -> dict[str, Any]:
+    def _read_meta(self) -> SpoolMeta:
         try:
-            with open(self.path / META_FILE, encoding="utf-8") as f:
-                data = json.load(f)
-            return data if isinstance(data, dict) else {}
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+            return read_meta(self.path)
+        except FileNotFoundError:
+            return SpoolMeta()
+        except (OSError, ValueError) as exc:
+            # The records are still worth keeping: they are delivered under whatever
+            # identity the owner writes next.
+            log.warning("tracker_client: spool %s: %s; starting from an empty meta",
+                        self.path, exc)
+            return SpoolMeta()
 
     def _recover(self) -> None:
         files = sorted(p for p in self.path.iterdir() if p.name.endswith(SEGMENT_SUFFIX))
@@ -236,21 +246,29 @@ class Spool:
                 continue
             self._segments.append(seg)
             self._bytes += seg.size
-        self._next_seq = max(last_seq, int(self.meta.get("last_seq", 0))) + 1
+        self._next_seq = max(last_seq, self._meta.last_seq) + 1
 
     # -- meta --------------------------------------------------------------------------
 
-    def update_meta(self, **values: Any) -> None:
-        """Merge ``values`` into meta.json (atomically replaced)."""
+    @property
+    def meta(self) -> SpoolMeta:
+        """The spool's meta as last written."""
+        return self._meta
+
+    def update_meta(self, change: Callable[[SpoolMeta], SpoolMeta]) -> SpoolMeta:
+        """Apply ``change`` (e.g. ``lambda m: replace(m, closed=True)``) and write meta.json.
+
+        Runs under the spool's lock, so concurrent updates never lose each other's fields.
+        """
         with self._lock:
-            self.meta.update(values)
+            self._meta = change(self._meta)
             self._write_meta()
+            return self._meta
 
     def _write_meta(self) -> None:
-        tmp = self.path / (META_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.meta, f, indent=1, sort_keys=True, default=str)
-        os.replace(tmp, self.path / META_FILE)
+        # The seq counters are the spool's own: whatever a caller passed, persist the truth.
+        self._meta = replace(self._meta, acked_seq=self._acked, last_seq=self._next_seq - 1)
+        write_meta(self.path, self._meta)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -367,8 +385,6 @@ class Spool:
             if freed:
                 # Persisted only when a segment goes, so a restart does not resend a
                 # whole deleted segment's worth of knowledge (the server dedups anyway).
-                self.meta["acked_seq"] = self._acked
-                self.meta["last_seq"] = self._next_seq - 1
                 self._write_meta()
             return acked_points
 
@@ -428,8 +444,6 @@ class Spool:
             if self._closed:
                 return
             self._closed = True
-            self.meta["acked_seq"] = self._acked
-            self.meta["last_seq"] = self._next_seq - 1
             with contextlib.suppress(OSError):
                 self._write_meta()
             if self._write_fd is not None:

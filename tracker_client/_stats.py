@@ -11,14 +11,12 @@ ACK_SAMPLES = 10_000
 
 @dataclass
 class DeliveryStats:
-    """Live counters. Each is written by one thread only, so plain ints suffice;
-    readers may see a value a moment old."""
+    """Live counters. Each counter is written by one thread only, so plain ints suffice;
+    ``state`` and ``last_error`` are whole-value assignments by the delivery threads.
+    Readers may see a value a moment old."""
 
     points_logged: int = 0
     points_spooled: int = 0
-    batches_spooled: int = 0
-    points_acked: int = 0
-    points_dropped: int = 0
     points_invalid: int = 0
     points_rejected: int = 0
     batches_sent: int = 0
@@ -52,6 +50,10 @@ class RunStats:
     """Points the server refused (batches rejected as a whole)."""
     batches_pending: int
     """Spooled batches not yet acknowledged."""
+    batches_sent: int
+    """Batches sent on the stream, resends after a reconnect included."""
+    batches_rejected: int
+    """Batches the server refused (their points are in ``points_rejected``)."""
     spool_bytes: int
     """Disk used by the spool."""
     corrupt_records: int
@@ -62,6 +64,9 @@ class RunStats:
     """Stream reconnections."""
     slow_downs: int
     """SlowDown hints received from the server."""
+    ops_failed: int
+    """Params/tags/status changes the server refused for good (not retried; the
+    messages are in ``DeliveryReport.ops_failed``)."""
     state: str
     """``offline`` (no run yet / offline mode), ``connecting``, ``streaming``, ``closed``,
     or ``failed`` (a non-retryable error; see last_error)."""

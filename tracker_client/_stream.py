@@ -15,7 +15,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 
@@ -104,7 +103,7 @@ class StreamSender:
         self._closing = False
         # (seq, monotonic time of its first send), in seq order; popped by acks.
         self._sent_at: collections.deque[tuple[int, float]] = collections.deque()
-        self._call: Any = None
+        self._call: grpc.RpcContext | None = None
         self.fatal: grpc.RpcError | None = None
         self.finished = threading.Event()
         """Set when the thread has ended (drained, stopped or failed)."""
@@ -248,9 +247,8 @@ class StreamSender:
                 session.pause_until = self._clock.monotonic() + delay
 
     def _on_ack(self, committed: int) -> None:
-        # Rejected batches are trimmed too; points_acked excludes them.
-        points = self._spool.trim(committed)
-        self.stats.points_acked += points
+        # Rejected batches are trimmed too; RunStats.points_acked excludes them.
+        self._spool.trim(committed)
         now = self._clock.monotonic()
         with self._cv:
             sent = self._sent_at

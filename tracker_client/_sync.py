@@ -8,7 +8,6 @@ original job's recovery also runs, never duplicates a point.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import grpc
 
 from tracker_client import _env
+from tracker_client._meta import read_meta
 from tracker_client._options import Options
 from tracker_client._recover import SyncResult, deliver_spool, find_spools
 from tracker_client._rpc import make_channel
@@ -40,8 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_globals: bool = True)
 
 def sync(root: Path | None, server: str | None = None, api_key: str | None = None,
          max_time_s: float = 600.0) -> int:
-    """Deliver every spool under ``root``; 0 when all were delivered, 1 otherwise."""
+    """Deliver every spool under ``root``; 0 when all were delivered, 1 otherwise.
+
+    Raises ValueError for a malformed client setting in the environment (TRACKER_TLS).
+    """
     root = root or _env.spool_dir()
+    tls = _env.tls_config()
     key = _env.api_key(api_key)
     md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {key}"),) if key else ()
     opt = Options(system_metrics_interval_s=None, recover_orphans=False)
@@ -51,16 +55,15 @@ def sync(root: Path | None, server: str | None = None, api_key: str | None = Non
     try:
         for path in find_spools(root):
             try:
-                meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+                meta = read_meta(path)
             except (OSError, ValueError) as exc:
                 print(f"{path}: unreadable meta.json ({exc}), skipped", file=sys.stderr)
                 skipped += 1
                 continue
-            address = server or meta.get("server") or _env.server_address(None)
+            address = server or meta.server or _env.server_address(None)
             channel = channels.get(address)
             if channel is None:
-                channel = channels[address] = make_channel(address, CHANNEL_OPTIONS,
-                                                           _env.tls_config())
+                channel = channels[address] = make_channel(address, CHANNEL_OPTIONS, tls)
             result = deliver_spool(path, channel, md, opt, time.monotonic() + max_time_s)
             if result is None:
                 skipped += 1
@@ -70,6 +73,8 @@ def sync(root: Path | None, server: str | None = None, api_key: str | None = Non
             status = "delivered" if result.delivered else f"INCOMPLETE ({result.error})"
             print(f"{path}: run {result.run_id or '?'}: {result.points_acked} points "
                   f"uploaded, {result.points_pending} pending: {status}")
+            for failure in result.ops_failed:
+                print(f"{path}: {failure}", file=sys.stderr)
     finally:
         for channel in channels.values():
             channel.close()
@@ -84,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = parser.parse_args(argv)
-    return sync(args.path, args.server, args.api_key, args.max_time)
+    try:
+        return sync(args.path, args.server, args.api_key, args.max_time)
+    except ValueError as exc:
+        print(f"tracker sync: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -39,10 +39,8 @@ class SystemMetrics:
         self._stop.set()
 
     def _loop(self) -> None:
-        try:
-            import psutil  # type: ignore[import-untyped]  # no stubs in the dependency set
-        except ImportError:  # pragma: no cover (a dependency)
-            return
+        import psutil  # type: ignore[import-untyped]  # no stubs in the dependency set
+
         proc = psutil.Process()
         psutil.cpu_percent(None)  # the first call only primes the counter
         self._init_gpu()

@@ -2,7 +2,8 @@
 HTTP in the same process).
 
 Settings come from the environment (TRACKER_*, DATABASE_URL); flags override them.
-``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``).
+``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``);
+``tracker-server migrate`` applies schema migrations and exits (see ``migrate_cli``).
 """
 
 from __future__ import annotations
@@ -16,30 +17,28 @@ from pathlib import Path
 
 import structlog
 
-from tracker_server.config import Settings, env_var, load_settings
+from tracker_server.config import CHOICES, Settings, env_var, load_settings
 from tracker_server.logs import configure_logging
 from tracker_server.server import dashboard_url, start_server
+from tracker_server.telemetry import setup_telemetry
 
 log = structlog.get_logger(__name__)
-
-
-_CHOICES = {"auth": ("auto", "required", "off"), "otel": ("off", "console", "otlp"),
-            "log_level": ("debug", "info", "warning", "error")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """One flag per setting (``--flush-interval-ms`` for TRACKER_FLUSH_INTERVAL_MS, ...),
     generated from ``Settings`` so flags and environment variables cannot drift apart;
-    a flag overrides its environment variable."""
-    p = argparse.ArgumentParser(
-        prog="tracker-server", description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    a flag overrides its environment variable.
+
+    Every flag defaults to None (so an unset flag leaves its variable in charge); the
+    help names the variable and the setting's own default instead.
+    """
+    p = argparse.ArgumentParser(prog="tracker-server", description=__doc__)
     defaults = Settings()
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        text = f"{env_var(f.name)} (default: {default})"
+        text = f"{env_var(f.name)} (default: {'unset' if default is None else default})"
         if isinstance(default, bool):
             p.add_argument(flag, action="store_true", default=None, help=text)
         elif isinstance(default, int | float):
@@ -47,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         elif isinstance(default, Path):
             p.add_argument(flag, type=Path, help=text)
         else:
-            p.add_argument(flag, choices=_CHOICES.get(f.name), help=text)
+            p.add_argument(flag, choices=CHOICES.get(f.name), help=text)
     return p.parse_args(argv)
 
 
@@ -61,7 +60,12 @@ async def serve(args: argparse.Namespace) -> None:
         print(f"tracker-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
-    running = await start_server(settings)
+    try:
+        telemetry = setup_telemetry(settings.otel)
+    except RuntimeError as exc:  # TRACKER_OTEL=otlp without the tracker[otel] extra
+        print(f"tracker-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    running = await start_server(settings, telemetry)
     dashboard = (f"; dashboard and REST API at {dashboard_url(settings, running.http_port)}"
                  if running.http_port is not None else "")
     print(f"tracker-server listening on {settings.listen} (port {running.port}){dashboard}",
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         from tracker_server.keys_cli import main as keys_main
 
         raise SystemExit(keys_main(args[1:]))
+    if args[:1] == ["migrate"]:
+        from tracker_server.migrate_cli import main as migrate_main
+
+        raise SystemExit(migrate_main(args[1:]))
     asyncio.run(serve(parse_args(args)))
 
 

@@ -76,7 +76,7 @@ class Settings:
     """On SIGTERM, time given to open streams and the last flush before exit."""
 
     log_level: str = "info"
-    """structlog level: debug, info, warning, error."""
+    """structlog level: ``debug``, ``info``, ``warning`` or ``error``."""
 
     auth: str = "auto"
     """API key authentication: ``required``, ``off`` or ``auto`` (required unless the
@@ -171,6 +171,17 @@ _ORIGIN_RE = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1
 
 AUTH_MODES = ("auto", "required", "off")
 OTEL_MODES = ("off", "console", "otlp")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "auth": AUTH_MODES,
+    "otel": OTEL_MODES,
+    "log_level": LOG_LEVELS,
+}
+"""The settings that take one of a few words, and those words."""
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def env_var(field_name: str) -> str:
@@ -178,9 +189,22 @@ def env_var(field_name: str) -> str:
     return _ENV[field_name]
 
 
+def parse_bool(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); anything else is an error, so
+    a typo never turns a safety switch silently off."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected a boolean: one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+
+
 def _convert(name: str, raw: str, default: Any) -> Any:
     if isinstance(default, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return parse_bool(raw)
+    if name in CHOICES:
+        return raw.strip().lower()
     if isinstance(default, int):
         return int(raw)
     if isinstance(default, float):
@@ -258,11 +282,13 @@ def is_loopback(listen: str) -> bool:
 
 
 def validate_security(settings: Settings) -> None:
-    """Auth, TLS, rate-limit and telemetry settings that cannot work, or are unsafe."""
-    if settings.auth not in AUTH_MODES:
-        raise ValueError(f"TRACKER_AUTH must be one of {AUTH_MODES}, got {settings.auth!r}")
-    if settings.otel not in OTEL_MODES:
-        raise ValueError(f"TRACKER_OTEL must be one of {OTEL_MODES}, got {settings.otel!r}")
+    """Settings that take one of a few words, and auth, TLS, rate-limit and telemetry
+    settings that cannot work or are unsafe (also checked by ``start_server``)."""
+    for name, allowed in CHOICES.items():
+        value = getattr(settings, name)
+        if value not in allowed:
+            raise ValueError(
+                f"{_ENV[name]} must be one of {', '.join(allowed)}; got {value!r}")
     public = [a for a in listen_addresses(settings) if not is_loopback(a)]
     if settings.auth == "off" and public and not settings.allow_open_network:
         raise ValueError(

@@ -17,10 +17,20 @@ from types import ModuleType
 
 import grpc
 
-from tracker_client.cli import best, compare, experiments, metrics, plot, runs, sync
+from tracker_client.cli import (
+    best,
+    compare,
+    experiments,
+    imports,
+    metrics,
+    plot,
+    runs,
+    slurm,
+    sync,
+)
 from tracker_client.cli._common import Client, CliError, add_global_options
 
-COMMANDS: list[ModuleType] = [experiments, runs, best, compare, metrics, plot, sync]
+COMMANDS: list[ModuleType] = [experiments, runs, best, compare, metrics, plot, sync, slurm, imports]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,13 +7,15 @@ import json
 import math
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from tracker_client import _enums, _env
 from tracker_client._rpc import make_channel
@@ -23,6 +25,22 @@ from tracker_proto.v1 import experiments_pb2_grpc, query_pb2_grpc
 RUN_STATUS = _enums.RUN_STATUS_NAME
 EXPERIMENT_STATUS = _enums.EXPERIMENT_STATUS_NAME
 SPARKS = "▁▂▃▄▅▆▇█"
+
+
+class _PageRequest(Protocol):
+    page_token: str
+
+
+class _Page(Protocol):
+    @property
+    def next_page_token(self) -> str: ...
+
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+_PageReq = TypeVar("_PageReq", bound=_PageRequest)
+_PageResp = TypeVar("_PageResp", bound=_Page)
+_Item = TypeVar("_Item")
 
 
 class CliError(Exception):
@@ -69,28 +87,31 @@ class Client:
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
         self.timeout = timeout
-        # Generated grpc stubs carry no annotations.
-        self.experiments = experiments_pb2_grpc.ExperimentServiceStub(
-            self.channel
-        )
+        self.experiments = experiments_pb2_grpc.ExperimentServiceStub(self.channel)
         self.query = query_pb2_grpc.MetricsQueryServiceStub(self.channel)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Client:
-        """From flags, then the environment."""
-        return cls(_env.server_address(args.server), _env.api_key(args.api_key), args.timeout,
-                   getattr(args, "tls_ca", None))
+        """From flags, then the environment (a malformed variable is a CliError)."""
+        try:
+            return cls(_env.server_address(args.server), _env.api_key(args.api_key),
+                       args.timeout, args.tls_ca)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
 
-    def call(self, method: Any, request: Message) -> Any:
+    def call(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:
         """Unary call with the timeout and credentials."""
         return method(request, timeout=self.timeout, metadata=self.metadata)
 
-    def paginate(self, method: Any, request: Any, field: str, limit: int) -> list[Any]:
-        """Follow ``next_page_token`` until ``limit`` items of ``field`` (or the end)."""
-        found: list[Any] = []
+    def paginate(self, method: grpc.UnaryUnaryMultiCallable[_PageReq, _PageResp],
+                 request: _PageReq, items: Callable[[_PageResp], Iterable[_Item]],
+                 limit: int) -> list[_Item]:
+        """Follow ``next_page_token`` until ``limit`` of the ``items`` of the pages (or
+        the last page)."""
+        found: list[_Item] = []
         while len(found) < limit:
             page = self.call(method, request)
-            found += getattr(page, field)
+            found += items(page)
             if not page.next_page_token:
                 break
             request.page_token = page.next_page_token
@@ -109,9 +130,8 @@ class Client:
             return str(uuid.UUID(ref))
         except ValueError:
             pass
-        statuses = [ex.EXPERIMENT_STATUS_CREATED, ex.EXPERIMENT_STATUS_ACTIVE,
-                    ex.EXPERIMENT_STATUS_ARCHIVED]
-        req = ex.ListExperimentsRequest(name_prefix=ref, owner=owner or "", statuses=statuses,
+        req = ex.ListExperimentsRequest(name_prefix=ref, owner=owner or "",
+                                        statuses=list(_enums.EXPERIMENT_STATUS.values()),
                                         page_size=1000)
         for e in self.call(self.experiments.ListExperiments, req).experiments:
             if e.name == ref:
@@ -153,8 +173,8 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def when(ts: Any) -> str:
-    """Timestamp message -> local-free UTC text ('-' when unset)."""
+def when(ts: Timestamp | None) -> str:
+    """Timestamp message -> UTC text ('-' when unset)."""
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return "-"
     return datetime.fromtimestamp(ts.seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tracker_client import _enums
 from tracker_client.cli._common import (
     RUN_STATUS,
     Client,
@@ -15,7 +16,7 @@ from tracker_client.cli._common import (
 )
 from tracker_proto.v1 import query_pb2 as q
 
-_ON = {"last": q.SUMMARY_FIELD_LAST, "min": q.SUMMARY_FIELD_MIN, "max": q.SUMMARY_FIELD_MAX}
+_ON = _enums.SUMMARY_FIELD
 
 
 def register(sub: Any) -> None:

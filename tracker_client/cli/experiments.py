@@ -42,7 +42,8 @@ def run_ls(args: argparse.Namespace, client: Client) -> int:
         name_prefix=args.prefix,
         page_size=min(max(args.limit, 1), 1000),
     )
-    found = client.paginate(client.experiments.ListExperiments, req, "experiments", args.limit)
+    found = client.paginate(client.experiments.ListExperiments, req,
+                            lambda page: page.experiments, args.limit)
     if args.json:
         print_json([to_dict(e) for e in found])
         return 0

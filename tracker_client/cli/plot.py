@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tracker_client.cli._common import Client, CliError, command_parser
+from tracker_client import _enums
+from tracker_client.cli._common import Client, CliError, command_parser, print_json
 from tracker_proto.v1 import query_pb2 as q
+
+PLOT_EXTRA_MESSAGE = "plotting needs matplotlib: pip install 'tracker[plot]'"
 
 
 def register(sub: Any) -> None:
@@ -16,8 +19,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--key", "-k", required=True, help="metric key")
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
     parser.add_argument("--points", type=int, default=2000, help="points per line (LTTB)")
-    parser.add_argument("--aggregate", choices=["mean", "min", "max"],
-                        help="one line per run aggregated across ranks (default: per rank)")
+    parser.add_argument("--aggregate", choices=sorted(_enums.RANK_AGGREGATION),
+                        default="per_rank",
+                        help="per_rank: one line per rank (default); otherwise one line per "
+                             "run, aggregated across its ranks")
     parser.add_argument("--logy", action="store_true", help="logarithmic y axis")
     parser.set_defaults(func=run)
 
@@ -30,11 +35,8 @@ def run(args: argparse.Namespace, client: Client) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:  # matplotlib is an optional extra
-        raise CliError("plotting needs matplotlib: pip install 'tracker[bench]'") from exc
-    aggregation = {
-        None: q.RANK_AGGREGATION_PER_RANK, "mean": q.RANK_AGGREGATION_MEAN,
-        "min": q.RANK_AGGREGATION_MIN, "max": q.RANK_AGGREGATION_MAX,
-    }[args.aggregate]
+        raise CliError(PLOT_EXTRA_MESSAGE) from exc
+    aggregation = _enums.RANK_AGGREGATION[args.aggregate]
     resp = client.call(client.query.GetMetricSeries, q.GetMetricSeriesRequest(
         run_ids=args.runs, keys=[args.key], max_points=args.points,
         downsampling=q.DOWNSAMPLING_LTTB, aggregation=aggregation))
@@ -63,8 +65,6 @@ def run(args: argparse.Namespace, client: Client) -> int:
     fig.savefig(args.output, format="png")
     plt.close(fig)
     if args.json:
-        from tracker_client.cli._common import print_json
-
         print_json({"output": args.output, "series": len(resp.series)})
     else:
         print(f"wrote {args.output} ({len(resp.series)} lines)")
