@@ -61,11 +61,17 @@ def test_runs_create_get_search_finish_params_tags(hc: httpx.Client) -> None:
     rid = run["run_id"]
     got = ok(hc.get(f"{API}/runs/{rid}"))
     assert got["name"] == "lr-0.1" and got["summaries"] == []
+    log(hc, other["run_id"], keys=["loss"], key_index=[0], steps=[3], values=[0.25])
     found = ok(hc.get(f"{API}/runs", params={"experiment_id": eid,
                                              "filter": "params.lr = '0.2'"}))
     assert [r["run_id"] for r in found["runs"]] == [other["run_id"]]
+    (summary,) = found["runs"][0]["summaries"]  # the runs table shows metric columns
+    assert (summary["key"], summary["last_value"], summary["last_step"]) == ("loss", 0.25, 3)
     ordered = ok(hc.get(f"{API}/runs", params=[("experiment_id", eid), ("order_by", "name asc")]))
     assert [r["name"] for r in ordered["runs"]] == ["lr-0.1", "lr-0.2"]
+    assert ordered["runs"][0]["summaries"] == []
+    empty = ok(hc.get(f"{API}/runs", params={"experiment_id": eid, "filter": "name = 'x'"}))
+    assert empty == {"runs": [], "next_page_token": ""}
     assert ok(hc.post(f"{API}/runs/{rid}/params", json={"params": {"batch": "64"}}), 204) is None
     tags = ok(hc.patch(f"{API}/runs/{rid}/tags", json={"set": {"stage": "eval"},
                                                        "delete": ["team"]}))

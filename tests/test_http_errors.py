@@ -137,23 +137,21 @@ def test_413_before_parsing(small_body_server: ServerThread) -> None:
 
 
 def test_429_with_retry_after_shared_with_grpc(settings: Settings) -> None:
-    srv = ServerThread(replace(settings, rate_unary_per_s=3))
+    srv = ServerThread(replace(settings, rate_unary_per_s=0.5))  # one request per 2 s
+    api = Api(srv.address)  # the same caller (peer host) over gRPC: the same bucket
     try:
+        grpc.channel_ready_future(api.channel).result(timeout=10)
         with client(srv) as c:
-            statuses = [c.get(f"{API}/experiments").status_code for _ in range(6)]
-            assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
+            ok(c.get(f"{API}/experiments"))
             limited = c.get(f"{API}/experiments")
             body = problem(limited, 429)
             assert body["code"] == "RESOURCE_EXHAUSTED" and int(limited.headers["retry-after"]) >= 1
+            with pytest.raises(grpc.RpcError) as info:
+                api.experiments.ListExperiments(experiments_pb2.ListExperimentsRequest())
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             ok(c.get("/health"))  # probes are never limited
-            api = Api(srv.address)  # the same caller (peer host) over gRPC: same bucket
-            try:
-                with pytest.raises(grpc.RpcError) as info:
-                    api.experiments.ListExperiments(experiments_pb2.ListExperimentsRequest())
-                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            finally:
-                api.close()
     finally:
+        api.close()
         srv.stop()
     srv = ServerThread(replace(settings, rate_points_per_s=100))
     try:

@@ -3,6 +3,7 @@ cache headers, nothing outside the bundle, a clear page when it is not built."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,17 @@ def test_not_built_bundle(settings: Settings, tmp_path: Path,
             ok(c.get("/health"))
     finally:
         srv.stop()
+
+
+def test_the_committed_bundle_is_served(hc: httpx.Client) -> None:
+    """The real dashboard (tracker_server/dashboard/dist) from the default server."""
+    page = hc.get("/experiments/some-id")
+    assert page.status_code == 200 and '<div id="root">' in page.text
+    assert "<script>" not in page.text  # nothing inline: the CSP allows none
+    for ref in re.findall(r'(?:src|href)="(/[^"]+)"', page.text):
+        asset = hc.get(ref)
+        assert asset.status_code == 200, ref
+        expected = LONG_CACHE if ref.startswith("/assets/") else NO_CACHE
+        assert asset.headers["cache-control"] == expected, ref
+    script = hc.get(re.findall(r'src="(/assets/[^"]+\.js)"', page.text)[0])
+    assert script.headers.get("content-encoding") == "gzip"  # big text is compressed

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from tracker_server.dashboard import DIST_DIR
 from tracker_server.http.sessions import SessionCodec
 from tracker_server.storage.server_state import Readiness
 from tracker_server.telemetry import Telemetry
@@ -20,7 +21,7 @@ from tracker_server.transport.ratelimit import RateLimiter
 if TYPE_CHECKING:  # server.py imports this package: no import cycle at run time
     from tracker_server.server import Services
 
-DEFAULT_DIST = Path(__file__).resolve().parent.parent / "dashboard" / "dist"
+DEFAULT_DIST: Path = DIST_DIR
 """Where the dashboard's built bundle lives inside the package."""
 
 

@@ -176,7 +176,7 @@ class Summary(BaseModel):
 
 
 class Run(BaseModel):
-    """A run; ``summaries`` on GET /runs/{run_id} only."""
+    """A run; ``summaries`` (one per metric key) on GET /runs and GET /runs/{run_id}."""
 
     run_id: str
     experiment_id: str

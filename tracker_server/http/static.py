@@ -1,4 +1,5 @@
-"""The dashboard's files: the built bundle in ``tracker_server/dashboard/dist/``.
+"""The dashboard's files: the built bundle in ``tracker_server/dashboard/dist/``
+(``tracker_server.dashboard.DIST_DIR``).
 
 Served as the router's fallback (not as a catch-all route, so a wrong method on an API
 route is still 405): a file of the bundle as it is, ``index.html`` for every other GET
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from tracker_server.dashboard import IMMUTABLE_PREFIX
 from tracker_server.http.errors import problem
 
 LONG_CACHE = "public, max-age=31536000, immutable"
@@ -55,7 +57,7 @@ class DashboardFiles:
                                 headers={"Cache-Control": NO_CACHE})
         found = self._file(path.lstrip("/"))
         if found is not None:
-            cache = LONG_CACHE if path.startswith("/assets/") else NO_CACHE
+            cache = LONG_CACHE if path.lstrip("/").startswith(IMMUTABLE_PREFIX) else NO_CACHE
             return FileResponse(found, headers={"Cache-Control": cache})
         if "." in path.rsplit("/", 1)[-1]:  # a missing file, not a client-side route
             return problem(request, 404, f"no file {path[:200]} in the dashboard bundle")

@@ -17,7 +17,8 @@ from tracker_server.http.security import Guarded
 router = APIRouter(prefix=API_PREFIX, tags=["runs"], responses=PROBLEM_RESPONSES)
 
 
-@router.get("/runs", response_model=schemas.RunList, summary="Search runs")
+@router.get("/runs", response_model=schemas.RunList,
+            summary="Search runs (with their metric summaries)")
 async def search_runs(
     request: Request,
     _: Guarded,
@@ -29,12 +30,16 @@ async def search_runs(
     page_size: int = 0,
     page_token: str = "",
 ) -> JsonResponse:
-    """Runs of the experiments matching the filter; a bad filter is 400 with the
-    position of the problem."""
-    page = await context(request).services.runs.search_runs(
+    """Runs of the experiments matching the filter, each with its metric summaries; a
+    bad filter is 400 with the position of the problem."""
+    services = context(request).services
+    page = await services.runs.search_runs(
         experiment_id, filter, order_by or (), page_size, page_token)
-    return JsonResponse({"runs": [convert.run(r) for r in page.items],
-                         "next_page_token": page.next_page_token})
+    ids = [str(r.run_id) for r in page.items]
+    latest = await services.query.latest_metrics(ids) if ids else []
+    return JsonResponse({
+        "runs": [convert.run(r, m.metrics) for r, m in zip(page.items, latest, strict=True)],
+        "next_page_token": page.next_page_token})
 
 
 @router.post("/runs", response_model=schemas.Run, status_code=201, summary="Create a run",
