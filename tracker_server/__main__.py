@@ -1,4 +1,5 @@
-"""``tracker-server``: run the tracker gRPC server.
+"""``tracker-server``: run the tracker server (gRPC, and the dashboard and REST API over
+HTTP in the same process).
 
 Settings come from the environment (TRACKER_*, DATABASE_URL); flags override them.
 ``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``);
@@ -18,7 +19,7 @@ import structlog
 
 from tracker_server.config import CHOICES, Settings, env_var, load_settings
 from tracker_server.logs import configure_logging
-from tracker_server.server import start_server
+from tracker_server.server import dashboard_url, start_server
 from tracker_server.telemetry import setup_telemetry
 
 log = structlog.get_logger(__name__)
@@ -65,7 +66,10 @@ async def serve(args: argparse.Namespace) -> None:
         print(f"tracker-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     running = await start_server(settings, telemetry)
-    print(f"tracker-server listening on {settings.listen} (port {running.port})", flush=True)
+    dashboard = (f"; dashboard and REST API at {dashboard_url(settings, running.http_port)}"
+                 if running.http_port is not None else "")
+    print(f"tracker-server listening on {settings.listen} (port {running.port}){dashboard}",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

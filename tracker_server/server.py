@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool
 
 from tracker_proto.v1 import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
-from tracker_server.config import Settings, is_loopback, validate_security
+from tracker_server.config import Settings, is_loopback, listen_addresses, validate_security
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.ingest_service import IngestService
@@ -27,6 +27,9 @@ from tracker_server.domain.ports import KeyStore
 from tracker_server.domain.query_service import QueryService
 from tracker_server.domain.run_service import RunService
 from tracker_server.domain.series_query import SeriesQuery
+from tracker_server.http.app import create_app
+from tracker_server.http.context import RateLimits
+from tracker_server.http.serving import HttpServer, start_http
 from tracker_server.storage.compactor import Compactor
 from tracker_server.storage.embedded import start_embedded
 from tracker_server.storage.experiment_store import PgExperimentStore
@@ -36,6 +39,7 @@ from tracker_server.storage.metric_store import PgMetricStore
 from tracker_server.storage.migrate import migrate
 from tracker_server.storage.run_search import PgRunSearch
 from tracker_server.storage.run_store import PgRunStore
+from tracker_server.storage.server_state import readiness, shared_secret
 from tracker_server.telemetry import Telemetry, setup_telemetry
 from tracker_server.transport.auth import Authenticator, KeyCache
 from tracker_server.transport.call_steps import standard_steps
@@ -91,17 +95,25 @@ class RunningServer:
     telemetry: Telemetry | None = None
     auth_required: bool = False
     services: Services | None = None
+    http: HttpServer | None = None
 
     @property
     def address(self) -> str:
         """host:port clients connect to."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_port(self) -> int | None:
+        """The bound HTTP port (None with HTTP disabled)."""
+        return self.http.port if self.http is not None else None
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop serving, flush buffered points, close the pool (and embedded PG)."""
         await self.health.enter_graceful_shutdown()
         await self.compactor.stop()
-        await asyncio.gather(self.server.stop(grace_s), self.engine.stop(grace_s))
+        # HTTP writes in flight wait for their commit: the engine flushes them meanwhile.
+        await asyncio.gather(self.server.stop(grace_s), self.engine.stop(grace_s),
+                             *([self.http.stop(grace_s)] if self.http else []))
         await self.pool.close()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)
@@ -136,7 +148,7 @@ async def auth_required(settings: Settings, keys: KeyStore) -> bool:
     "required unless listening on loopback only with no active key in the database"."""
     if settings.auth != "auto":
         return settings.auth == "required"
-    if not is_loopback(settings.listen):
+    if not all(is_loopback(a) for a in listen_addresses(settings)):
         return True
     return await keys.active_count() > 0
 
@@ -182,12 +194,11 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
     engine.start()
     keys = PgKeyStore(pool)
     required = await auth_required(settings, keys)
+    authenticator = Authenticator(KeyCache(keys, settings.key_cache_ttl_s) if required else None)
+    rate_limits = RateLimits(RateLimiter(settings.rate_unary_per_s),
+                             RateLimiter(settings.rate_points_per_s))
     interceptor = CallInterceptor(standard_steps(
-        Authenticator(KeyCache(keys, settings.key_cache_ttl_s) if required else None),
-        RateLimiter(settings.rate_unary_per_s),
-        RateLimiter(settings.rate_points_per_s),
-        telemetry,
-    ))
+        authenticator, rate_limits.unary, rate_limits.points, telemetry))
     compactor = Compactor(pool, settings.compact_interval_s, settings.compact_max_series)
     compactor.start()
 
@@ -225,13 +236,43 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None) -
             else server.add_insecure_port(settings.listen))
     if port == 0:
         raise OSError(f"cannot bind {settings.listen}")
+    http_server = None
+    if settings.http_listen:
+        app = create_app(services, authenticator, rate_limits, settings,
+                         session_secret=await session_secret(settings, pool),
+                         ready=lambda: readiness(pool), telemetry=telemetry)
+        try:
+            http_server = await start_http(app, settings)
+        except BaseException:
+            await compactor.stop()
+            await engine.stop(0)
+            await pool.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.cleanup)
+            raise
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None,
+             http_listen=settings.http_listen or None,
+             http_port=http_server.port if http_server else None,
+             dashboard=dashboard_url(settings, http_server.port) if http_server else None,
              auth="required" if required else "off", tls=credentials is not None,
              mtls=bool(settings.tls_client_ca), otel=settings.otel)
     return RunningServer(
         server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
-        telemetry, required, services,
+        telemetry, required, services, http_server,
     )
+
+
+async def session_secret(settings: Settings, pool: AsyncConnectionPool) -> bytes:
+    """The key signing dashboard sessions: the setting, else the database's shared one."""
+    if settings.http_session_secret:
+        return settings.http_session_secret.encode()
+    return await shared_secret(pool, "http_session")
+
+
+def dashboard_url(settings: Settings, port: int) -> str:
+    """The dashboard's URL for the start-up line."""
+    host = settings.http_listen.rpartition(":")[0] or "0.0.0.0"
+    return f"{'https' if settings.tls_cert else 'http'}://{host}:{port}/"
