@@ -156,6 +156,7 @@ class ServerProcess:
             "DATABASE_URL": self.conninfo,
             "TRACKER_LISTEN": self.address,
             "TRACKER_LOG_LEVEL": "warning",
+            "TRACKER_HTTP_LISTEN": "",  # no dashboard unless a bench asks for it (self.env)
             **self.env,
         }
         err = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115

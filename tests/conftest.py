@@ -8,10 +8,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import structlog
 
+from tests.http_support import client as http_client
 from tests.support import Api, ServerThread
 from tracker_server.config import Settings
 from tracker_server.storage.migrate import migrate
@@ -106,3 +108,10 @@ def api(server: ServerThread) -> Iterator[Api]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def hc(server: ServerThread) -> Iterator[httpx.Client]:
+    """An HTTP client of ``server`` (its REST API and dashboard)."""
+    with http_client(server) as c:
+        yield c

@@ -33,12 +33,16 @@ class ServerThread:
     """A real tracker server on 127.0.0.1:<free port>, with its own event loop thread."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = replace(settings, listen="127.0.0.1:0")
+        self.settings = replace(settings, listen="127.0.0.1:0",
+                                http_listen="127.0.0.1:0" if settings.http_listen else "")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.running: RunningServer = self.call(start_server(self.settings))
         self.address = self.running.address
+        port = self.running.http_port
+        scheme = "https" if self.settings.tls_cert else "http"
+        self.http_url = f"{scheme}://127.0.0.1:{port}" if port is not None else ""
 
     def call(self, coro: Any, timeout: float = 60) -> Any:
         """Run a coroutine on the server's loop and return its result."""
@@ -72,7 +76,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30) -> None:
         env = {**os.environ, "DATABASE_URL": self.database_url,
-               "TRACKER_LISTEN": self.address, "TRACKER_LOG_LEVEL": "warning", **self.env}
+               "TRACKER_LISTEN": self.address, "TRACKER_LOG_LEVEL": "warning",
+               "TRACKER_HTTP_LISTEN": "", **self.env}
         self.proc = subprocess.Popen([sys.executable, "-m", "tracker_server"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_healthy(self.address, timeout)

@@ -9,15 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 from tests.support import Api, free_port, wait_healthy
 
 
 def test_embedded_default_starts_serves_and_stops(tmp_path: Path) -> None:
-    port = free_port()
+    port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(TRACKER_DATA_DIR=str(tmp_path / "data"), TRACKER_LISTEN=f"127.0.0.1:{port}")
+    env.update(TRACKER_DATA_DIR=str(tmp_path / "data"), TRACKER_LISTEN=f"127.0.0.1:{port}",
+               TRACKER_HTTP_LISTEN=f"127.0.0.1:{http_port}")
     proc = subprocess.Popen([sys.executable, "-m", "tracker_server"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -26,6 +28,10 @@ def test_embedded_default_starts_serves_and_stops(tmp_path: Path) -> None:
         run_id = api.new_run("embedded", exp_name="e")
         assert len(run_id) == 36
         api.close()
+        # The same process serves the REST API and the dashboard on TRACKER_HTTP_LISTEN.
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as web:
+            assert web.get("/health/ready").json()["status"] == "ready"
+            assert web.get(f"/api/v1/runs/{run_id}").json()["run_key"] == "embedded"
         pid_file = tmp_path / "data" / "pg" / "postmaster.pid"
         postmaster = int(pid_file.read_text().splitlines()[0])
         assert psutil.pid_exists(postmaster)
@@ -34,6 +40,7 @@ def test_embedded_default_starts_serves_and_stops(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"listening on" in out
+    assert f"dashboard and REST API at http://127.0.0.1:{http_port}/".encode() in out
     deadline = time.monotonic() + 20
     while psutil.pid_exists(postmaster) and time.monotonic() < deadline:
         time.sleep(0.1)

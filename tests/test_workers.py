@@ -100,3 +100,40 @@ def test_writers_across_two_workers_with_one_killed_commit_exactly_once(
     assert total == WRITERS * BATCHES * PER
     assert per_rank == {r: BATCHES * PER for r in range(WRITERS)}
     assert PER % KEYS == 0
+
+
+def test_every_worker_serves_the_dashboard_port(database_url: str) -> None:
+    import httpx
+
+    from tests.support import free_port
+
+    http_port = free_port()
+    srv = ServerProcess(database_url, TRACKER_WORKERS="2",
+                        TRACKER_HTTP_LISTEN=f"127.0.0.1:{http_port}")
+    srv.start()
+    api = Api(srv.address)
+    try:
+        run_id = api.new_run("web", exp_name="web")
+        workers = _workers(srv)
+        listening = [p for p in workers if any(
+            c.status == psutil.CONN_LISTEN and c.laddr.port == http_port
+            for c in p.net_connections("tcp"))]
+        assert len(listening) == 2  # both workers listen on the one port
+
+        def get_run() -> None:
+            # A new connection each time: the kernel picks a worker for each.
+            with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as web:
+                response = web.get(f"/api/v1/runs/{run_id}")
+                assert response.status_code == 200 and response.json()["run_key"] == "web"
+
+        for _ in range(20):
+            get_run()
+        # With one worker killed the other keeps serving the port, whatever the kernel
+        # would have picked, until the supervisor has restarted it.
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(10)
+        for _ in range(20):
+            get_run()
+    finally:
+        api.close()
+        srv.terminate()

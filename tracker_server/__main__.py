@@ -1,4 +1,5 @@
-"""``tracker-server``: run the tracker gRPC server.
+"""``tracker-server``: run the tracker server (gRPC, and the dashboard and REST API over
+HTTP in the same process).
 
 Settings come from the environment (TRACKER_*, DATABASE_URL); flags override them.
 With more than one worker (``--workers``, default one per core) this process is the
@@ -20,7 +21,7 @@ import structlog
 
 from tracker_server.config import CHOICES, Settings, env_var, load_settings, worker_count
 from tracker_server.logs import configure_logging
-from tracker_server.server import Role, start_server
+from tracker_server.server import Role, dashboard_url, start_server
 from tracker_server.supervisor import Supervisor, report_ready, worker_identity
 from tracker_server.telemetry import setup_telemetry
 
@@ -87,7 +88,10 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if identity is None:
-        print(f"tracker-server listening on {settings.listen} (port {running.port})", flush=True)
+        dashboard = (f"; dashboard and REST API at {dashboard_url(settings, running.http_port)}"
+                     if running.http_port is not None else "")
+        print(f"tracker-server listening on {settings.listen} (port {running.port}){dashboard}",
+              flush=True)
     else:
         # The supervisor says when every worker is up (SERVING) or one is down.
         tasks: set[asyncio.Task[None]] = set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -123,6 +124,27 @@ class Settings:
     """OpenTelemetry traces and metrics: ``off``, ``console`` (stdout) or ``otlp`` (needs
     the ``[otel]`` extra; endpoint from the standard ``OTEL_EXPORTER_OTLP_*`` variables)."""
 
+    http_listen: str = "127.0.0.1:8080"
+    """HTTP listen address of the dashboard and the REST API (``/api/v1``), host:port, in
+    the same process as gRPC; empty disables HTTP. Port 0 picks a free port (tests)."""
+
+    http_max_body_bytes: int = 0
+    """Largest HTTP request body (413 beyond, before it is parsed); 0 means the same as
+    ``max_message_bytes``."""
+
+    http_cors_origins: str = ""
+    """Comma-separated origins (``https://host:port``) whose pages may call the API with
+    credentials; empty allows the same origin only. ``*`` is refused."""
+
+    http_session_secret: str | None = None
+    """Secret signing dashboard session cookies and CSRF tokens (at least 32 characters).
+    Unset: a random secret created once and kept in the database, so every server
+    process on that database accepts the others' sessions."""
+
+    http_session_ttl_s: float = 43_200.0
+    """Lifetime of a dashboard session (login); the key is still re-checked on every
+    request, so a revoked key ends its sessions within ``key_cache_ttl_s``."""
+
 
 _ENV = {
     "listen": "TRACKER_LISTEN",
@@ -154,7 +176,15 @@ _ENV = {
     "rate_unary_per_s": "TRACKER_RATE_UNARY_PER_S",
     "rate_points_per_s": "TRACKER_RATE_POINTS_PER_S",
     "otel": "TRACKER_OTEL",
+    "http_listen": "TRACKER_HTTP_LISTEN",
+    "http_max_body_bytes": "TRACKER_HTTP_MAX_BODY_BYTES",
+    "http_cors_origins": "TRACKER_HTTP_CORS_ORIGINS",
+    "http_session_secret": "TRACKER_HTTP_SESSION_SECRET",
+    "http_session_ttl_s": "TRACKER_HTTP_SESSION_TTL_S",
 }
+# Settings where an empty value means something (HTTP off), not "use the default".
+_EMPTY_MEANS_EMPTY = frozenset({"http_listen"})
+_ORIGIN_RE = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 
 AUTH_MODES = ("auto", "required", "off")
 OTEL_MODES = ("off", "console", "otlp")
@@ -210,7 +240,9 @@ def load_settings(
     values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = env.get(_ENV[f.name])
-        if raw not in (None, ""):
+        if raw == "" and f.name in _EMPTY_MEANS_EMPTY:
+            values[f.name] = ""
+        elif raw is not None and raw != "":
             try:
                 values[f.name] = _convert(f.name, raw, getattr(base, f.name))
             except ValueError as exc:
@@ -251,6 +283,23 @@ def worker_count(settings: Settings) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def http_body_limit(settings: Settings) -> int:
+    """Largest HTTP request body in bytes."""
+    return settings.http_max_body_bytes or settings.max_message_bytes
+
+
+def cors_origins(settings: Settings) -> tuple[str, ...]:
+    """The origins of ``http_cors_origins``, without trailing slashes."""
+    return tuple(o.strip().rstrip("/") for o in settings.http_cors_origins.split(",")
+                 if o.strip())
+
+
+def listen_addresses(settings: Settings) -> tuple[str, ...]:
+    """Every address the server binds (gRPC, and HTTP when enabled)."""
+    return (settings.listen, settings.http_listen) if settings.http_listen else (
+        settings.listen,)
+
+
 def is_loopback(listen: str) -> bool:
     """True when ``host:port`` binds only loopback (127.0.0.0/8, ::1, localhost)."""
     host = listen.rsplit(":", 1)[0].strip("[]").lower()
@@ -270,13 +319,10 @@ def validate_security(settings: Settings) -> None:
         if value not in allowed:
             raise ValueError(
                 f"{_ENV[name]} must be one of {', '.join(allowed)}; got {value!r}")
-    if (
-        settings.auth == "off"
-        and not is_loopback(settings.listen)
-        and not settings.allow_open_network
-    ):
+    public = [a for a in listen_addresses(settings) if not is_loopback(a)]
+    if settings.auth == "off" and public and not settings.allow_open_network:
         raise ValueError(
-            f"TRACKER_AUTH=off on a non-loopback address ({settings.listen}) lets anyone "
+            f"TRACKER_AUTH=off on a non-loopback address ({public[0]}) lets anyone "
             "on the network write and read; set TRACKER_ALLOW_OPEN_NETWORK=1 to force it"
         )
     if bool(settings.tls_cert) != bool(settings.tls_key):
@@ -288,3 +334,22 @@ def validate_security(settings: Settings) -> None:
             raise ValueError(f"{_ENV[name]} must be >= 0, got {getattr(settings, name)}")
     if settings.key_cache_ttl_s <= 0:
         raise ValueError(f"TRACKER_KEY_CACHE_TTL_S must be > 0, got {settings.key_cache_ttl_s}")
+    validate_http(settings)
+
+
+def validate_http(settings: Settings) -> None:
+    """HTTP settings that cannot work or are unsafe."""
+    if settings.http_listen and ":" not in settings.http_listen:
+        raise ValueError(f"TRACKER_HTTP_LISTEN must be host:port, got {settings.http_listen!r}")
+    if settings.http_max_body_bytes < 0:
+        raise ValueError("TRACKER_HTTP_MAX_BODY_BYTES must be >= 0 (0: TRACKER_MAX_MESSAGE_BYTES)")
+    if settings.http_session_ttl_s <= 0:
+        raise ValueError("TRACKER_HTTP_SESSION_TTL_S must be > 0")
+    secret = settings.http_session_secret
+    if secret is not None and len(secret) < 32:
+        raise ValueError("TRACKER_HTTP_SESSION_SECRET must be at least 32 characters")
+    for origin in cors_origins(settings):
+        if not _ORIGIN_RE.match(origin):
+            raise ValueError(
+                f"TRACKER_HTTP_CORS_ORIGINS: {origin!r} is not an origin like "
+                "https://host:port (a wildcard is never allowed with credentials)")

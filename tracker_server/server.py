@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool
 
 from tracker_proto.v1 import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
-from tracker_server.config import Settings, is_loopback, validate_security
+from tracker_server.config import Settings, is_loopback, listen_addresses, validate_security
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.ingest_service import IngestService
@@ -30,6 +30,9 @@ from tracker_server.domain.ports import KeyStore
 from tracker_server.domain.query_service import QueryService
 from tracker_server.domain.run_service import RunService
 from tracker_server.domain.series_query import SeriesQuery
+from tracker_server.http.app import create_app
+from tracker_server.http.context import RateLimits
+from tracker_server.http.serving import HttpServer, start_http
 from tracker_server.storage.compactor import Compactor
 from tracker_server.storage.embedded import start_embedded
 from tracker_server.storage.experiment_store import PgExperimentStore
@@ -39,6 +42,7 @@ from tracker_server.storage.metric_store import PgMetricStore
 from tracker_server.storage.migrate import migrate
 from tracker_server.storage.run_search import PgRunSearch
 from tracker_server.storage.run_store import PgRunStore
+from tracker_server.storage.server_state import readiness, shared_secret
 from tracker_server.telemetry import Telemetry, setup_telemetry
 from tracker_server.transport.auth import Authenticator, KeyCache
 from tracker_server.transport.call_steps import standard_steps
@@ -111,6 +115,7 @@ class RunningServer:
     auth_required: bool = False
     services: Services | None = None
     flush_pool: AsyncConnectionPool | None = None
+    http: HttpServer | None = None
 
     @property
     def address(self) -> str:
@@ -124,6 +129,11 @@ class RunningServer:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, status)
 
+    @property
+    def http_port(self) -> int | None:
+        """The bound HTTP port (None with HTTP disabled)."""
+        return self.http.port if self.http is not None else None
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """Drain and stop within ``grace_s``: no new calls; streams stop being read,
         what they sent is committed and acknowledged, then they end with UNAVAILABLE
@@ -134,8 +144,11 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await self.compactor.stop()
         stopping = asyncio.ensure_future(self.server.stop(grace_s))
+        # HTTP writes in flight wait for their commit: the engine flushes them meanwhile.
+        http_stopping = asyncio.ensure_future(
+            self.http.stop(grace_s) if self.http else asyncio.sleep(0))
         await self.engine.drain(grace_s)
-        await stopping
+        await asyncio.gather(stopping, http_stopping)
         await self.engine.stop(max(0.1, deadline - loop.time()))
         if self.flush_pool is not None:
             await self.flush_pool.close()
@@ -174,7 +187,7 @@ async def auth_required(settings: Settings, keys: KeyStore) -> bool:
     "required unless listening on loopback only with no active key in the database"."""
     if settings.auth != "auto":
         return settings.auth == "required"
-    if not is_loopback(settings.listen):
+    if not all(is_loopback(a) for a in listen_addresses(settings)):
         return True
     return await keys.active_count() > 0
 
@@ -229,12 +242,11 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     engine.start()
     keys = PgKeyStore(pool)
     required = await auth_required(settings, keys)
+    authenticator = Authenticator(KeyCache(keys, settings.key_cache_ttl_s) if required else None)
+    rate_limits = RateLimits(RateLimiter(settings.rate_unary_per_s),
+                             RateLimiter(settings.rate_points_per_s))
     interceptor = CallInterceptor(standard_steps(
-        Authenticator(KeyCache(keys, settings.key_cache_ttl_s) if required else None),
-        RateLimiter(settings.rate_unary_per_s),
-        RateLimiter(settings.rate_points_per_s),
-        telemetry,
-    ))
+        authenticator, rate_limits.unary, rate_limits.points, telemetry))
     compactor = Compactor(pool, settings.compact_interval_s if role.compactor else 0,
                           settings.compact_max_series)
     compactor.start()
@@ -274,14 +286,45 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
             else server.add_insecure_port(settings.listen))
     if port == 0:
         raise OSError(f"cannot bind {settings.listen}")
+    http_server = None
+    if settings.http_listen:
+        app = create_app(services, authenticator, rate_limits, settings,
+                         session_secret=await session_secret(settings, pool),
+                         ready=lambda: readiness(pool), telemetry=telemetry)
+        try:
+            http_server = await start_http(app, settings, reuse_port=role.reuse_port)
+        except BaseException:
+            await compactor.stop()
+            await engine.stop(0)
+            await flush_pool.close()
+            await pool.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.cleanup)
+            raise
     await server.start()
     running = RunningServer(
         server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
-        telemetry, required, services, flush_pool,
+        telemetry, required, services, flush_pool=flush_pool, http=http_server,
     )
     await running.set_serving(role.serving_at_start)
     log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None,
              worker=role.worker, lanes=settings.flush_lanes,
+             http_listen=settings.http_listen or None,
+             http_port=http_server.port if http_server else None,
+             dashboard=dashboard_url(settings, http_server.port) if http_server else None,
              auth="required" if required else "off", tls=credentials is not None,
              mtls=bool(settings.tls_client_ca), otel=settings.otel)
     return running
+
+
+async def session_secret(settings: Settings, pool: AsyncConnectionPool) -> bytes:
+    """The key signing dashboard sessions: the setting, else the database's shared one."""
+    if settings.http_session_secret:
+        return settings.http_session_secret.encode()
+    return await shared_secret(pool, "http_session")
+
+
+def dashboard_url(settings: Settings, port: int) -> str:
+    """The dashboard's URL for the start-up line."""
+    host = settings.http_listen.rpartition(":")[0] or "0.0.0.0"
+    return f"{'https' if settings.tls_cert else 'http'}://{host}:{port}/"

@@ -8,8 +8,9 @@ new connections over them, and clients need no change. The supervisor
 - starts the embedded PostgreSQL once (unless ``DATABASE_URL``) and applies the
   migrations once, then hands every worker the database and its share of the memory
   budget (``memory_budget_bytes / N``) — the budget stays one for the whole server;
-- holds the port: it binds it first (SO_REUSEPORT, never listening), so ``:0`` becomes
-  one real port for all workers and a restarted worker gets the same one back;
+- holds the ports (gRPC, and the dashboard's HTTP port, which every worker serves the
+  same way): it binds them first (SO_REUSEPORT, never listening), so ``:0`` becomes one
+  real port for all workers and a restarted worker gets the same one back;
 - keeps health honest: a worker reports NOT_SERVING until the supervisor has seen
   every worker up (SIGUSR1 turns it SERVING, SIGUSR2 back), so a pod is ready only
   with all its workers and becomes unready while a crashed one is restarted;
@@ -73,13 +74,14 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
 
 
 def worker_env(settings: Settings, index: int, workers: int, conninfo: str, listen: str,
-               pipe_fd: int) -> dict[str, str]:
+               http_listen: str, pipe_fd: int) -> dict[str, str]:
     """The environment of worker ``index``: every setting as resolved here (flags
     included), with the database, the shared port and the budget share filled in."""
     env = dict(os.environ)
     share = max(1, settings.memory_budget_bytes // workers)
     values: dict[str, Any] = {f.name: getattr(settings, f.name) for f in fields(Settings)}
-    values.update(database_url=conninfo, listen=listen, workers=1, memory_budget_bytes=share,
+    values.update(database_url=conninfo, listen=listen, http_listen=http_listen, workers=1,
+                  memory_budget_bytes=share,
                   flush_bytes=min(settings.flush_bytes, share))
     for name, value in values.items():
         var = env_var(name)
@@ -126,8 +128,9 @@ class Supervisor:
         self.conninfo = ""
         self._stopping = asyncio.Event()
         self._all_up = asyncio.Event()
+        self.http_listen = settings.http_listen
         self._embedded: Any = None
-        self._reserve: socket.socket | None = None
+        self._reserved: list[socket.socket] = []
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit code."""
@@ -135,7 +138,11 @@ class Supervisor:
         from tracker_server.storage.migrate import migrate
 
         validate_security(self.settings)
-        self._reserve, self.listen = reserve_port(self.settings.listen)
+        sock, self.listen = reserve_port(self.settings.listen)
+        self._reserved.append(sock)
+        if self.settings.http_listen:  # the dashboard's port is shared the same way
+            sock, self.http_listen = reserve_port(self.settings.http_listen)
+            self._reserved.append(sock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
@@ -155,8 +162,7 @@ class Supervisor:
             await asyncio.wait([waiting, up], return_when=asyncio.FIRST_COMPLETED)
             up.cancel()
             if not self._stopping.is_set():
-                print(f"tracker-server listening on {self.listen} "
-                      f"(port {split_listen(self.listen)[1]}, {self.count} workers)", flush=True)
+                print(self._listening_line(), flush=True)
                 log.info("supervisor.started", listen=self.listen, workers=self.count,
                          lanes=self.settings.flush_lanes)
             await waiting
@@ -167,16 +173,25 @@ class Supervisor:
                 if w.proc is not None and w.proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         w.proc.kill()
-            if self._reserve is not None:
-                self._reserve.close()
+            for sock in self._reserved:
+                sock.close()
             if self._embedded is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self._embedded.cleanup)
 
+    def _listening_line(self) -> str:
+        from tracker_server.server import dashboard_url
+
+        http_port = split_listen(self.http_listen)[1] if self.http_listen else None
+        dashboard = (f"; dashboard and REST API at {dashboard_url(self.settings, http_port)}"
+                     if http_port is not None else "")
+        return (f"tracker-server listening on {self.listen} (port "
+                f"{split_listen(self.listen)[1]}, {self.count} workers){dashboard}")
+
     async def _spawn(self, w: _Worker) -> None:
         read_fd, write_fd = os.pipe()
         env = worker_env(self.settings, w.index, self.count, self.conninfo, self.listen,
-                         write_fd)
+                         self.http_listen, write_fd)
         try:
             w.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tracker_server", env=env, pass_fds=(write_fd,),

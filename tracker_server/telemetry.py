@@ -51,6 +51,8 @@ class Telemetry:
         meter = meter_provider.get_meter(_SCOPE)
         self._rpc_duration = meter.create_histogram(
             "tracker.rpc.duration", unit="ms", description="Server-side RPC duration")
+        self._http_duration = meter.create_histogram(
+            "tracker.http.duration", unit="ms", description="Server-side HTTP request duration")
         self._points = meter.create_counter(
             "tracker.ingest.points", unit="{point}", description="Points committed")
         self._batches = meter.create_counter(
@@ -97,6 +99,34 @@ class Telemetry:
             span.end()
         if self.metrics:
             self._rpc_duration.record(duration_s * 1000, {"rpc.method": method, "code": code})
+
+    # HTTP requests -------------------------------------------------------------------
+    def start_http_span(self, method: str, headers: Mapping[str, str]) -> Any:
+        """A SERVER span for an HTTP request, child of the caller's ``traceparent``; named
+        after the route once it is known (:meth:`end_http`)."""
+        if self._tracer is None:
+            return None
+        parent = _PROPAGATOR.extract(headers) if "traceparent" in headers else None
+        return self._tracer.start_span(method, context=parent, kind=SpanKind.SERVER,
+                                       attributes={"http.request.method": method})
+
+    def end_http(self, span: Any, method: str, route: str, status: int, duration_s: float,
+                 attributes: Mapping[str, Any]) -> None:
+        """Close the request's span and record its duration by route and status."""
+        if span is not None:
+            span.update_name(f"{method} {route}")
+            span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status)
+            for key, value in attributes.items():
+                if value is not None:
+                    span.set_attribute(f"tracker.{key}", value)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR, str(status)))
+            span.end()
+        if self.metrics:
+            self._http_duration.record(duration_s * 1000, {
+                "http.request.method": method, "http.route": route,
+                "http.response.status_code": status})
 
     # Ingest --------------------------------------------------------------------------
     def on_flush(self, report: FlushReport) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from tracker_server.domain import paging
+from tracker_server.domain.errors import invalid
 from tracker_server.domain.paging import KeysetPage, Page, fingerprint, keyset_page
 from tracker_server.domain.ports import ExperimentStore, RunSearch
 from tracker_server.domain.run_service import search_page
@@ -24,6 +25,14 @@ from tracker_server.domain.runs import (
 MAX_DESCRIPTION_CHARS = 10_000
 DEFAULT_STATUSES = (ExperimentStatus.CREATED, ExperimentStatus.ACTIVE)
 """What ``list_experiments`` shows when no status is asked for (archived ones hidden)."""
+
+
+def _description(text: str) -> str:
+    """A description, cut to MAX_DESCRIPTION_CHARS; INVALID_ARGUMENT with NUL (which
+    PostgreSQL text cannot hold)."""
+    if "\x00" in text:
+        raise invalid("description contains NUL", [("description", "NUL character")])
+    return text[:MAX_DESCRIPTION_CHARS]
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ class ExperimentService:
         return await self._experiments.create_experiment(
             check_name(name, "name"),
             check_name(owner, "owner", required=False),
-            description[:MAX_DESCRIPTION_CHARS],
+            _description(description),
             get_if_exists,
         )
 
@@ -103,5 +112,5 @@ class ExperimentService:
         """Set the status and/or the description (None leaves it as it is)."""
         eid = parse_uuid(experiment_id, "experiment_id")
         checked = check_experiment_status(status) if status is not None else None
-        text = description[:MAX_DESCRIPTION_CHARS] if description is not None else None
+        text = _description(description) if description is not None else None
         return await self._experiments.update_experiment(eid, checked, text)

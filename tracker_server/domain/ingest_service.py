@@ -61,6 +61,8 @@ class IngestService:
         if seq and seq <= engine.committed_seq(info.key):
             return LogResult(engine.committed_seq(info.key), 0)
         batch = validate_columns(seq, columns, self._limits)
+        if seq == 0 and batch.n == 0:
+            return LogResult(engine.committed_seq(info.key), 0)  # nothing to write
         await engine.resolve_keys(batch)
         await engine.wait_for_budget()
         if seq == 0:

@@ -24,6 +24,7 @@ from tracker_server.domain.runs import (
     check_finish_status,
     check_id_list,
     check_kv,
+    check_metadata,
     check_name,
     parse_uuid,
 )
@@ -85,7 +86,7 @@ class RunService:
             run_key=check_name(run_key, "run_key", required=False),
             seed=seed,
             slurm_job_id=check_name(slurm_job_id, "slurm_job_id", required=False),
-            metadata=dict(metadata or {}),
+            metadata=check_metadata(dict(metadata or {})),
             params=check_kv(dict(params or {}), "params"),
             tags=check_kv(dict(tags or {}), "tags"),
             resume=resume,

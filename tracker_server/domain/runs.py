@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ MAX_NAME_CHARS = 200
 MAX_PARAM_KEY_CHARS = 250
 MAX_PARAM_VALUE_CHARS = 6000
 MAX_PARAMS_PER_CALL = 1000
+MAX_METADATA_DEPTH = 32
 
 
 class ExperimentStatus(enum.IntEnum):
@@ -117,6 +119,36 @@ def check_kv(values: dict[str, str], what: str) -> dict[str, str]:
                 [(f"{what}[{key[:80]}]", "bad value")],
             )
     return values
+
+
+def check_metadata(value: dict[str, Any], what: str = "metadata") -> dict[str, Any]:
+    """A run's metadata must be storable as JSON (``jsonb``): no NUL in any string, no
+    NaN or infinite number, nesting at most MAX_METADATA_DEPTH deep."""
+
+    def walk(item: Any, path: str, depth: int) -> None:
+        if depth > MAX_METADATA_DEPTH:
+            raise invalid(f"{what} nests deeper than {MAX_METADATA_DEPTH}",
+                          [(path, "too deep")])
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str) or "\x00" in key:
+                    raise invalid(f"{what} has a key with NUL", [(path, "NUL in a key")])
+                walk(sub, f"{path}.{key[:80]}", depth + 1)
+        elif isinstance(item, list | tuple):
+            for i, sub in enumerate(item):
+                walk(sub, f"{path}[{i}]", depth + 1)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise invalid(f"{what} has a string with NUL", [(path, "NUL character")])
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise invalid(f"{what} holds {item!r}, which JSON cannot store",
+                              [(path, "not a finite number")])
+        elif item is not None and not isinstance(item, bool | int):
+            raise invalid(f"{what} holds a {type(item).__name__}", [(path, "not JSON")])
+
+    walk(value, what, 0)
+    return value
 
 
 TERMINAL_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED})

@@ -9,6 +9,8 @@ recently. Concurrent misses for one key share one lookup.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 
@@ -100,20 +102,59 @@ class Authenticator:
                 "missing API key: send metadata 'authorization: Bearer trk_...' "
                 "(TRACKER_API_KEY for the client and the CLI)"
             )
+        return self.authorize(method, await self.identify(token))
+
+    async def identify(self, token: str) -> Principal:
+        """The key behind ``token``, whatever its role (the dashboard's login); raises
+        UNAUTHENTICATED. Auth off: anonymous."""
+        if self._cache is None:
+            return ANONYMOUS
         key_id = parse_token(token)
         if key_id is None:
             raise unauthenticated("malformed API key (expected trk_<id>_<secret>)")
         record = await self._cache.get(key_id)
         if record is None or not token_matches(token, record.secret_hash):
             raise unauthenticated(f"unknown API key {key_id}")
+        return self._active(key_id, record)
+
+    async def identify_session(self, key_id: str, fingerprint: str) -> Principal:
+        """The key a session was issued for (``fingerprint``: its :func:`key_fingerprint`
+        then), re-read through the cache: a revoked or replaced key ends its sessions
+        within the cache TTL. Raises UNAUTHENTICATED. Auth off: anonymous."""
+        if self._cache is None:
+            return ANONYMOUS
+        record = await self._cache.get(key_id)
+        if record is None or not hmac.compare_digest(key_fingerprint(record.secret_hash),
+                                                     fingerprint):
+            raise unauthenticated(f"the session's API key {key_id} no longer exists")
+        return self._active(key_id, record)
+
+    def authorize(self, method: str, principal: Principal) -> Principal:
+        """``principal`` if its role may call ``method``; raises PERMISSION_DENIED.
+        Auth off, or an open method: anonymous."""
+        needed = required_role(method)
+        if self._cache is None or needed is None:
+            return ANONYMOUS
+        role = principal.role
+        if role is None or role < needed:
+            label = role.label if role is not None else "none"
+            raise permission_denied(
+                f"API key {principal.key_id} has role {label}; {method} needs {needed.label}"
+            )
+        return principal
+
+    @staticmethod
+    def _active(key_id: str, record: KeyRecord) -> Principal:
         if record.revoked:
             raise unauthenticated(f"API key {key_id} is revoked")
-        if record.role < needed:
-            raise permission_denied(
-                f"API key {key_id} has role {record.role.label}; {method} needs "
-                f"{needed.label}"
-            )
         return Principal(key_id, record.role)
 
 
-__all__ = ["ANONYMOUS", "Authenticator", "KeyCache", "KeyLookup", "Principal", "TrackerError"]
+def key_fingerprint(secret_hash: bytes) -> str:
+    """A short public digest of a stored key hash: what a session records to stay bound
+    to exactly the key it was issued for."""
+    return hashlib.sha256(b"tracker-session:" + secret_hash).hexdigest()[:16]
+
+
+__all__ = ["ANONYMOUS", "Authenticator", "KeyCache", "KeyLookup", "Principal", "TrackerError",
+           "key_fingerprint"]
