@@ -7,6 +7,10 @@ one batch per stream until ``flush_points``), chunked with the server's own
 statement, one transaction per flush. Whatever the end-to-end path adds on top of
 this is the cost of transport, validation, coalescing and bookkeeping.
 
+With ``connections`` > 1 the flushes are spread over that many connections writing at
+once, like the server's flush lanes (``bench ingest`` sets it to the server's lanes x
+workers, the most COPYs the server runs at the same time).
+
 ``python -m bench ceiling`` runs it alone (embedded PostgreSQL unless DATABASE_URL).
 """
 
@@ -43,6 +47,7 @@ class CeilingResult:
     encode_s: float
     copy_commit_s: float
     disk_bytes: int
+    connections: int = 1
 
     @property
     def points_per_s(self) -> float:
@@ -53,6 +58,7 @@ class CeilingResult:
         """For the JSON report."""
         return {
             "ceiling_points_per_s": self.points_per_s,
+            "ceiling_connections": self.connections,
             "ceiling_points": self.points,
             "ceiling_flushes": self.flushes,
             "ceiling_chunk_rows": self.chunk_rows,
@@ -93,13 +99,14 @@ def _point_batch(cls: Any, seq: int, names: list[str], cols: Any, key_lut: np.nd
 
 def measure(conninfo: str, workload: Workload, streams: int, steps_per_stream: int,
             flush_points: int = DEFAULT_FLUSH_POINTS, cleanup: bool = True,
-            progress: Any = None) -> CeilingResult:
+            progress: Any = None, connections: int = 1) -> CeilingResult:
     """Write ``streams x steps_per_stream x keys`` points; time only the write path.
 
-    The points are generated first (not timed). Then one thread chunks and encodes
-    flush after flush while the main thread COPYs the previous one, one transaction
-    per flush: the same overlap of Python and PostgreSQL work the server gets from
-    its flusher, within one process and one connection.
+    The points are generated first (not timed). The flushes are dealt round-robin to
+    ``connections`` lanes; in each lane one thread chunks and encodes flush after flush
+    while another COPYs the previous one on the lane's own connection, one transaction
+    per flush: the overlap of Python and PostgreSQL work the server's flush lanes have,
+    in one process.
     """
     from tracker_server.domain.chunking import build_chunks
     from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
@@ -131,46 +138,72 @@ def measure(conninfo: str, workload: Workload, streams: int, steps_per_stream: i
         before = relation_bytes(conn)
         conn.commit()
 
-        timing = {"build": 0.0, "encode": 0.0}
+        timing = {"build": 0.0, "encode": 0.0, "copy": 0.0}
         rows = [0]
-        ready: queue.Queue[tuple[int, bytes | memoryview] | None] = queue.Queue(maxsize=2)
+        done = [0]
+        lock = threading.Lock()
+        errors: list[BaseException] = []
 
-        def produce() -> None:
+        def produce(mine: list[tuple[int, list[tuple[Any, Any]]]],
+                    ready: queue.Queue[tuple[int, bytes | memoryview] | None]) -> None:
             try:
-                for n_flush, batches in flushes:
+                for n_flush, batches in mine:
                     t0 = time.perf_counter()
                     chunks, _summaries = build_chunks(batches)
                     t1 = time.perf_counter()
                     payload = encode_chunks(chunks)
-                    timing["build"] += t1 - t0
-                    timing["encode"] += time.perf_counter() - t1
-                    rows[0] += chunks.rows
+                    with lock:
+                        timing["build"] += t1 - t0
+                        timing["encode"] += time.perf_counter() - t1
+                        rows[0] += chunks.rows
                     ready.put((n_flush, payload))
             finally:
                 ready.put(None)
 
-        producer = threading.Thread(target=produce, name="ceiling-encoder", daemon=True)
-        points = 0
-        copy_s = 0.0
+        def consume(lane_conn: psycopg.Connection[Any],
+                    ready: queue.Queue[tuple[int, bytes | memoryview] | None]) -> None:
+            try:
+                while (item := ready.get()) is not None:
+                    n_flush, payload = item
+                    t2 = time.perf_counter()
+                    with (lane_conn.transaction(), lane_conn.cursor() as cur,
+                          cur.copy(_COPY_SQL) as copy):
+                        copy.write(payload)
+                    with lock:
+                        timing["copy"] += time.perf_counter() - t2
+                        done[0] += n_flush
+                        if progress is not None:
+                            progress(done[0])
+            except BaseException as exc:  # re-raised by the main thread
+                errors.append(exc)
+
+        lanes = max(1, connections)
+        lane_conns = [conn] + [psycopg.connect(conninfo) for _ in range(lanes - 1)]
+        threads = []
+        for i, lane_conn in enumerate(lane_conns):
+            ready: queue.Queue[tuple[int, bytes | memoryview] | None] = queue.Queue(maxsize=2)
+            threads.append(threading.Thread(target=produce, args=(flushes[i::lanes], ready),
+                                            name=f"ceiling-encoder-{i}", daemon=True))
+            threads.append(threading.Thread(target=consume, args=(lane_conn, ready),
+                                            name=f"ceiling-copy-{i}", daemon=True))
         start = time.perf_counter()
-        producer.start()
-        while (item := ready.get()) is not None:
-            n_flush, payload = item
-            t2 = time.perf_counter()
-            with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_SQL) as copy:
-                copy.write(payload)
-            copy_s += time.perf_counter() - t2
-            points += n_flush
-            if progress is not None:
-                progress(points)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         seconds = time.perf_counter() - start
-        producer.join()
+        for extra in lane_conns[1:]:
+            extra.close()
+        if errors:
+            raise errors[0]
+        points = done[0]
+        copy_s = timing["copy"] / lanes  # per connection, as they overlap
         after = relation_bytes(conn)
         if cleanup:
             conn.execute("DELETE FROM metric_chunks WHERE run_id = ANY(%s)", (run_ids,))
             conn.commit()
     return CeilingResult(points, len(flushes), rows[0], seconds,
-                         timing["build"], timing["encode"], copy_s, after - before)
+                         timing["build"], timing["encode"], copy_s, after - before, lanes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keys", type=int, default=20)
     p.add_argument("--batch-points", type=int, default=2000)
     p.add_argument("--flush-points", type=int, default=DEFAULT_FLUSH_POINTS)
+    p.add_argument("--connections", type=int, default=1,
+                   help="COPY connections (lanes) writing at the same time (default 1)")
     p.add_argument("--database-url", help="default: DATABASE_URL, else embedded PostgreSQL")
     p.add_argument("--json", metavar="PATH", help="write the figures to this file")
     args = p.parse_args(argv)
@@ -191,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     wl = Workload(keys=args.keys, batch_points=args.batch_points)
     steps = wl.steps_for(args.points // args.streams)
     with Database(args.database_url) as db:
-        res = measure(db.conninfo, wl, args.streams, steps, args.flush_points)
+        res = measure(db.conninfo, wl, args.streams, steps, args.flush_points,
+                      connections=args.connections)
     out = {**res.as_dict(), "streams": args.streams, **wl.as_dict(),
            "flush_points": args.flush_points}
     for k, v in out.items():

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,6 +201,16 @@ def peak_rss_mb(pid: int) -> float | None:
         return None
 
 
+def tree_peak_rss_mb(pid: int) -> float | None:
+    """Sum of the peak RSS of a process and its children (a supervisor's workers)."""
+    try:
+        procs = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return None
+    peaks = [peak_rss_mb(p) for p in procs]
+    return sum(x for x in peaks if x is not None) if any(x is not None for x in peaks) else None
+
+
 class CpuMeter:
     """CPU seconds a process (tree) spent between ``start()`` and ``stop()``.
 
@@ -213,6 +224,10 @@ class CpuMeter:
         self.children = children
         self._start: dict[int, float] = {}
         self.seconds: float | None = None
+        self.per_process: dict[int, float] = {}
+        """CPU seconds of each process of the tree (children born meanwhile: all)."""
+        self.pids: set[int] = set()
+        """Every process of the tree seen at either reading."""
 
     def _snapshot(self) -> dict[int, float]:
         if self.pid is None:
@@ -227,6 +242,7 @@ class CpuMeter:
             with contextlib.suppress(psutil.Error):
                 t = proc.cpu_times()
                 out[proc.pid] = t.user + t.system
+        self.pids.update(out)
         return out
 
     def start(self) -> None:
@@ -238,5 +254,103 @@ class CpuMeter:
         if self.pid is None:
             return None
         end = self._snapshot()
-        self.seconds = sum(v - self._start.get(pid, 0.0) for pid, v in end.items())
+        self.per_process = {pid: v - self._start.get(pid, 0.0) for pid, v in end.items()}
+        self.seconds = sum(self.per_process.values())
         return self.seconds
+
+
+KTHREADD_PID = 2
+"""Linux: the parent of every kernel thread (writeback, journal, I/O completion)."""
+
+
+def _cpu_by_process() -> dict[tuple[int, float], tuple[float, bool]]:
+    """(pid, create time) -> (CPU seconds, is a kernel thread) of every process."""
+    out: dict[tuple[int, float], tuple[float, bool]] = {}
+    for proc in psutil.process_iter(["pid", "ppid", "create_time", "cpu_times"]):
+        info = proc.info
+        t = info.get("cpu_times")
+        if t is None:
+            continue
+        kernel = info["pid"] == KTHREADD_PID or info.get("ppid") == KTHREADD_PID
+        out[(info["pid"], info.get("create_time") or 0.0)] = (t.user + t.system, kernel)
+    return out
+
+
+class MachineCpu:
+    """Where the machine's CPU went between ``start()`` and ``stop()``: busy time in all,
+    kernel threads (writeback and journal of the run's own writes land there), IRQ
+    time, and processes the run did not start (``ours``: the run's process trees)."""
+
+    def __init__(self) -> None:
+        self._procs: dict[tuple[int, float], tuple[float, bool]] = {}
+        self._times: Any = None
+
+    def start(self) -> None:
+        """First reading."""
+        self._times = psutil.cpu_times()
+        self._procs = _cpu_by_process()
+
+    def stop(self, ours: set[int]) -> dict[str, float]:
+        """Second reading: CPU seconds by kind (busy, kernel_threads, irq, others) and
+        the idle time spent waiting for I/O (iowait)."""
+        t0, t1 = self._times, psutil.cpu_times()
+        busy = ((sum(t1) - t1.idle - getattr(t1, "iowait", 0.0))
+                - (sum(t0) - t0.idle - getattr(t0, "iowait", 0.0)))
+        irq = sum(getattr(t1, k, 0.0) - getattr(t0, k, 0.0) for k in ("irq", "softirq"))
+        iowait = getattr(t1, "iowait", 0.0) - getattr(t0, "iowait", 0.0)
+        kernel = others = 0.0
+        for key, (cpu, is_kernel) in _cpu_by_process().items():
+            spent = cpu - self._procs.get(key, (0.0, is_kernel))[0]
+            if is_kernel:
+                kernel += spent
+            elif key[0] not in ours:
+                others += spent
+        return {"busy": busy, "kernel_threads": kernel, "irq": irq, "others": others,
+                "iowait": iowait}
+
+
+class CopySampler:
+    """Samples PostgreSQL's sessions running ``COPY metric_chunks`` (the flushes in
+    flight) every ``interval_s`` in a thread: the number of concurrent COPYs."""
+
+    SQL = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+           "AND query LIKE 'COPY metric_chunks%' AND pid <> pg_backend_pid()")
+
+    def __init__(self, conninfo: str | None, interval_s: float = 0.02) -> None:
+        self.conninfo = conninfo
+        self.interval_s = interval_s
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start sampling (no-op without a database)."""
+        if self.conninfo:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="copy-sampler")
+            self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        assert self.conninfo is not None
+        with contextlib.suppress(Exception), psycopg.connect(self.conninfo,
+                                                             autocommit=True) as conn:
+            while not self._stop.wait(self.interval_s):
+                row = conn.execute(self.SQL).fetchone()
+                self.samples.append(int(row[0]) if row else 0)
+
+    def stop(self) -> dict[str, Any]:
+        """Stop; the figures for the JSON."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        n = len(self.samples)
+        busy = [x for x in self.samples if x]
+        return {
+            "concurrent_copies_max": max(self.samples, default=0) if n else None,
+            "concurrent_copies_mean": sum(self.samples) / n if n else None,
+            "concurrent_copies_mean_while_copying": (sum(busy) / len(busy)) if busy else None,
+            "copy_busy_fraction": len(busy) / n if n else None,
+            "copy_samples": n,
+        }

@@ -36,10 +36,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil  # type: ignore[import-untyped]  # no stubs in the test extra
 import psycopg
 
 from bench import ceiling as ceiling_mod
-from bench.environment import CpuMeter, Database, ServerProcess, exit_on_sigterm, peak_rss_mb
+from bench.environment import (
+    CopySampler,
+    CpuMeter,
+    Database,
+    MachineCpu,
+    ServerProcess,
+    exit_on_sigterm,
+    tree_peak_rss_mb,
+)
 from bench.report import Progress, si, table, write_json
 from bench.verify import verify
 from bench.workers import WorkerSpec, worker_main
@@ -70,6 +79,8 @@ class IngestParams:
     verify_mode: str = "ranges"
     ceiling: bool = True
     ceiling_max_points: int = 10_000_000
+    ceiling_connections: int | None = None
+    """COPY connections of the ceiling; None: the server's workers x lanes."""
     seed: int = 0
 
     @property
@@ -126,6 +137,31 @@ class Harness:
     def conninfo(self) -> str | None:
         """Database of the server (None: unknown, external server)."""
         return self.db.conninfo if self.db else None
+
+    @property
+    def workers(self) -> int | None:
+        """Server processes of the spawned server (None: an external one)."""
+        if self.server is None:
+            return None
+        from tracker_server.config import Settings, worker_count
+
+        raw = self.server_env.get("TRACKER_WORKERS")
+        return worker_count(Settings(workers=int(raw) if raw else 0))
+
+    @property
+    def lanes(self) -> int | None:
+        """Flush lanes per server process of the spawned server."""
+        if self.server is None:
+            return None
+        from tracker_server.config import Settings
+
+        raw = self.server_env.get("TRACKER_FLUSH_LANES")
+        return int(raw) if raw else Settings().flush_lanes
+
+    @property
+    def concurrent_copies(self) -> int:
+        """The most COPYs the server runs at once: workers x lanes (1 if unknown)."""
+        return (self.workers or 1) * (self.lanes or 1)
 
     def server_log_tail(self, lines: int = 30) -> str:
         """Last lines of the server's stderr."""
@@ -232,12 +268,15 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
                                    + "\n".join(detail) + "\nserver log:\n"
                                    + h.server_log_tail())
     disk_before = _relation_bytes(h.conninfo)
-    server_cpu = CpuMeter(h.server_pid)
+    server_cpu = CpuMeter(h.server_pid, children=True)  # the supervisor and its workers
     pg_cpu = CpuMeter(h.db.postmaster_pid if h.db else None, children=True)
     client_cpu = [CpuMeter(pr.pid) for pr in procs]
     for m in (server_cpu, pg_cpu, *client_cpu):
         m.start()
-    machine_before = _busy_cpu_s()
+    machine = MachineCpu()
+    machine.start()
+    copies = CopySampler(h.conninfo)
+    copies.start()
     start = time.monotonic()
     t0.value = start
     go.set()
@@ -262,7 +301,12 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     server_cpu_s = server_cpu.stop()
     pg_cpu_s = pg_cpu.stop()
     client_cpu_s = sum(m.stop() or 0.0 for m in client_cpu)
-    machine_cpu_s = _busy_cpu_s() - machine_before
+    ours = {os.getpid(), *server_cpu.pids, *pg_cpu.pids,
+            *(p for m in client_cpu for p in m.pids)}
+    with contextlib.suppress(psutil.Error):
+        ours.update(c.pid for c in psutil.Process().children(recursive=True))
+    machine_s = machine.stop(ours)
+    copy_figures = copies.stop()
     if bar is not None:
         bar.close()
     if spy is not None:
@@ -273,13 +317,29 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
                            + "\nserver log:\n" + h.server_log_tail())
     streams = [r for g in got for r in g["results"]]
     fig = _figures(h, p, streams, start, server_cpu_s, pg_cpu_s, client_cpu_s, disk_before)
-    # CPU used by anything else on the machine in the same window (other jobs on a
-    # shared box make every figure of this run lower; the JSON says how much).
-    ours = (server_cpu_s or 0.0) + (pg_cpu_s or 0.0) + client_cpu_s
     window = time.monotonic() - start
-    fig["machine_busy_cores"] = machine_cpu_s / window
-    fig["other_processes_cores"] = max(0.0, machine_cpu_s - ours) / window
+    fig.update(copy_figures)
+    fig["server_processes"] = _server_processes(h, server_cpu, window)
+    fig["client_processes_cpu_s"] = [m.seconds for m in client_cpu]
+    # CPU used by processes this run did not start (other jobs on a shared box make
+    # every figure of this run lower; the JSON says how much), and apart from them the
+    # kernel's own threads (writeback and journal of this run's PostgreSQL writes).
+    fig["machine_busy_cores"] = machine_s["busy"] / window
+    fig["other_processes_cores"] = machine_s["others"] / window
+    fig["kernel_threads_cores"] = machine_s["kernel_threads"] / window
+    fig["irq_cores"] = machine_s["irq"] / window
+    fig["iowait_cores"] = machine_s["iowait"] / window
     return fig
+
+
+def _server_processes(h: Harness, meter: CpuMeter, window: float) -> list[dict[str, Any]]:
+    """CPU of each server process: the supervisor (if any) and each worker."""
+    out = []
+    for pid, cpu_s in sorted(meter.per_process.items()):
+        role = "supervisor" if pid == h.server_pid and len(meter.per_process) > 1 else (
+            "server" if pid == h.server_pid else "worker")
+        out.append({"pid": pid, "role": role, "cpu_s": cpu_s, "cores": cpu_s / window})
+    return out
 
 
 def _start_py_spy(h: Harness, seconds: float) -> subprocess.Popen[bytes] | None:
@@ -291,13 +351,6 @@ def _start_py_spy(h: Harness, seconds: float) -> subprocess.Popen[bytes] | None:
         ["py-spy", "record", "-p", str(h.server_pid), "-d", str(max(1, int(seconds))),
          "-r", "100", "--threads", "-f", fmt, "-o", h.py_spy],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _busy_cpu_s() -> float:
-    import psutil  # type: ignore[import-untyped]  # no stubs in the test extra
-
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 def _figures(h: Harness, p: IngestParams, streams: list[dict[str, Any]], start: float,
@@ -329,7 +382,7 @@ def _figures(h: Harness, p: IngestParams, streams: list[dict[str, Any]], start: 
         "server_cpu_s": server_cpu_s,
         "postgres_cpu_s": pg_cpu_s,
         "clients_cpu_s": client_cpu_s,
-        "server_peak_rss_mb": peak_rss_mb(h.server_pid) if h.server_pid else None,
+        "server_peak_rss_mb": tree_peak_rss_mb(h.server_pid) if h.server_pid else None,
     }
     committed = acked
     if h.conninfo:
@@ -373,7 +426,8 @@ def run_ceiling(h: Harness, p: IngestParams, points_sent: int,
     checkpoint(h.conninfo)
     bar = Progress("ceiling", steps * wl.keys * p.streams) if show_progress else None
     res = ceiling_mod.measure(h.conninfo, wl, p.streams, steps,
-                              progress=bar.update if bar else None)
+                              progress=bar.update if bar else None,
+                              connections=p.ceiling_connections or h.concurrent_copies)
     if bar is not None:
         bar.close()
     return res.as_dict()
@@ -482,7 +536,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--database-url", help="PostgreSQL (default DATABASE_URL, else embedded)")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra server setting, e.g. TRACKER_FLUSH_INTERVAL_MS=50")
+    p.add_argument("--workers", type=int, help="server processes (TRACKER_WORKERS; default: "
+                   "the server's, one per core)")
+    p.add_argument("--lanes", type=int, help="flush lanes per server process "
+                   "(TRACKER_FLUSH_LANES; default: the server's)")
     p.add_argument("--no-ceiling", action="store_true", help="skip the ceiling")
+    p.add_argument("--ceiling-connections", type=int,
+                   help="COPY connections of the ceiling (default: the server's workers x "
+                   "lanes, the most COPYs it runs at once; 1 with --server)")
     p.add_argument("--ceiling-max-points", type=int, default=10_000_000,
                    help="points the ceiling writes at most (generated in memory first)")
     p.add_argument("--verify", choices=["ranges", "full"], default="ranges",
@@ -520,7 +581,8 @@ def params_from(args: argparse.Namespace) -> IngestParams:
     if args.no_ceiling:
         over["ceiling"] = False
     over.update(api=args.api, verify_mode=args.verify, seed=args.seed,
-                ceiling_max_points=args.ceiling_max_points)
+                ceiling_max_points=args.ceiling_max_points,
+                ceiling_connections=args.ceiling_connections)
     return replace(base, **over)
 
 
@@ -556,6 +618,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     p = params_from(args)
     env = dict(kv.split("=", 1) for kv in args.server_env)
+    if args.workers is not None:
+        env["TRACKER_WORKERS"] = str(args.workers)
+    if args.lanes is not None:
+        env["TRACKER_FLUSH_LANES"] = str(args.lanes)
     if p.profile == "lowfreq":
         # The harness compacts after the run (compact_all), so "before" is as ingested.
         env.setdefault("TRACKER_COMPACT_INTERVAL_S", "0")
@@ -568,10 +634,12 @@ def main(argv: list[str] | None = None) -> int:
                                           not args.server, args.compaction_timeout))
         if p.ceiling:
             fig.update(run_ceiling(harness, p, fig["points_sent"], not args.quiet))
-        fig["server_peak_rss_mb"] = (peak_rss_mb(harness.server_pid)
+        fig["server_peak_rss_mb"] = (tree_peak_rss_mb(harness.server_pid)
                                      if harness.server_pid else None)
     ceiling = fig.get("ceiling_points_per_s")
     fig["ratio_to_ceiling"] = fig["e2e_points_per_s"] / ceiling if ceiling else None
+    fig["workers"] = harness.workers
+    fig["lanes"] = harness.lanes
     out = {**fig, "params": {**asdict(p), "server_env": env,
                              "server": args.server or "spawned",
                              "database": "DATABASE_URL" if harness.db and not
@@ -609,7 +677,8 @@ def render(out: dict[str, Any]) -> str:
             + (f"rate={si(p['rate_points_s'])}pts/s" if p["rate_points_s"] else "rate=max"))
     rows: list[tuple[str, Any, str]] = [
         ("e2e points/s", out["e2e_points_per_s"], "committed / (last ack - start)"),
-        ("ceiling points/s", out.get("ceiling_points_per_s"), "one process, binary COPY"),
+        ("ceiling points/s", out.get("ceiling_points_per_s"),
+         f"one process, {out.get('ceiling_connections')} binary COPY connections"),
         ("ratio to ceiling", out.get("ratio_to_ceiling"), ""),
         ("points sent", out["points_sent"], ""),
         ("points committed", out.get("points_committed"),
@@ -617,7 +686,8 @@ def render(out: dict[str, Any]) -> str:
          ("NOT EXACTLY ONCE" if out.get("exactly_once") is False else "")),
         ("ack p50 ms", out["ack_p50_ms"], "send -> ack covering the batch"),
         ("ack p99 ms", out["ack_p99_ms"], ""),
-        ("server CPU s", out["server_cpu_s"], f"{out.get('server_cpu_cores', 0):.2f} cores"),
+        ("server CPU s", out["server_cpu_s"], f"{out.get('server_cpu_cores', 0):.2f} cores: "
+         + " ".join(f"{x['role']} {x['cores']:.2f}" for x in out.get("server_processes", []))),
         ("postgres CPU s", out["postgres_cpu_s"],
          f"{out.get('postgres_cpu_cores') or 0:.2f} cores"),
         ("clients CPU s", out["clients_cpu_s"], f"{out['clients_cpu_cores']:.2f} cores"),
@@ -625,8 +695,16 @@ def render(out: dict[str, Any]) -> str:
         ("disk bytes/point", out.get("disk_bytes_per_point"), "table + TOAST + indexes"),
         ("points per chunk", out.get("points_per_chunk"), ""),
         ("slow-downs", out["slow_downs"], ""),
+        ("server workers x lanes", f"{out.get('workers')} x {out.get('lanes')}",
+         f"ceiling: {out.get('ceiling_connections')} connections"),
+        ("concurrent COPYs max / mean", f"{out.get('concurrent_copies_max')} / "
+         f"{out.get('concurrent_copies_mean_while_copying') or 0:.2f}",
+         f"COPY busy {100 * (out.get('copy_busy_fraction') or 0):.0f}% of samples"),
         ("other processes, cores", out.get("other_processes_cores"),
-         "CPU used by unrelated jobs during the run"),
+         "CPU of processes this run did not start"),
+        ("kernel threads, cores", out.get("kernel_threads_cores"),
+         f"writeback, journal; IRQ {out.get('irq_cores') or 0:.2f}, "
+         f"I/O wait {out.get('iowait_cores') or 0:.2f} cores"),
     ]
     if p["profile"] == "lowfreq":
         rows += [

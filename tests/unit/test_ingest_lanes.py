@@ -304,3 +304,22 @@ def test_flushes_are_built_in_worker_threads_by_default() -> None:
         await engine.stop(1)
 
     _run(body)
+
+
+def test_a_backlog_cut_as_a_commit_starts_is_planned_for_its_seqs() -> None:
+    # The flush cut right after a commit starts used to be planned against the old
+    # committed seqs, so every such flush was rebuilt inside its transaction.
+    async def body() -> None:
+        store = FakeMetricStore(round_trip_yields=3)
+        engine = await _engine(store, replace(FAST, max_flush_bytes=2 * _batch(1).nbytes))
+        await engine.open(W)
+        for s in range(1, 13):  # six flushes' worth waiting at once
+            engine.submit(W, _batch(s))
+        assert await engine.wait_committed(W.key, 12) == 12
+        reports = _reports(engine)
+        assert len(reports) == 6 and not any(r.rebuilt for r in reports)
+        assert store.prepared == 6
+        engine.release(W.key)
+        await engine.stop(1)
+
+    _run(body)

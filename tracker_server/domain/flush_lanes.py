@@ -240,6 +240,9 @@ class FlushLanes:
                     ready = None
                     await self._back_off(lane)
                     continue
+                # Set before the commit task first runs: the flush cut next is planned
+                # against the seqs this one leaves.
+                lane.ahead = {**ready.assumed, **(ready.plan.offsets if ready.plan else {})}
                 committing = asyncio.ensure_future(self._commit(ready))
                 following = None
                 if self._config.pipeline and await self._due(lane, committing):
@@ -374,7 +377,6 @@ class FlushLanes:
 
     async def _commit(self, flush: Flush) -> bool:
         lane = flush.lane
-        lane.ahead = {**flush.assumed, **(flush.plan.offsets if flush.plan else {})}
         try:
             plan = await self._store.commit(flush.writers,
                                             lambda committed: self._plan_for(flush, committed))
