@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from tracker_proto.v1 import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
 from tracker_server.config import Settings, is_loopback, listen_addresses, validate_security
@@ -114,7 +114,7 @@ class RunningServer:
     telemetry: Telemetry | None = None
     auth_required: bool = False
     services: Services | None = None
-    flush_pool: AsyncConnectionPool | None = None
+    flush_pool: ConnectionPool | None = None
     http: HttpServer | None = None
 
     @property
@@ -151,7 +151,7 @@ class RunningServer:
         await asyncio.gather(stopping, http_stopping)
         await self.engine.stop(max(0.1, deadline - loop.time()))
         if self.flush_pool is not None:
-            await self.flush_pool.close()
+            await asyncio.to_thread(self.flush_pool.close)
         await self.pool.close()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)
@@ -229,12 +229,12 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     )
     # One connection per flush lane, apart from queries: a burst of reads never makes
     # a flush wait for a connection, and lanes never wait for each other.
-    flush_pool = AsyncConnectionPool(
+    flush_pool = ConnectionPool(
         conninfo, min_size=settings.flush_lanes, max_size=settings.flush_lanes, open=False,
         name="tracker-flush",
     )
     await pool.open(wait=True, timeout=30)
-    await flush_pool.open(wait=True, timeout=30)
+    await asyncio.to_thread(flush_pool.open, wait=True, timeout=30)
     engine = IngestEngine(PgMetricStore(pool, flush_pool), engine_config(settings))
     if telemetry.tracing or telemetry.metrics:
         engine.flush_observer = telemetry.on_flush
@@ -296,7 +296,7 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
         except BaseException:
             await compactor.stop()
             await engine.stop(0)
-            await flush_pool.close()
+            await asyncio.to_thread(flush_pool.close)
             await pool.close()
             if embedded is not None:
                 await asyncio.to_thread(embedded.cleanup)

@@ -98,6 +98,9 @@ class Flush:
     """What building the plan raised."""
     rebuilt: bool = False
     """The locked seqs were not the assumed ones: planned again in the transaction."""
+    built: float = 0.0
+    """perf_counter when its plan was built (and when its commit began: ``committing``)."""
+    committing: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ class FlushLanes:
                 self._executor, self._build, flush, flush.assumed)
         except Exception as exc:  # a bug in chunking: the flush fails and is retried
             flush.error = exc
+        flush.built = time.perf_counter()
         return flush
 
     def _build(self, flush: Flush, committed: dict[WriterKey, int]) -> CommitPlan:
@@ -377,6 +381,7 @@ class FlushLanes:
 
     async def _commit(self, flush: Flush) -> bool:
         lane = flush.lane
+        flush.committing = time.perf_counter()
         try:
             plan = await self._store.commit(flush.writers,
                                             lambda committed: self._plan_for(flush, committed))
@@ -386,9 +391,13 @@ class FlushLanes:
         finally:
             lane.ahead = {}
         lane.failures = 0
+        now = time.perf_counter()
         log.debug("ingest.flushed", lane=lane.index, writers=len(flush.taken),
                   points=plan.chunks.points if plan.chunks else 0, rebuilt=flush.rebuilt,
-                  ms=round((time.perf_counter() - flush.started) * 1000, 2))
+                  ms=round((now - flush.started) * 1000, 2),
+                  build_ms=round((flush.built - flush.started) * 1000, 2),
+                  wait_ms=round((flush.committing - flush.built) * 1000, 2),
+                  commit_ms=round((now - flush.committing) * 1000, 2))
         self._host.complete(plan, flush.taken, flush.unseq)
         self._report(flush, plan)
         return True

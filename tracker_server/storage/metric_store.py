@@ -1,4 +1,8 @@
-"""PostgreSQL side of ingest: writer offsets, key table, the flush transaction."""
+"""PostgreSQL side of ingest: writer offsets, key table, the flush transaction.
+
+Flush transactions run in threads on blocking connections (one per flush lane), so a
+COPY streams to PostgreSQL at libpq's pace whatever the event loop is doing.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 
 import numpy as np
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from tracker_server.domain.errors import failed_precondition, not_found
 from tracker_server.domain.ingest import CommitPlan
@@ -105,11 +109,11 @@ _KEYS_SELECT_SQL = "SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::te
 class PgMetricStore:
     """Implements ``domain.ingest.MetricStore`` on PostgreSQL."""
 
-    def __init__(self, pool: AsyncConnectionPool,
-                 flush_pool: AsyncConnectionPool | None = None) -> None:
-        """``flush_pool`` holds the flush lanes' connections (default: ``pool``)."""
+    def __init__(self, pool: AsyncConnectionPool, flush_pool: ConnectionPool) -> None:
+        """``pool`` serves opens and key lookups on the event loop; ``flush_pool`` holds
+        the flush lanes' blocking connections (one per lane)."""
         self._pool = pool
-        self._flush_pool = flush_pool or pool
+        self._flush_pool = flush_pool
         self._key_ids: dict[str, int] = {}
 
     async def open_writer(self, info: WriterInfo) -> int:
@@ -150,51 +154,60 @@ class PgMetricStore:
         writers: list[WriterInfo],
         plan: Callable[[dict[WriterKey, int]], CommitPlan],
     ) -> CommitPlan:
-        with db_errors():
-            async with self._flush_pool.connection() as conn, conn.transaction():
-                committed: dict[WriterKey, int] = {}
-                if writers:
-                    await conn.execute(
-                        _ENSURE_OFFSETS_SQL,
-                        (
-                            UuidArray.of([w.key.run_id for w in writers]),
-                            [w.key.writer_id for w in writers],
-                            Int4Array(np.array([w.rank for w in writers], np.int32)),
-                            Int4Array(np.array([w.attempt for w in writers], np.int32)),
-                        ),
-                    )
-                    cur = await conn.execute(
-                        _LOCK_OFFSETS_SQL,
-                        (UuidArray.of([w.key.run_id for w in writers]),
-                         [w.key.writer_id for w in writers]),
-                    )
-                    for run_id, writer_id, seq in await cur.fetchall():
-                        committed[WriterKey(run_id, writer_id)] = int(seq)
-                # The plan is usually built and encoded ahead (the engine's lanes); when
-                # it must be rebuilt that is CPU work, kept off the event loop.
-                result = await asyncio.to_thread(plan, committed)
-                if result.chunks is not None and result.chunks.rows:
-                    payload = result.payload
-                    if payload is None:
-                        payload = await asyncio.to_thread(encode_chunks, result.chunks)
-                    async with conn.cursor() as cur2, cur2.copy(_COPY_SQL) as copy:
-                        await copy.write(payload)
-                if result.summaries is not None:
-                    s = result.summaries
-                    await conn.execute(
-                        _SUMMARY_SQL,
-                        (UuidArray.of(s.run_ids), Int4Array(s.key_ids), Int8Array(s.count),
-                         Int8Array(s.first_step), Int8Array(s.last_step),
-                         Float8Array(s.last_value), Int4Array(s.last_attempt),
-                         Int8Array(s.last_wall_ns), BoolArray(s.has_value),
-                         Float8Array(s.min_value), Int8Array(s.min_step),
-                         Float8Array(s.max_value), Int8Array(s.max_step)),
-                    )
-                if result.offsets:
-                    keys = sorted(result.offsets)
-                    await conn.execute(
-                        _UPDATE_OFFSETS_SQL,
-                        (UuidArray.of([k.run_id for k in keys]), [k.writer_id for k in keys],
-                         Int8Array(np.array([result.offsets[k] for k in keys], np.int64))),
-                    )
+        # The whole transaction runs in a thread on a blocking connection: libpq sends
+        # the COPY payload while the event loop parses the next messages, instead of a
+        # few hundred kilobytes per loop turn.
+        return await asyncio.to_thread(self._commit, writers, plan)
+
+    def _commit(
+        self,
+        writers: list[WriterInfo],
+        plan: Callable[[dict[WriterKey, int]], CommitPlan],
+    ) -> CommitPlan:
+        with db_errors(), self._flush_pool.connection() as conn, conn.transaction():
+            committed: dict[WriterKey, int] = {}
+            if writers:
+                conn.execute(
+                    _ENSURE_OFFSETS_SQL,
+                    (
+                        UuidArray.of([w.key.run_id for w in writers]),
+                        [w.key.writer_id for w in writers],
+                        Int4Array(np.array([w.rank for w in writers], np.int32)),
+                        Int4Array(np.array([w.attempt for w in writers], np.int32)),
+                    ),
+                )
+                cur = conn.execute(
+                    _LOCK_OFFSETS_SQL,
+                    (UuidArray.of([w.key.run_id for w in writers]),
+                     [w.key.writer_id for w in writers]),
+                )
+                for run_id, writer_id, seq in cur.fetchall():
+                    committed[WriterKey(run_id, writer_id)] = int(seq)
+            # Usually built and encoded ahead by the engine's lanes; rebuilt here when
+            # the locked seqs are not the ones it was built for.
+            result = plan(committed)
+            if result.chunks is not None and result.chunks.rows:
+                payload = result.payload
+                if payload is None:
+                    payload = encode_chunks(result.chunks)
+                with conn.cursor() as cur2, cur2.copy(_COPY_SQL) as copy:
+                    copy.write(payload)
+            if result.summaries is not None:
+                s = result.summaries
+                conn.execute(
+                    _SUMMARY_SQL,
+                    (UuidArray.of(s.run_ids), Int4Array(s.key_ids), Int8Array(s.count),
+                     Int8Array(s.first_step), Int8Array(s.last_step),
+                     Float8Array(s.last_value), Int4Array(s.last_attempt),
+                     Int8Array(s.last_wall_ns), BoolArray(s.has_value),
+                     Float8Array(s.min_value), Int8Array(s.min_step),
+                     Float8Array(s.max_value), Int8Array(s.max_step)),
+                )
+            if result.offsets:
+                keys = sorted(result.offsets)
+                conn.execute(
+                    _UPDATE_OFFSETS_SQL,
+                    (UuidArray.of([k.run_id for k in keys]), [k.writer_id for k in keys],
+                     Int8Array(np.array([result.offsets[k] for k in keys], np.int64))),
+                )
         return result
