@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+def _average(current: float, sample: float) -> float:
+    """Moving average of recent durations (the last few flushes weigh most)."""
+    return sample if current == 0.0 else 0.7 * current + 0.3 * sample
+
+
 def lane_index(key: WriterKey, lanes: int) -> int:
     """The lane of a writer: a hash of its key that is the same in every process."""
     if lanes <= 1:
@@ -64,6 +69,11 @@ class Lane:
     ahead: dict[WriterKey, int] = field(default_factory=dict)
     """Committed seq per writer once the flush now in commit succeeds."""
     task: asyncio.Task[None] | None = None
+    commit_s: float = 0.0
+    """Recent commit time (moving average): when the commit now running should end."""
+    build_s: float = 0.0
+    """Recent build time (moving average): how early to cut the next flush."""
+    commit_started: float = 0.0
 
 
 @dataclass(eq=False)
@@ -266,8 +276,14 @@ class FlushLanes:
                 committing.cancel()
 
     async def _due(self, lane: Lane, until: asyncio.Future[bool] | None) -> bool:
-        """Wait until a flush of ``lane`` is due (True), or until ``until`` is done
-        first (False); with no ``until``, False once stopping with nothing waiting."""
+        """Wait until a flush of ``lane`` is due (True), or until ``until`` (the commit
+        in progress) is done first (False); with no ``until``, False once stopping with
+        nothing waiting.
+
+        During a commit the next flush is cut as late as lets its build end with the
+        commit (recent commit time minus recent build time): it takes everything that
+        arrives meanwhile instead of the first batch, without waiting past the commit.
+        """
         cfg = self._config
         while True:
             if until is not None and until.done():
@@ -275,12 +291,16 @@ class FlushLanes:
             lane.wake.clear()
             timeout: float | None = None
             if lane.pending_bytes > 0:
-                if (cfg.flush_interval_s <= 0 or self._no_linger
-                        or lane.pending_bytes >= cfg.flush_bytes):
+                if self._no_linger or lane.pending_bytes >= cfg.flush_bytes:
                     return True
-                oldest = lane.oldest_pending or time.monotonic()
-                timeout = oldest + cfg.flush_interval_s - time.monotonic()
-                if timeout <= 0:
+                if cfg.flush_interval_s > 0:
+                    oldest = lane.oldest_pending or time.monotonic()
+                    timeout = oldest + cfg.flush_interval_s - time.monotonic()
+                if until is not None:
+                    cut_at = lane.commit_started + lane.commit_s - 1.5 * lane.build_s
+                    late = cut_at - time.perf_counter()
+                    timeout = late if timeout is None else max(timeout, late)
+                if timeout is None or timeout <= 0:
                     return True
             elif self._stopping and until is None:
                 return False
@@ -310,6 +330,7 @@ class FlushLanes:
         except Exception as exc:  # a bug in chunking: the flush fails and is retried
             flush.error = exc
         flush.built = time.perf_counter()
+        lane.build_s = _average(lane.build_s, flush.built - flush.started)
         return flush
 
     def _build(self, flush: Flush, committed: dict[WriterKey, int]) -> CommitPlan:
@@ -381,7 +402,7 @@ class FlushLanes:
 
     async def _commit(self, flush: Flush) -> bool:
         lane = flush.lane
-        flush.committing = time.perf_counter()
+        flush.committing = lane.commit_started = time.perf_counter()
         try:
             plan = await self._store.commit(flush.writers,
                                             lambda committed: self._plan_for(flush, committed))
@@ -392,6 +413,7 @@ class FlushLanes:
             lane.ahead = {}
         lane.failures = 0
         now = time.perf_counter()
+        lane.commit_s = _average(lane.commit_s, now - flush.committing)
         log.debug("ingest.flushed", lane=lane.index, writers=len(flush.taken),
                   points=plan.chunks.points if plan.chunks else 0, rebuilt=flush.rebuilt,
                   ms=round((now - flush.started) * 1000, 2),
