@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.stream_writer import KEYS, Writer
 from tests.support import Api, ServerProcess, wait_healthy
+from tracker_server.supervisor import reserve_port, split_listen
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux")]
@@ -137,3 +139,23 @@ def test_every_worker_serves_the_dashboard_port(database_url: str) -> None:
     finally:
         api.close()
         srv.terminate()
+
+
+def test_the_reserved_port_is_real_shared_with_reuseport_and_refused_when_taken() -> None:
+    sock, listen = reserve_port("127.0.0.1:0")
+    lone = socket.socket()  # a server without SO_REUSEPORT holds another port
+    try:
+        host, port = split_listen(listen)
+        assert host == "127.0.0.1" and port > 0
+        worker = socket.socket()
+        worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        worker.bind((host, port))  # what each worker's gRPC server does
+        worker.listen()
+        worker.close()
+        lone.bind(("127.0.0.1", 0))
+        lone.listen()
+        with pytest.raises(OSError, match="cannot bind"):
+            reserve_port(f"127.0.0.1:{lone.getsockname()[1]}")
+    finally:
+        sock.close()
+        lone.close()

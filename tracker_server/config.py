@@ -273,14 +273,23 @@ def validate(settings: Settings) -> None:
     validate_security(settings)
 
 
-def worker_count(settings: Settings) -> int:
-    """Server processes to run: ``workers``, or one per CPU core this process may use."""
+def worker_count(settings: Settings, cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")
+                 ) -> int:
+    """Server processes to run: ``workers``, or one per CPU core this process may use
+    (its CPU affinity, and in a container its cgroup CPU limit, rounded up)."""
     if settings.workers:
         return settings.workers
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to honour
+    return max(1, cores)
 
 
 def http_body_limit(settings: Settings) -> int:
