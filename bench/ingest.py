@@ -273,6 +273,7 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     client_cpu = [CpuMeter(pr.pid) for pr in procs]
     for m in (server_cpu, pg_cpu, *client_cpu):
         m.start()
+    connections = _connections_per_process(h)
     machine = MachineCpu()
     machine.start()
     copies = CopySampler(h.conninfo)
@@ -320,6 +321,8 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     window = time.monotonic() - start
     fig.update(copy_figures)
     fig["server_processes"] = _server_processes(h, server_cpu, window)
+    for entry in fig["server_processes"]:
+        entry["client_connections"] = connections.get(entry["pid"])
     fig["client_processes_cpu_s"] = [m.seconds for m in client_cpu]
     # CPU used by processes this run did not start (other jobs on a shared box make
     # every figure of this run lower; the JSON says how much), and apart from them the
@@ -330,6 +333,23 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     fig["irq_cores"] = machine_s["irq"] / window
     fig["iowait_cores"] = machine_s["iowait"] / window
     return fig
+
+
+def _connections_per_process(h: Harness) -> dict[int, int]:
+    """Client connections each server process holds on the gRPC port as the clock
+    starts: with several workers the kernel spreads connections by a hash, so a few
+    streams can land unevenly (4 streams on 2 workers: all on one in 1 run of 8)."""
+    if h.server is None or not h.server_pid:
+        return {}
+    out: dict[int, int] = {}
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(h.server_pid)
+        for proc in [root, *root.children()]:
+            with contextlib.suppress(psutil.Error):
+                out[proc.pid] = sum(1 for c in proc.net_connections("tcp")
+                                    if c.status == psutil.CONN_ESTABLISHED
+                                    and c.laddr.port == h.server.port)
+    return out
 
 
 def _server_processes(h: Harness, meter: CpuMeter, window: float) -> list[dict[str, Any]]:
@@ -687,7 +707,10 @@ def render(out: dict[str, Any]) -> str:
         ("ack p50 ms", out["ack_p50_ms"], "send -> ack covering the batch"),
         ("ack p99 ms", out["ack_p99_ms"], ""),
         ("server CPU s", out["server_cpu_s"], f"{out.get('server_cpu_cores', 0):.2f} cores: "
-         + " ".join(f"{x['role']} {x['cores']:.2f}" for x in out.get("server_processes", []))),
+         + " ".join(f"{x['role']} {x['cores']:.2f}"
+                    + (f" ({x['client_connections']} conn.)" if x.get("client_connections")
+                       is not None and x["role"] != "supervisor" else "")
+                    for x in out.get("server_processes", []))),
         ("postgres CPU s", out["postgres_cpu_s"],
          f"{out.get('postgres_cpu_cores') or 0:.2f} cores"),
         ("clients CPU s", out["clients_cpu_s"], f"{out['clients_cpu_cores']:.2f} cores"),

@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import psycopg
@@ -159,3 +160,22 @@ def test_the_reserved_port_is_real_shared_with_reuseport_and_refused_when_taken(
     finally:
         sock.close()
         lone.close()
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor(
+    database_url: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import free_port
+
+    env = {**os.environ, "DATABASE_URL": database_url, "TRACKER_WORKERS": "2",
+           "TRACKER_LISTEN": f"127.0.0.1:{free_port()}", "TRACKER_HTTP_LISTEN": "",
+           # Read by each worker at start-up (the supervisor only checks the pair is set).
+           "TRACKER_TLS_CERT": str(tmp_path / "missing.pem"),
+           "TRACKER_TLS_KEY": str(tmp_path / "missing.key")}
+    proc = subprocess.run([sys.executable, "-m", "tracker_server"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "missing.pem" in proc.stderr and "worker_failed_to_start" in proc.stderr

@@ -14,7 +14,8 @@ new connections over them, and clients need no change. The supervisor
 - keeps health honest: a worker reports NOT_SERVING until the supervisor has seen
   every worker up (SIGUSR1 turns it SERVING, SIGUSR2 back), so a pod is ready only
   with all its workers and becomes unready while a crashed one is restarted;
-- restarts a worker that dies (with a back-off while one keeps dying);
+- restarts a worker that dies (with a back-off while one keeps dying); a worker that
+  cannot start at all stops the whole server with its exit code;
 - on SIGTERM or SIGINT forwards SIGTERM to every worker, waits until each has drained
   (streams stop being read, what was read is committed and acknowledged, streams end
   with UNAVAILABLE), then stops the embedded PostgreSQL and exits 0.
@@ -129,6 +130,8 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._all_up = asyncio.Event()
         self.http_listen = settings.http_listen
+        self.failed = 0
+        """Exit code of a worker that could not start (then the supervisor gives up)."""
         self._embedded: Any = None
         self._reserved: list[socket.socket] = []
 
@@ -167,7 +170,8 @@ class Supervisor:
                          lanes=self.settings.flush_lanes)
             await waiting
             log.info("server.stopping", workers=self.count)
-            return await self._drain()
+            code = await self._drain()
+            return self.failed or code
         finally:
             for w in self.workers:
                 if w.proc is not None and w.proc.returncode is None:
@@ -218,8 +222,15 @@ class Supervisor:
             code = await w.proc.wait()
         finally:
             transport.close()
-        w.ready = False
+        was_ready, w.ready = w.ready, False
         if self._stopping.is_set():
+            return
+        if not was_ready and not self._all_up.is_set():
+            # It never came up at start-up: a setting or the environment is wrong
+            # (its own error is on stderr); restarting would only repeat it.
+            log.error("supervisor.worker_failed_to_start", worker=w.index, code=code)
+            self.failed = code or 1
+            self._stopping.set()
             return
         lived = time.monotonic() - w.started_at
         if lived > _STABLE_S:
