@@ -568,6 +568,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="points the ceiling writes at most (generated in memory first)")
     p.add_argument("--verify", choices=["ranges", "full"], default="ranges",
                    help="full also unnests every point to look for duplicates")
+    p.add_argument("--compact", action="store_true",
+                   help="after the run, compact and report chunks and bytes per point "
+                   "before and after (always with --profile lowfreq)")
     p.add_argument("--compaction-wait", type=float, default=0.0,
                    help="lowfreq with --server: seconds to wait for its background "
                    "compactor before the 'after' figures (otherwise the harness runs "
@@ -642,13 +645,14 @@ def main(argv: list[str] | None = None) -> int:
         env["TRACKER_WORKERS"] = str(args.workers)
     if args.lanes is not None:
         env["TRACKER_FLUSH_LANES"] = str(args.lanes)
-    if p.profile == "lowfreq":
+    compact = p.profile == "lowfreq" or args.compact
+    if compact:
         # The harness compacts after the run (compact_all), so "before" is as ingested.
         env.setdefault("TRACKER_COMPACT_INTERVAL_S", "0")
     harness = Harness(args.database_url, args.server, args.server_pid, env, py_spy=args.py_spy)
     with harness:
         fig = run_e2e(harness, p, show_progress=not args.quiet)
-        if p.profile == "lowfreq":
+        if compact:
             run_ids = _run_ids(harness, p)
             fig.update(compaction_figures(harness, run_ids, args.compaction_wait,
                                           not args.server, args.compaction_timeout))
@@ -729,7 +733,7 @@ def render(out: dict[str, Any]) -> str:
          f"writeback, journal; IRQ {out.get('irq_cores') or 0:.2f}, "
          f"I/O wait {out.get('iowait_cores') or 0:.2f} cores"),
     ]
-    if p["profile"] == "lowfreq":
+    if "chunks_per_point_after_compaction" in out:
         rows += [
             ("server cores per 1k pts/s", out.get("server_cpu_cores_per_1k_points_s"), ""),
             ("chunks per point", out.get("chunks_per_point"), "before compaction"),
