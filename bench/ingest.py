@@ -332,6 +332,11 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     fig["kernel_threads_cores"] = machine_s["kernel_threads"] / window
     fig["irq_cores"] = machine_s["irq"] / window
     fig["iowait_cores"] = machine_s["iowait"] / window
+    # Busy time no process alive at both readings accounts for: processes that started
+    # and ended within the run (another job's tests and their database sessions).
+    attributed = ((server_cpu_s or 0.0) + (pg_cpu_s or 0.0) + client_cpu_s
+                  + machine_s["others"] + machine_s["kernel_threads"] + machine_s["irq"])
+    fig["unattributed_cores"] = max(0.0, machine_s["busy"] - attributed) / window
     return fig
 
 
@@ -671,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
            "environment": environment_info(),
            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     print(render(out))
-    busy = out.get("other_processes_cores") or 0.0
+    busy = (out.get("other_processes_cores") or 0.0) + (out.get("unattributed_cores") or 0.0)
     if busy > 0.25:
         print(f"warning: other processes used {busy:.2f} cores during the run; the figures "
               "are lower than on a quiet machine", file=sys.stderr)
@@ -728,7 +733,8 @@ def render(out: dict[str, Any]) -> str:
          f"{out.get('concurrent_copies_mean_while_copying') or 0:.2f}",
          f"COPY busy {100 * (out.get('copy_busy_fraction') or 0):.0f}% of samples"),
         ("other processes, cores", out.get("other_processes_cores"),
-         "CPU of processes this run did not start"),
+         f"CPU of processes this run did not start; "
+         f"{out.get('unattributed_cores') or 0:.2f} more by short-lived ones"),
         ("kernel threads, cores", out.get("kernel_threads_cores"),
          f"writeback, journal; IRQ {out.get('irq_cores') or 0:.2f}, "
          f"I/O wait {out.get('iowait_cores') or 0:.2f} cores"),

@@ -85,6 +85,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         data_dir=tmp_path / "data",
         flush_interval_ms=20,
+        flush_lanes=2,  # in-process servers run several lanes (one is the default)
         db_pool_size=4,
         auth="off",  # tests/test_auth*.py turn it on explicitly
     )

@@ -40,10 +40,12 @@ class Settings:
     """With ``flush_interval_ms`` > 0: a flush starts without lingering once this many
     bytes of points wait in its lane."""
 
-    flush_lanes: int = 2
+    flush_lanes: int = 1
     """Flush lanes per server process: transactions that COPY and commit at the same
     time, each on its own connection, each owning the writers that hash to it (so
-    writer-offset locks never conflict and each writer's acks keep their order)."""
+    writer-offset locks never conflict and each writer's acks keep their order). With
+    one worker per core the workers already commit side by side; more lanes per worker
+    mean more, smaller transactions at moderate load (``docs/performance.md``)."""
 
     workers: int = 0
     """Server processes sharing the listen port (SO_REUSEPORT) under one supervisor;
