@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from psycopg import Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from tracker_server.domain.errors import failed_precondition, not_found
@@ -27,6 +29,8 @@ from tracker_server.storage.pg_params import (
 )
 
 register_globally()
+
+_KNOWN_OFFSETS_MAX = 100_000
 
 _COPY_SQL = f"COPY metric_chunks ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
@@ -115,6 +119,8 @@ class PgMetricStore:
         self._pool = pool
         self._flush_pool = flush_pool
         self._key_ids: dict[str, int] = {}
+        self._has_offsets: set[WriterKey] = set()
+        """Writers whose offset row this process has seen committed."""
 
     async def open_writer(self, info: WriterInfo) -> int:
         with db_errors():
@@ -167,22 +173,16 @@ class PgMetricStore:
         with db_errors(), self._flush_pool.connection() as conn, conn.transaction():
             committed: dict[WriterKey, int] = {}
             if writers:
-                conn.execute(
-                    _ENSURE_OFFSETS_SQL,
-                    (
-                        UuidArray.of([w.key.run_id for w in writers]),
-                        [w.key.writer_id for w in writers],
-                        Int4Array(np.array([w.rank for w in writers], np.int32)),
-                        Int4Array(np.array([w.attempt for w in writers], np.int32)),
-                    ),
-                )
-                cur = conn.execute(
-                    _LOCK_OFFSETS_SQL,
-                    (UuidArray.of([w.key.run_id for w in writers]),
-                     [w.key.writer_id for w in writers]),
-                )
-                for run_id, writer_id, seq in cur.fetchall():
-                    committed[WriterKey(run_id, writer_id)] = int(seq)
+                # A writer's offset row exists after its first commit: only new writers
+                # (or rows gone since) need the INSERT, one statement less per flush.
+                fresh = [w for w in writers if w.key not in self._has_offsets]
+                if fresh:
+                    self._ensure_offsets(conn, fresh)
+                committed = self._lock_offsets(conn, writers)
+                gone = [w for w in writers if w.key not in committed]
+                if gone:
+                    self._ensure_offsets(conn, gone)
+                    committed.update(self._lock_offsets(conn, gone))
             # Usually built and encoded ahead by the engine's lanes; rebuilt here when
             # the locked seqs are not the ones it was built for.
             result = plan(committed)
@@ -210,4 +210,27 @@ class PgMetricStore:
                     (UuidArray.of([k.run_id for k in keys]), [k.writer_id for k in keys],
                      Int8Array(np.array([result.offsets[k] for k in keys], np.int64))),
                 )
+        if len(self._has_offsets) > _KNOWN_OFFSETS_MAX:
+            self._has_offsets.clear()  # a bound, not a cache policy: rows are re-checked
+        self._has_offsets.update(committed)
         return result
+
+    @staticmethod
+    def _ensure_offsets(conn: Connection[Any], writers: list[WriterInfo]) -> None:
+        conn.execute(
+            _ENSURE_OFFSETS_SQL,
+            (
+                UuidArray.of([w.key.run_id for w in writers]),
+                [w.key.writer_id for w in writers],
+                Int4Array(np.array([w.rank for w in writers], np.int32)),
+                Int4Array(np.array([w.attempt for w in writers], np.int32)),
+            ),
+        )
+
+    @staticmethod
+    def _lock_offsets(conn: Connection[Any], writers: list[WriterInfo]) -> dict[WriterKey, int]:
+        cur = conn.execute(
+            _LOCK_OFFSETS_SQL,
+            (UuidArray.of([w.key.run_id for w in writers]), [w.key.writer_id for w in writers]),
+        )
+        return {WriterKey(run_id, writer_id): int(seq) for run_id, writer_id, seq in cur.fetchall()}
