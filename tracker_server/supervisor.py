@@ -21,7 +21,8 @@ new connections over them, and clients need no change. The supervisor
   with UNAVAILABLE), then stops the embedded PostgreSQL and exits 0.
 
 Workers write ``ready <port>`` to a pipe once they serve. What lives in each worker
-process and not across them is in ``docs/operations.md`` ("Worker processes").
+process and not across them (rate-limit buckets, the key cache, the series read cache)
+is in ``docs/performance.md`` ("The ingest pipeline").
 """
 
 from __future__ import annotations
