@@ -18,7 +18,8 @@ _SECRET_KEYS = frozenset({
 # public id, drop the secret. Bearer tokens of any shape likewise.
 _TOKEN_RE = re.compile(r"\b(trk_[0-9a-f]{12})_[A-Za-z0-9_-]+")
 _BEARER_RE = re.compile(r"(?i)\b(bearer\s+)[^\s'\",]+")
-_PASSWORD_RE = re.compile(r"(?i)(password=|://[^:/@\s]+:)[^@\s&'\"]+")
+# A URL's password is the part between "user:" and "@"; "host:port/" is no credential.
+_PASSWORD_RE = re.compile(r"(?i)(password=)[^\s&'\"]+|(://[^:/@\s]+:)[^@\s/]+(?=@)")
 
 
 def redact_text(text: str) -> str:
@@ -28,7 +29,7 @@ def redact_text(text: str) -> str:
     if "earer" in text:
         text = _BEARER_RE.sub(r"\1***", text)
     if "assword" in text or "://" in text:
-        text = _PASSWORD_RE.sub(r"\1***", text)
+        text = _PASSWORD_RE.sub(lambda m: (m[1] or m[2]) + "***", text)
     return text
 
 
