@@ -157,13 +157,16 @@ def _finish_planned(chunks: Chunks, infos: list[AttemptInfo], req: SeriesRequest
     """Resolve and downsample a read that took some chunks as sketches. The points the
     sketches leave out still count in ``total_points``, and such a series is marked
     downsampled whatever its length. Aggregation only gets here with a single rank,
-    where mean, min and max over one value are that value (NaN and -0.0 included)."""
+    where mean, min and max over one value are that value (NaN and -0.0 included), and
+    so is the mean's band across ranks."""
     out = []
     for s in resolve(chunks, attempt_starts(infos), req.start_step, req.end_step):
         hidden = chunks.hidden_by_sketch(s.rank)
         rank = s.rank if req.aggregation == "per_rank" else -1
+        band = s.values if req.aggregation == "mean" else None
         out.append(Series(rank, s.steps, s.values, s.wall_ns,
-                          int(s.steps.shape[0]) + hidden, downsampled=hidden > 0))
+                          int(s.steps.shape[0]) + hidden, downsampled=hidden > 0,
+                          low=band, high=band))
     return [reduce_points(s, req.max_points, req.method) for s in out]
 
 
