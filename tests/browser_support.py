@@ -130,11 +130,12 @@ def wait_charts_drawn(page: Page, ids: list[str], timeout_ms: float = 15_000) ->
     return charts(page)
 
 
-def screenshot(page: Page, name: str) -> None:
-    """docs/images/<name>.png of the whole page (the caret and animations hidden)."""
+def screenshot(page: Page, name: str, full_page: bool = True) -> None:
+    """docs/images/<name>.png of the page (the caret and animations hidden)."""
     IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"{name}.png"), full_page=True, animations="disabled",
-                    caret="hide")
+    page.mouse.move(0, 0)  # no hover state or chart cursor in the picture
+    page.screenshot(path=str(IMAGES / f"{name}.png"), full_page=full_page,
+                    animations="disabled", caret="hide")
 
 
 # --- a database and a server per test module -------------------------------------------
@@ -178,6 +179,8 @@ class Seeded:
     """SWEEP_RUNS runs with one param and one metric each (two pages of runs)."""
     hostile_exp: str = ""
     hostile_run: str = ""
+    archived: str = ""
+    """The one archived experiment (pretrain-long)."""
 
 
 SWEEP_RUNS = 55
@@ -191,6 +194,19 @@ def _curve(rng: np.random.Generator, steps: np.ndarray, start: float, end: float
     return values
 
 
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
 def _log_multi_rank(server: ServerThread, spool: Path, experiment: str, name: str,
                     config: dict[str, Any], seed: int) -> str:
     import tracker_client
@@ -198,11 +214,12 @@ def _log_multi_rank(server: ServerThread, spool: Path, experiment: str, name: st
     rng = np.random.default_rng(seed)
     lr = float(config["lr"])
     steps = np.arange(STEPS)
-    runs = [tracker_client.init(experiment=experiment, name=name, config=config, owner="alice",
-                                tags={"dataset": "cifar10", "arch": "resnet18"},
-                                run_key=f"{experiment}-{name}", server=server.address,
-                                rank=rank, seed=seed, options=fast(spool / f"{name}-{rank}"))
-            for rank in (0, 1)]
+    with _env("SLURM_JOB_ID", str(81230 + seed)):
+        runs = [tracker_client.init(experiment=experiment, name=name, config=config,
+                                    owner="alice", tags={"dataset": "cifar10", "arch": "resnet18"},
+                                    run_key=f"{experiment}-{name}", server=server.address,
+                                    rank=rank, seed=seed, options=fast(spool / f"{name}-{rank}"))
+                for rank in (0, 1)]
     for rank, run in enumerate(runs):
         scale = 1.0 + 0.08 * rank
         loss = _curve(rng, steps, 2.3, 0.2 + 3 * lr, 0.05) * scale
@@ -226,14 +243,52 @@ def _post(c: httpx.Client, path: str, body: dict[str, Any], status: int = 201) -
     return ok(c.post(f"{API}{path}", json=body), status)
 
 
+def _hostile(c: httpx.Client, out: Seeded) -> None:
+    out.hostile_exp = _post(c, "/experiments", {
+        "name": XSS[0], "owner": XSS[1], "description": XSS[2]})["experiment_id"]
+    hostile = _post(c, "/runs", {
+        "experiment_id": out.hostile_exp, "name": XSS[1],
+        "params": {XSS[0]: XSS[1], "plain": XSS[2]}, "tags": {XSS[2]: XSS[0]},
+        "slurm_job_id": XSS[3], "metadata": {"host": XSS[0], "command": [XSS[1]]}})
+    out.hostile_run = hostile["run_id"]
+    _post(c, f"/runs/{out.hostile_run}/metrics",
+          {"keys": [XSS[0], XSS[1]], "key_index": [0, 0, 1, 1], "steps": [0, 1, 0, 1],
+           "values": [1.0, 2.0, 3.0, 4.0]}, 200)
+
+
+def _sweep(c: httpx.Client) -> str:
+    sweep: str = _post(c, "/experiments", {
+        "name": "lr-sweep", "owner": "carol",
+        "description": "55 short trials of a log-spaced learning rate"})["experiment_id"]
+    for i in range(SWEEP_RUNS):
+        run = _post(c, "/runs", {"experiment_id": sweep, "name": f"trial-{i:02d}",
+                                 "params": {"lr": f"{10 ** (-1 - i / 20):.5f}",
+                                            "width": str(64 * (1 + i % 4))}})
+        _post(c, f"/runs/{run['run_id']}/metrics",
+              {"keys": ["score"], "key_index": [0, 0], "steps": [0, 1],
+               "values": [0.0, round(0.5 + 0.4 * math.sin(i), 4)]}, 200)
+        _post(c, f"/runs/{run['run_id']}/finish", {"status": "finished"}, 200)
+    return sweep
+
+
 def seed(server: ServerThread, spool: Path) -> Seeded:
-    """Log the data set the page tests look at."""
+    """Log the data set the page tests look at, oldest first: the hostile experiment,
+    BULK_EXPERIMENTS ablations, resnet-cifar (tracker_client, two ranks), pretrain-long
+    (archived), lr-sweep."""
     import tracker_client
 
     out = Seeded()
-    configs = {"lr-0.1": {"lr": 0.1, "batch": 128, "optimizer": "sgd"},
-               "lr-0.03": {"lr": 0.03, "batch": 128, "optimizer": "sgd"},
-               "lr-0.01": {"lr": 0.01, "batch": 256, "optimizer": "adam"}}
+    with httpx.Client(base_url=server.http_url, timeout=30) as c:
+        _hostile(c, out)
+        owners = ("dave", "erin", "frank")
+        for i in range(BULK_EXPERIMENTS):
+            _post(c, "/experiments", {
+                "name": f"ablation-{i:02d}", "owner": owners[i % 3],
+                "description": f"dropout {0.1 * (i % 5):.1f}, {2 + i % 4} layers"})
+
+    configs = {"lr-0.1": {"lr": 0.1, "batch": 128, "optimizer": "sgd", "epochs": 30},
+               "lr-0.03": {"lr": 0.03, "batch": 128, "optimizer": "sgd", "epochs": 30},
+               "lr-0.01": {"lr": 0.01, "batch": 256, "optimizer": "adam", "epochs": 30}}
     for i, (name, config) in enumerate(configs.items()):
         out.vision_runs[name] = _log_multi_rank(server, spool, "resnet-cifar", name, config, i)
 
@@ -251,31 +306,9 @@ def seed(server: ServerThread, spool: Path) -> Seeded:
         exps = ok(c.get(f"{API}/experiments", params={"page_size": 100}))["experiments"]
         by_name = {e["name"]: e["experiment_id"] for e in exps}
         out.vision, out.long_exp = by_name["resnet-cifar"], by_name["pretrain-long"]
-        c.patch(f"{API}/experiments/{out.vision}",
-                json={"description": "ResNet-18 on CIFAR-10: a small learning-rate sweep"})
-
-        out.sweep = _post(c, "/experiments", {"name": "lr-sweep", "owner": "carol",
-                                              "description": "55 short runs"})["experiment_id"]
-        for i in range(SWEEP_RUNS):
-            run = _post(c, "/runs", {"experiment_id": out.sweep, "name": f"trial-{i:02d}",
-                                     "params": {"lr": f"{10 ** (-1 - i / 20):.5f}",
-                                                "width": str(64 * (1 + i % 4))}})
-            _post(c, f"/runs/{run['run_id']}/metrics",
-                  {"keys": ["score"], "key_index": [0, 0], "steps": [0, 1],
-                   "values": [0.0, round(0.5 + 0.4 * math.sin(i), 4)]}, 200)
-            _post(c, f"/runs/{run['run_id']}/finish", {"status": "finished"}, 200)
-
-        for i in range(BULK_EXPERIMENTS):
-            _post(c, "/experiments", {"name": f"ablation-{i:02d}", "owner": "dave"})
-
-        out.hostile_exp = _post(c, "/experiments", {
-            "name": XSS[0], "owner": XSS[1], "description": XSS[2]})["experiment_id"]
-        hostile = _post(c, "/runs", {
-            "experiment_id": out.hostile_exp, "name": XSS[1],
-            "params": {XSS[0]: XSS[1], "plain": XSS[2]}, "tags": {XSS[2]: XSS[0]},
-            "slurm_job_id": XSS[3], "metadata": {"host": XSS[0], "command": [XSS[1]]}})
-        out.hostile_run = hostile["run_id"]
-        _post(c, f"/runs/{out.hostile_run}/metrics",
-              {"keys": [XSS[0], XSS[1]], "key_index": [0, 0, 1, 1], "steps": [0, 1, 0, 1],
-               "values": [1.0, 2.0, 3.0, 4.0]}, 200)
+        ok(c.patch(f"{API}/experiments/{out.vision}",
+                   json={"description": "ResNet-18 on CIFAR-10: a small learning-rate sweep"}))
+        out.archived = out.long_exp
+        ok(c.patch(f"{API}/experiments/{out.archived}", json={"status": "archived"}))
+        out.sweep = _sweep(c)
     return out

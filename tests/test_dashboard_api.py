@@ -3,7 +3,8 @@ OpenAPI snapshot is the schema of the routes (and what a server publishes), and 
 committed TypeScript types are what @hey-api/openapi-ts makes of that snapshot.
 
 (The generated-types check needs npm and lives in ``test_dashboard_bundle.py``, which
-installs the dashboard's dependencies once.) Fix a failure with ``python -m tracker_server.http.openapi_export`` and commit
+installs the dashboard's dependencies once.) Fix a failure with
+``python -m tracker_server.http.openapi_export`` and commit
 ``tracker_server/dashboard/openapi.json`` and ``src/api/generated/``.
 """
 

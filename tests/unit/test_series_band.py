@@ -4,6 +4,7 @@ of a downsampled series, against naive models of both."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import uuid
 
@@ -35,7 +36,7 @@ def _same(a: np.ndarray, b: list[float]) -> bool:
 
 def _buckets(cut: Reduction, n: int) -> list[range]:
     bounds = [*cut.starts.tolist(), n]
-    return [range(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    return [range(lo, hi) for lo, hi in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=200, deadline=None)

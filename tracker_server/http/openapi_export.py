@@ -16,7 +16,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from tracker_server.dashboard import DIST_DIR
