@@ -397,7 +397,7 @@ def test_live_run_streams_into_the_open_page(page: Page, watch: Watch, site: Sit
     worker.start()
     try:
         lags = []
-        for target in (40, 80, 120):
+        for target in (30, 50, 70):
             while target not in logged:
                 time.sleep(0.01)
             page.wait_for_function(
