@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "query": "bench.query",
     "client": "bench.client",
     "export": "bench.export",
+    "dashboard": "bench.dashboard",
 }
 
 _HELP = {
@@ -24,6 +25,7 @@ _HELP = {
     "query": "read-path benchmark",
     "client": "client-side benchmark",
     "export": "full-resolution reads of a 10M-point run through the read API",
+    "dashboard": "run page of 20 x 1M points in headless Chromium; REST ingest",
 }
 
 

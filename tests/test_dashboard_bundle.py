@@ -1,5 +1,6 @@
-"""The committed dashboard bundle is exactly what its sources build to, and the dashboard's
-own unit tests (Vitest) pass.
+"""The committed dashboard bundle is exactly what its sources build to, its generated API
+types are what the committed OpenAPI snapshot generates, and the dashboard's own unit
+tests (Vitest) pass.
 
 Both run in a copy of ``tracker_server/dashboard`` installed with ``npm ci`` from the
 committed lockfile, so the working tree's ``node_modules`` and ``dist`` are never touched.
@@ -27,6 +28,9 @@ needs_npm = pytest.mark.skipif(
     reason="npm is not installed: the dashboard cannot be rebuilt to check the committed "
     "bundle (needs Node >= 20.19 and npm)",
 )
+
+GENERATED = DASHBOARD / "src" / "api" / "generated"
+GEN_FIX = "run `python -m tracker_server.http.openapi_export` and commit the result"
 
 # Built or installed here, never sources.
 _NOT_SOURCES = shutil.ignore_patterns("node_modules", "dist", "__pycache__", "*.pyc")
@@ -67,6 +71,22 @@ def test_committed_bundle_matches_sources(dashboard_copy: Path) -> None:
               if not filecmp.cmp(built / name, committed / name, shallow=False)]
     assert not differ, f"rebuilt files differ from the committed ones: {differ}"
     assert (committed / "index.html").read_text().count('type="module"') == 1
+
+
+@needs_npm
+def test_generated_types_are_what_the_schema_generates(dashboard_copy: Path,
+                                                       tmp_path: Path) -> None:
+    work = tmp_path / "dashboard"
+    shutil.copytree(dashboard_copy, work, ignore=_NOT_SOURCES)
+    (work / "node_modules").symlink_to(dashboard_copy / "node_modules")
+    shutil.rmtree(work / "src" / "api" / "generated")
+    proc = _npm(["run", "gen:api"], work, 120)
+    assert proc.returncode == 0, f"npm run gen:api failed:\n{proc.stdout}\n{proc.stderr}"
+    fresh = work / "src" / "api" / "generated"
+    assert _files(fresh) == _files(GENERATED), f"generated files differ: {GEN_FIX}"
+    differ = [n for n in _files(fresh)
+              if not filecmp.cmp(fresh / n, GENERATED / n, shallow=False)]
+    assert not differ, f"{differ} differ from what the committed schema generates: {GEN_FIX}"
 
 
 @needs_npm

@@ -371,6 +371,8 @@ class MetricSeries(_message.Message):
     WALL_TIME_NS_FIELD_NUMBER: _builtins.int
     TOTAL_POINTS_FIELD_NUMBER: _builtins.int
     DOWNSAMPLED_FIELD_NUMBER: _builtins.int
+    MIN_VALUES_FIELD_NUMBER: _builtins.int
+    MAX_VALUES_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     key: _builtins.str
@@ -395,6 +397,18 @@ class MetricSeries(_message.Message):
     def wall_time_ns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Wall times, nanoseconds since the Unix epoch (the latest rank's for aggregates)."""
 
+    @_builtins.property
+    def min_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """A band around the line, one value per point (empty when there is none): for
+        RANK_AGGREGATION_MEAN the minimum and maximum across ranks at that step; for a
+        downsampled series the minimum and maximum of the bucket the point stands for (of
+        the band across ranks, for a downsampled mean).
+        """
+
+    @_builtins.property
+    def max_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Upper edge of the band (see min_values)."""
+
     def __init__(
         self,
         *,
@@ -407,10 +421,12 @@ class MetricSeries(_message.Message):
         wall_time_ns: _abc.Iterable[_builtins.int] | None = ...,
         total_points: _builtins.int = ...,
         downsampled: _builtins.bool = ...,
+        min_values: _abc.Iterable[_builtins.float] | None = ...,
+        max_values: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "downsampled", b"downsampled", "key", b"key", "rank", b"rank", "run_id", b"run_id", "steps", b"steps", "total_points", b"total_points", "values", b"values", "wall_time_ns", b"wall_time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "downsampled", b"downsampled", "key", b"key", "max_values", b"max_values", "min_values", b"min_values", "rank", b"rank", "run_id", b"run_id", "steps", b"steps", "total_points", b"total_points", "values", b"values", "wall_time_ns", b"wall_time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,6 +9,11 @@ The duplicate-step rule, applied per (run, key, rank):
    chunk_id, and within one chunk the later position (chunks keep arrival order).
 
 After resolution, steps are strictly increasing per rank.
+
+A series may carry a band, ``low`` and ``high`` (one value per point): the mean across
+ranks has the minimum and maximum across ranks at each step, and a downsampled series
+has the minimum and maximum of the bucket each kept point stands for (of the band, when
+there is one, so a downsampled mean still spans every rank's every point).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tracker_server.domain.downsample import downsample
+from tracker_server.domain.downsample import envelope, reduction
 
 Int64Array = npt.NDArray[np.int64]
 Int32Array = npt.NDArray[np.int32]
@@ -78,7 +83,8 @@ class Chunks:
 
 @dataclass
 class Series:
-    """One resolved series; rank -1 for an aggregate across ranks."""
+    """One resolved series; rank -1 for an aggregate across ranks. ``low`` / ``high``:
+    the band around each point (see the module docstring), or None."""
 
     rank: int
     steps: Int64Array
@@ -86,21 +92,12 @@ class Series:
     wall_ns: Int64Array
     total_points: int = 0
     downsampled: bool = False
+    low: Float64Array | None = None
+    high: Float64Array | None = None
 
     def __post_init__(self) -> None:
         if not self.total_points:
             self.total_points = int(self.steps.shape[0])
-
-    def take(self, index: npt.NDArray[np.intp]) -> Series:
-        """The points at ``index`` (keeps total_points)."""
-        return Series(
-            self.rank,
-            self.steps[index],
-            self.values[index],
-            self.wall_ns[index],
-            self.total_points,
-            self.downsampled or index.shape[0] < self.steps.shape[0],
-        )
 
 
 def _cutoffs(attempt_starts: dict[tuple[int, int], int], rank: int, attempts: Int64Array
@@ -176,18 +173,27 @@ def aggregate(series: list[Series], how: str) -> Series | None:
     order = np.argsort(steps, kind="stable")
     steps, values, wall = steps[order], values[order], wall[order]
     starts = np.flatnonzero(np.r_[True, steps[1:] != steps[:-1]])
+    low = high = None
     if how == "mean":
         counts = np.diff(np.r_[starts, steps.shape[0]])
         agg = np.add.reduceat(values, starts) / counts
+        low, high = np.fmin.reduceat(values, starts), np.fmax.reduceat(values, starts)
     elif how == "min":
         agg = np.fmin.reduceat(values, starts)
     else:
         agg = np.fmax.reduceat(values, starts)
-    return Series(-1, steps[starts], agg, np.maximum.reduceat(wall, starts))
+    return Series(-1, steps[starts], agg, np.maximum.reduceat(wall, starts), low=low,
+                  high=high)
 
 
 def reduce_points(series: Series, max_points: int, method: str) -> Series:
-    """Downsample ``series`` to at most ``max_points`` points with ``method``."""
+    """Downsample ``series`` to at most ``max_points`` points with ``method``; every
+    kept point gets the envelope (min and max) of its bucket as ``low`` / ``high``."""
     if series.steps.shape[0] <= max_points:
         return series
-    return series.take(downsample(series.steps, series.values, max_points, method))
+    cut = reduction(series.steps, series.values, max_points, method)
+    low, high = envelope(series.values if series.low is None else series.low,
+                         series.values if series.high is None else series.high, cut)
+    i = cut.index
+    return Series(series.rank, series.steps[i], series.values[i], series.wall_ns[i],
+                  series.total_points, True, low, high)

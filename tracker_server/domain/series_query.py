@@ -45,6 +45,8 @@ from tracker_server.domain.sketch_plan import plan_reads, sketch_worthwhile
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_CACHE_ENTRY_POINTS = 4_000_000
 EXPORT_WINDOW_POINTS = 200_000
+ZOOM_FILL_POINTS = 200_000
+"""Largest series a zoomed (partial-range) read loads whole into the cache."""
 _BYTES_PER_POINT = 24
 
 DOWNSAMPLING_METHODS = ("minmax", "lttb", "none")
@@ -157,13 +159,16 @@ def _finish_planned(chunks: Chunks, infos: list[AttemptInfo], req: SeriesRequest
     """Resolve and downsample a read that took some chunks as sketches. The points the
     sketches leave out still count in ``total_points``, and such a series is marked
     downsampled whatever its length. Aggregation only gets here with a single rank,
-    where mean, min and max over one value are that value (NaN and -0.0 included)."""
+    where mean, min and max over one value are that value (NaN and -0.0 included), and
+    so is the mean's band across ranks."""
     out = []
     for s in resolve(chunks, attempt_starts(infos), req.start_step, req.end_step):
         hidden = chunks.hidden_by_sketch(s.rank)
         rank = s.rank if req.aggregation == "per_rank" else -1
+        band = s.values if req.aggregation == "mean" else None
         out.append(Series(rank, s.steps, s.values, s.wall_ns,
-                          int(s.steps.shape[0]) + hidden, downsampled=hidden > 0))
+                          int(s.steps.shape[0]) + hidden, downsampled=hidden > 0,
+                          low=band, high=band))
     return [reduce_points(s, req.max_points, req.method) for s in out]
 
 
@@ -202,12 +207,15 @@ class SeriesQuery:
         full = self.cache.get((run_id, key_id), version)
         total = sum(i.points for i in infos)
         whole = req.start_step == STEP_MIN and req.end_step == STEP_MAX
-        # A zoomed read fills the cache the first time (repeated zooms of a finished run
-        # are then memory reads), but once the cached entry went stale the run is live
-        # (every flush changes the version): re-reading the whole series for each zoom
-        # took ~120 ms for 1M points, so such reads fetch only the chunks in range.
+        # A zoomed read of a small series fills the cache the first time (repeated zooms
+        # of a finished run are then memory reads). A large one reads only the chunks in
+        # range: a whole 1M-point series took ~120 ms to re-read, and a page zooming 20
+        # such charts at once would re-read (and, past the budget, evict) all of them.
+        # Once the cached entry went stale the run is live (every flush changes the
+        # version), so its zooms read the range too.
         live = full is None and self.cache.has((run_id, key_id))
-        if full is None and (whole or not live) and total <= self._entry_points:
+        fill = whole or (not live and total <= ZOOM_FILL_POINTS)
+        if full is None and fill and total <= self._entry_points:
             chunks = await self._reader.chunks(run_id, key_id, STEP_MIN, STEP_MAX, None)
             full = await asyncio.to_thread(resolve, chunks, attempt_starts(infos))
             self.cache.put((run_id, key_id), version, full)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import HTMLResponse, Response
@@ -62,9 +63,7 @@ def create_app(
         dist_dir=dist_dir or DEFAULT_DIST,
     )
     telemetry = telemetry or Telemetry()
-    app = FastAPI(title="tracker", version="v1", description=DESCRIPTION + ENCODING_DOC,
-                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
-                  default_response_class=JsonResponse)
+    app = _bare_app()
     app.state.tracker = HttpContext(
         services=services, auth=auth, limits=limits, options=options,
         sessions=SessionCodec(session_secret, settings.http_session_ttl_s),
@@ -83,31 +82,58 @@ def create_app(
     return app
 
 
+def _schema(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema of ``app``: 400 problem instead of FastAPI's 422, and the
+    hand-parsed metrics body."""
+    schema = get_openapi(title=app.title, version=app.version,
+                         description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    extra = schemas.MetricsIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(extra.pop("$defs", {}))
+    components["MetricsIn"] = extra
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            responses = op.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses["400"] = {
+                    "description": "invalid request (application/problem+json)",
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+    return schema
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The route function's name (``get_series``): generated clients name their types
+    after it (``GetSeriesData``), and the docs page its anchors."""
+    return route.name
+
+
+def _bare_app() -> FastAPI:
+    return FastAPI(title="tracker", version="v1", description=DESCRIPTION + ENCODING_DOC,
+                   docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                   default_response_class=JsonResponse,
+                   generate_unique_id_function=_operation_id)
+
+
+def api_schema() -> dict[str, Any]:
+    """The OpenAPI schema every server publishes at /api/openapi.json, built from the
+    routes alone (no services, no database): what the dashboard's wire types are
+    generated from (``python -m tracker_server.http.openapi_export``)."""
+    app = _bare_app()
+    for router in ROUTERS:
+        app.include_router(router)
+    return _schema(app)
+
+
 def _describe(app: FastAPI) -> None:
-    """The schema (400 problem instead of FastAPI's 422, the hand-parsed metrics body)
-    and the docs page."""
+    """The schema (see ``_schema``) and the docs page."""
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version,
-                             description=app.description, routes=app.routes)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        extra = schemas.MetricsIn.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(extra.pop("$defs", {}))
-        components["MetricsIn"] = extra
-        components.pop("HTTPValidationError", None)
-        components.pop("ValidationError", None)
-        for item in schema.get("paths", {}).values():
-            for op in item.values():
-                responses = op.get("responses", {})
-                if responses.pop("422", None) is not None:
-                    responses["400"] = {
-                        "description": "invalid request (application/problem+json)",
-                        "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Problem"}}}}
-        app.openapi_schema = schema
-        return schema
+        if not app.openapi_schema:
+            app.openapi_schema = _schema(app)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 

@@ -102,9 +102,9 @@ def key_info(info: KeyInfo) -> dict[str, Any]:
 
 def series(found: KeySeries) -> dict[str, Any]:
     """One series; the columns stay numpy arrays (or lists when some value needs a
-    string)."""
+    string). ``min_values`` / ``max_values`` only when the series has a band."""
     s = found.series
-    return {
+    out = {
         "rank": s.rank if found.aggregation == "per_rank" else None,
         "aggregate": found.aggregation,
         "steps": int_array(s.steps),
@@ -113,6 +113,10 @@ def series(found: KeySeries) -> dict[str, Any]:
         "downsampled": s.downsampled,
         "total_points": s.total_points,
     }
+    if s.low is not None and s.high is not None:
+        out["min_values"] = float_array(s.low)
+        out["max_values"] = float_array(s.high)
+    return out
 
 
 def ranked(r: RankedRun) -> dict[str, Any]:

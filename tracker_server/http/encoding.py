@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 from tracker_server.domain.errors import invalid
 
@@ -126,9 +126,10 @@ def dumps(content: Any) -> bytes:
     return orjson.dumps(content, option=_OPTIONS)
 
 
-class JsonResponse(Response):
+class JsonResponse(JSONResponse):
     """A JSON response serialized with :func:`dumps`; content must already follow the
-    float and integer rules (see :func:`enc_float`, :func:`float_array`, ...)."""
+    float and integer rules (see :func:`enc_float`, :func:`float_array`, ...). A
+    ``JSONResponse`` so that FastAPI describes routes by their ``response_model``."""
 
     media_type = "application/json"
 

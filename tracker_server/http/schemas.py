@@ -280,6 +280,12 @@ class SeriesOut(BaseModel):
     steps: list[WireInt]
     values: list[WireFloat]
     wall_time_ns: list[WireInt]
+    min_values: list[WireFloat] | None = Field(
+        None, description="lower edge of the band, one per point (absent: no band): for "
+        "aggregate=mean the minimum across ranks at that step; for a downsampled series "
+        "the minimum of the bucket the point stands for (of the band, for a mean)")
+    max_values: list[WireFloat] | None = Field(
+        None, description="upper edge of the band (see min_values)")
     downsampled: bool
     total_points: int
 

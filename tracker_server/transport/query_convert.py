@@ -86,6 +86,9 @@ def series_to_proto(
     msg.steps.extend(series.steps.tolist())
     msg.values.extend(series.values.tolist())
     msg.wall_time_ns.extend(series.wall_ns.tolist())
+    if series.low is not None and series.high is not None:
+        msg.min_values.extend(series.low.tolist())
+        msg.max_values.extend(series.high.tolist())
     return msg
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
 from tracker_server.domain.errors import invalid
+from tracker_server.domain.series_query import AGGREGATIONS, DOWNSAMPLING_METHODS
 from tracker_server.http import convert, schemas
 from tracker_server.http.context import context, request_call
 from tracker_server.http.encoding import ENCODING_DOC, INT64_MAX, INT64_MIN, JsonResponse
@@ -68,14 +69,19 @@ async def get_series(
     end: Annotated[int | None, Query(ge=INT64_MIN, le=INT64_MAX,
                                      description="last step (inclusive)")] = None,
     max_points: Annotated[int, Query(description="per series; 0: 1000")] = 0,
-    method: Annotated[str, Query(description="minmax, lttb or none")] = "minmax",
-    aggregate: Annotated[str, Query(description="per_rank, mean, min or max")] = "per_rank",
+    method: Annotated[str, Query(description="how a longer series is reduced",
+                                 json_schema_extra={"enum": list(DOWNSAMPLING_METHODS)})
+                      ] = "minmax",
+    aggregate: Annotated[str, Query(description="one series per rank, or one across ranks",
+                                    json_schema_extra={"enum": list(AGGREGATIONS)})
+                         ] = "per_rank",
     rank: Annotated[int | None, Query(ge=0, le=2**31 - 1,
                                       description="one rank of a per-rank read")] = None,
 ) -> JsonResponse:
     """One series per rank (or one aggregate across ranks), downsampled to
-    ``max_points``; ``key`` may contain ``/``. A live chart polls with
-    ``start=<last step shown + 1>``."""
+    ``max_points``; ``key`` may contain ``/``. ``min_values`` / ``max_values`` are the
+    band: across ranks for ``aggregate=mean``, the envelope of each bucket when
+    downsampled. A live chart polls with ``start=<last step shown + 1>``."""
     found = await context(request).services.query.get_series(
         [run_id], [key], start_step=start, end_step=end, max_points=max_points,
         downsampling=method, aggregation=aggregate, rank=rank)

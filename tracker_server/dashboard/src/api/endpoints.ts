@@ -7,7 +7,8 @@ const enc = encodeURIComponent;
 
 export interface ListExperimentsParams {
   owner?: string;
-  status?: string;
+  /** Any of these statuses; none: the server's default (created and active). */
+  status?: wire.ExperimentStatus[];
   namePrefix?: string;
   pageSize?: number;
   pageToken?: string;

@@ -16,8 +16,6 @@ export type {
   ExperimentList,
   ExperimentStatus,
   ExperimentUpdate,
-  GitInfo,
-  RunMetadata,
   RunStatus,
   SeriesAggregate,
   SeriesMethod,
@@ -37,7 +35,26 @@ export interface Summary {
   maxStep: number;
 }
 
-export interface Run extends Omit<wire.Run, 'seed' | 'summaries'> {
+export interface GitInfo {
+  commit?: string;
+  branch?: string;
+  dirty?: boolean;
+}
+
+/** The reproducibility metadata the client records (free-form JSON on the wire, so
+ * every field may be missing or of another type; the view checks before it shows). */
+export interface RunMetadata {
+  git?: GitInfo;
+  host?: string;
+  gpus?: unknown;
+  command?: unknown;
+  python?: string;
+  packages?: unknown;
+  [other: string]: unknown;
+}
+
+export interface Run extends Omit<wire.Run, 'seed' | 'summaries' | 'metadata'> {
+  metadata: RunMetadata;
   /** Exact decimal text of the seed, or null when none was given. */
   seed: string | null;
   /** Present when the server sent summaries with the run. */
@@ -128,7 +145,7 @@ export function toRun(r: wire.Run): Run {
   };
 }
 
-function optionalColumn(values: wire.WireFloat[] | undefined, n: number): Float64Array | null {
+function optionalColumn(values: wire.WireFloat[] | null | undefined, n: number): Float64Array | null {
   if (!values || values.length !== n) return null;
   return floatColumn(values);
 }

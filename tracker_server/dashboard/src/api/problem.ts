@@ -1,5 +1,8 @@
 // The one error type of the API client: an RFC 9457 problem, or a transport failure.
-import type { Problem, ProblemFieldError } from './types';
+import type { Problem as WireProblem, ProblemFieldError } from './types';
+
+/** A problem as received: an error body may lack any field (a proxy's, FastAPI's own). */
+type Problem = Partial<WireProblem>;
 
 export class ApiError extends Error {
   /** HTTP status; 0 when the request never got a response. */

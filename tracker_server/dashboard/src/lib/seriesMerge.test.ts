@@ -36,11 +36,14 @@ describe('appendSeries', () => {
     expect(out.totalPoints).toBe(4);
   });
 
-  it('keeps bands aligned when only one side has them', () => {
+  it('keeps bands aligned when only one side has them: the other is a zero-width band', () => {
     const old = s(null, [0, 1], { minValues: Float64Array.from([0, 1]), maxValues: Float64Array.from([2, 3]) });
     const out = appendSeries(old, s(null, [2]));
-    expect(Array.from(out.minValues ?? [])).toEqual([0, 1, NaN]);
-    expect(out.maxValues?.length).toBe(3);
+    expect(Array.from(out.minValues ?? [])).toEqual([0, 1, 20]);
+    expect(Array.from(out.maxValues ?? [])).toEqual([2, 3, 20]);
+    const late = appendSeries(s(0, [0, 1]), s(0, [2], { minValues: Float64Array.from([5]), maxValues: Float64Array.from([25]) }));
+    expect(Array.from(late.minValues ?? [])).toEqual([0, 10, 5]);
+    expect(Array.from(late.maxValues ?? [])).toEqual([0, 10, 25]);
   });
 
   it('returns the old series for an empty poll', () => {

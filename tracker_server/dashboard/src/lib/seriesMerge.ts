@@ -10,15 +10,15 @@ function concat(a: Float64Array, keep: number, b: Float64Array): Float64Array {
 
 function concatOptional(
   a: Float64Array | null,
+  aValues: Float64Array,
   keep: number,
   b: Float64Array | null,
-  bLength: number,
+  bValues: Float64Array,
 ): Float64Array | null {
   if (!a && !b) return null;
-  // A side without a band contributes its values as a zero-width band.
-  const left = a ?? new Float64Array(keep).fill(NaN);
-  const right = b ?? new Float64Array(bLength).fill(NaN);
-  return concat(left, keep, right);
+  // A side without a band (points that were not downsampled) contributes its values as
+  // a zero-width band, so the band stays continuous.
+  return concat(a ?? aValues, keep, b ?? bValues);
 }
 
 /** First index whose step is >= `step` (steps are strictly increasing). */
@@ -47,8 +47,8 @@ export function appendSeries(old: Series, fresh: Series): Series {
     steps: concat(old.steps, keep, fresh.steps),
     values: concat(old.values, keep, fresh.values),
     wallS: concat(old.wallS, keep, fresh.wallS),
-    minValues: concatOptional(old.minValues, keep, fresh.minValues, n),
-    maxValues: concatOptional(old.maxValues, keep, fresh.maxValues, n),
+    minValues: concatOptional(old.minValues, old.values, keep, fresh.minValues, fresh.values),
+    maxValues: concatOptional(old.maxValues, old.values, keep, fresh.maxValues, fresh.values),
     downsampled: old.downsampled || fresh.downsampled,
     totalPoints: Math.max(0, old.totalPoints - replaced) + fresh.totalPoints,
     lastStep: fresh.lastStep ?? old.lastStep,

@@ -250,7 +250,8 @@ export type ExperimentSort = 'name' | '-name' | 'owner' | '-owner' | 'created' |
 
 export interface ExperimentsViewState {
   owner: string;
-  status: '' | 'created' | 'active' | 'archived';
+  /** '' is the server's default (created and active); 'all' adds the archived ones. */
+  status: '' | 'all' | 'created' | 'active' | 'archived';
   prefix: string;
   /** Client-side order of the page shown. */
   sort: ExperimentSort;
@@ -265,7 +266,7 @@ export function parseExperimentsView(search: string): ExperimentsViewState {
   const p = params(search);
   return {
     owner: p.get('owner') ?? '',
-    status: oneOf(p.get('status'), ['', 'created', 'active', 'archived'] as const, ''),
+    status: oneOf(p.get('status'), ['', 'all', 'created', 'active', 'archived'] as const, ''),
     prefix: p.get('prefix') ?? '',
     sort: oneOf(p.get('sort'), EXPERIMENT_SORTS, '-created'),
     tok: p.getAll('tok').filter(Boolean),

@@ -90,7 +90,13 @@ export function ExperimentsPage() {
   const list = useFetch(
     (signal) =>
       listExperiments(
-        { owner: view.owner, status: view.status, namePrefix: view.prefix, pageSize: PAGE_SIZE, pageToken: token },
+        {
+          owner: view.owner,
+          status: view.status === 'all' ? ['created', 'active', 'archived'] : view.status ? [view.status] : [],
+          namePrefix: view.prefix,
+          pageSize: PAGE_SIZE,
+          pageToken: token,
+        },
         signal,
       ),
     [view.owner, view.status, view.prefix, token],
@@ -138,7 +144,8 @@ export function ExperimentsPage() {
             value={view.status}
             onChange={(e) => go({ status: e.target.value as ExperimentsViewState['status'], tok: [] })}
           >
-            <option value="">any</option>
+            <option value="">not archived</option>
+            <option value="all">any</option>
             <option value="created">created</option>
             <option value="active">active</option>
             <option value="archived">archived</option>

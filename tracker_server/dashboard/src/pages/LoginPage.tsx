@@ -60,7 +60,10 @@ export function LoginPage({ next, reason }: { next: string | null; reason?: stri
         </button>
         <ErrorBox error={error} />
         <p className="muted small">
-          Keys are made with <code>tracker-server keys create --role viewer</code>.
+          The key is sent once, in this form, and exchanged for a session cookie the page
+          cannot read. Keys are made on the server with
+          <br />
+          <code>tracker-server keys create --role viewer</code>
         </p>
       </form>
     </div>
