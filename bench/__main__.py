@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "client": "bench.client",
     "export": "bench.export",
     "dashboard": "bench.dashboard",
+    "soak": "bench.soak",
 }
 
 _HELP = {
@@ -26,6 +27,7 @@ _HELP = {
     "client": "client-side benchmark",
     "export": "full-resolution reads of a 10M-point run through the read API",
     "dashboard": "run page of 20 x 1M points in headless Chromium; REST ingest",
+    "soak": "long steady ingest + query load: RSS and throughput over time, nothing lost",
 }
 
 

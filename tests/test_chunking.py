@@ -65,10 +65,18 @@ def test_chunks_and_summaries_match_naive_model(specs: list) -> None:
         assert [(s, np.float64(v).tobytes()) for s, v in got[key]] == [
             (s, np.float64(v).tobytes()) for s, v in pts]
 
-    # Summaries per (run, key).
+    # Summaries per (run, key). Ties go by write order, the order of the stored points:
+    # chunk rows as they are copied (chunk_id order), then position within a row.
+    row_of = {k: i for i, k in enumerate(got)}
+    seen: dict[tuple, int] = {}
+    written = []
+    for run, rank, attempt, k, s, v, _ in flat:
+        group = (run, rank, attempt, k)
+        written.append((run, rank, attempt, k, s, v, (row_of[group], seen.get(group, 0))))
+        seen[group] = seen.get(group, 0) + 1
     for i in range(len(summaries.run_ids)):
         run, key = summaries.run_ids[i], summaries.key_ids[i]
-        pts = [p for p in flat if p[0] == run and p[3] == key]
+        pts = [p for p in written if p[0] == run and p[3] == key]
         assert summaries.count[i] == len(pts)
         assert summaries.first_step[i] == min(p[4] for p in pts)
         # last: highest (attempt, step), later write wins a tie
@@ -80,7 +88,7 @@ def test_chunks_and_summaries_match_naive_model(specs: list) -> None:
         if not finite:
             continue
         lo = min(finite, key=lambda p: (p[5], p[6]))
-        hi = max(finite, key=lambda p: (p[5], -p[6]))
+        hi = min(finite, key=lambda p: (-p[5], p[6]))
         assert (summaries.min_value[i], summaries.min_step[i]) == (lo[5], lo[4])
         assert (summaries.max_value[i], summaries.max_step[i]) == (hi[5], hi[4])
     assert len(summaries.run_ids) == len({(p[0], p[3]) for p in flat})

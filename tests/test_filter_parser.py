@@ -114,7 +114,9 @@ def test_order_by() -> None:
 
 _names = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                  min_size=1, max_size=12)
-_strings = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+# PostgreSQL text cannot hold NUL, so the parser refuses it (tests/test_hostile_input.py).
+_strings = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                          blacklist_characters="\x00"), max_size=12)
 _numbers = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 

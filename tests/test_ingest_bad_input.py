@@ -188,3 +188,54 @@ def test_bad_stream_does_not_disturb_others(api: Api, database_url: str) -> None
     t.join(30)
     assert good_result[-1].ack.committed_through_seq == 30
     assert count_points(database_url, run_id) == 30_000
+
+
+_GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"  # field 1, length-delimited, with an impossible length
+
+
+def _raw_stream(api: Api, frames: list[bytes]) -> grpc.RpcError:
+    call = api.channel.stream_stream("/tracker.v1.IngestService/Stream",
+                                     request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as info:
+        list(call(iter(frames), timeout=10))
+    return info.value
+
+
+def test_undecodable_stream_message_is_invalid_argument(api: Api, database_url: str) -> None:
+    run_id = api.new_run()
+    # As the first message, and after a valid Open and batch.
+    err = _raw_stream(api, [_GARBAGE])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+    assert "not a valid message" in (err.details() or "")
+    good = [open_req(run_id, "w").SerializeToString(), batch_req(1, _good()).SerializeToString()]
+    err = _raw_stream(api, [*good, _GARBAGE])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+    # The server keeps serving; the good batch before the garbage is stored once.
+    resp = run_stream(api, [open_req(run_id, "w"), batch_req(1, _good()),
+                            batch_req(2, _good(seq_offset=100))])
+    assert resp[-1].ack.committed_through_seq == 2
+    assert count_points(database_url, run_id) == 200
+
+
+def test_undecodable_unary_request_is_invalid_argument(api: Api) -> None:
+    for method in ("/tracker.v1.IngestService/LogMetrics",
+                   "/tracker.v1.ExperimentService/CreateRun",
+                   "/grpc.health.v1.Health/Check"):
+        call = api.channel.unary_unary(method, request_serializer=None,
+                                       response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as info:
+            call(_GARBAGE, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+
+
+def test_replay_of_committed_batches_is_acked(api: Api, database_url: str) -> None:
+    run_id = api.new_run()
+    first = run_stream(api, [open_req(run_id, "w")] + [
+        batch_req(s, _good(10, s * 10)) for s in (1, 2, 3)])
+    assert first[-1].ack.committed_through_seq == 3
+    again = run_stream(api, [open_req(run_id, "w")] + [
+        batch_req(s, _good(10, s * 10)) for s in (1, 2, 3)])
+    assert again[0].opened.committed_seq == 3
+    acks = [r.ack.committed_through_seq for r in again if r.WhichOneof("kind") == "ack"]
+    assert acks == [3, 3, 3]  # one per dropped batch
+    assert count_points(database_url, run_id) == 30

@@ -56,3 +56,35 @@ def test_embedded_default_starts_serves_and_stops(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
+
+
+def test_a_server_stops_the_postgresql_it_adopted_after_a_kill(tmp_path: Path) -> None:
+    """A SIGKILLed server leaves its embedded PostgreSQL running; the next server on the
+    data directory adopts it and, when it stops cleanly, stops it."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(TRACKER_DATA_DIR=str(tmp_path / "data"), TRACKER_LISTEN=f"127.0.0.1:{port}")
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "tracker_server"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_healthy(f"127.0.0.1:{port}", timeout=60)
+        return proc
+
+    first = start()
+    pid_file = tmp_path / "data" / "pg" / "postmaster.pid"
+    postmaster = int(pid_file.read_text().splitlines()[0])
+    first.kill()
+    first.wait(10)
+    assert psutil.pid_exists(postmaster)  # a kill leaves it running ...
+    second = start()
+    try:
+        assert int(pid_file.read_text().splitlines()[0]) == postmaster  # ... adopted
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err.decode()[-2000:]
+    deadline = time.monotonic() + 20
+    while psutil.pid_exists(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(postmaster), "adopted PostgreSQL left running"

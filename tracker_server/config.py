@@ -80,14 +80,57 @@ class Settings:
     """Connections in the PostgreSQL pool of queries, key lookups and stream opens, per
     process; the flush lanes have their own (one connection each)."""
 
+    db_lock_timeout_ms: int = 5_000
+    """``lock_timeout`` of the pool's sessions: the longest a statement waits for a row
+    lock (e.g. held by a frozen peer) before it fails with a retryable error."""
+
+    db_statement_timeout_ms: int = 60_000
+    """``statement_timeout`` of the pool's sessions: no statement runs longer."""
+
+    db_idle_in_transaction_timeout_ms: int = 10_000
+    """``idle_in_transaction_session_timeout`` of the pool's sessions: PostgreSQL ends a
+    session that sits inside a transaction this long (a server frozen mid-flush), so
+    the locks it holds are released and other servers go on."""
+
+    flush_lock_wait_ms: int = 1_000
+    """How long a flush waits for a run another flush holds (server replicas writing one
+    run take turns); past it the run's writers wait for a later flush, and for ten times
+    this long the run is only tried, not waited for, so a stuck peer delays the writers
+    of its own runs only."""
+
     flush_retry_max_ms: int = 5_000
     """Longest back-off between retries of a failed flush (database unavailable)."""
 
     compact_interval_s: float = 60.0
     """Seconds between compaction rounds merging small chunks (0 disables)."""
 
+    summary_repair_interval_ms: int = 1_000
+    """Period of the background pass that recomputes summaries marked stale by flushes
+    that rewrote steps (0 disables it)."""
+
     compact_max_series: int = 2000
     """Most series (run, key, rank, attempt) one compaction round merges."""
+
+    keepalive_time_ms: int = 60_000
+    """Interval of the server's HTTP/2 pings on a connection; a peer that does not
+    answer within ``keepalive_timeout_ms`` is dropped and its streams released."""
+
+    keepalive_timeout_ms: int = 20_000
+    """How long a ping may go unanswered."""
+
+    max_streams: int = 2_000
+    """Most ingest streams open at once in this process; beyond it a new stream ends with
+    RESOURCE_EXHAUSTED and a retry delay (clients back off and reconnect)."""
+
+    stream_open_timeout_s: float = 30.0
+    """A stream must send its Open within this long, else it ends with
+    DEADLINE_EXCEEDED (a connection that opens streams and never writes holds no slot)."""
+
+    max_keys_per_run: int = 20_000
+    """Most distinct metric keys in one run; a batch that would go beyond is rejected
+    with RESOURCE_EXHAUSTED (checked per server against what the database held when it
+    first saw the run plus what it accepted since, so replicas together may overshoot by
+    what they accept concurrently)."""
 
     shutdown_grace_s: float = 10.0
     """On SIGTERM, time given to open streams and the last flush before exit."""
@@ -164,9 +207,19 @@ _ENV = {
     "max_keys_per_batch": "TRACKER_MAX_KEYS_PER_BATCH",
     "slow_down_ms": "TRACKER_SLOW_DOWN_MS",
     "db_pool_size": "TRACKER_DB_POOL_SIZE",
+    "db_lock_timeout_ms": "TRACKER_DB_LOCK_TIMEOUT_MS",
+    "db_statement_timeout_ms": "TRACKER_DB_STATEMENT_TIMEOUT_MS",
+    "db_idle_in_transaction_timeout_ms": "TRACKER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+    "flush_lock_wait_ms": "TRACKER_FLUSH_LOCK_WAIT_MS",
+    "keepalive_time_ms": "TRACKER_KEEPALIVE_TIME_MS",
+    "keepalive_timeout_ms": "TRACKER_KEEPALIVE_TIMEOUT_MS",
+    "max_streams": "TRACKER_MAX_STREAMS",
+    "stream_open_timeout_s": "TRACKER_STREAM_OPEN_TIMEOUT_S",
+    "max_keys_per_run": "TRACKER_MAX_KEYS_PER_RUN",
     "flush_retry_max_ms": "TRACKER_FLUSH_RETRY_MAX_MS",
     "compact_interval_s": "TRACKER_COMPACT_INTERVAL_S",
     "compact_max_series": "TRACKER_COMPACT_MAX_SERIES",
+    "summary_repair_interval_ms": "TRACKER_SUMMARY_REPAIR_INTERVAL_MS",
     "shutdown_grace_s": "TRACKER_SHUTDOWN_GRACE_S",
     "log_level": "TRACKER_LOG_LEVEL",
     "auth": "TRACKER_AUTH",
@@ -260,7 +313,9 @@ def validate(settings: Settings) -> None:
     positive = (
         "flush_bytes", "flush_lanes", "max_flush_bytes", "memory_budget_bytes",
         "max_message_bytes", "max_batch_points", "max_key_bytes", "max_keys_per_batch",
-        "db_pool_size",
+        "db_pool_size", "db_lock_timeout_ms", "db_statement_timeout_ms",
+        "db_idle_in_transaction_timeout_ms", "keepalive_time_ms", "keepalive_timeout_ms",
+        "max_streams", "stream_open_timeout_s", "max_keys_per_run",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
@@ -268,6 +323,12 @@ def validate(settings: Settings) -> None:
     for name in ("flush_interval_ms", "workers"):
         if getattr(settings, name) < 0:
             raise ValueError(f"{_ENV[name]} must be >= 0, got {getattr(settings, name)}")
+    if settings.summary_repair_interval_ms < 0:
+        raise ValueError("TRACKER_SUMMARY_REPAIR_INTERVAL_MS must be >= 0, got "
+                         f"{settings.summary_repair_interval_ms}")
+    if settings.flush_lock_wait_ms < 0:
+        raise ValueError(
+            f"TRACKER_FLUSH_LOCK_WAIT_MS must be >= 0, got {settings.flush_lock_wait_ms}")
     if settings.flush_bytes > settings.memory_budget_bytes:
         raise ValueError(
             "TRACKER_FLUSH_BYTES must not exceed TRACKER_MEMORY_BUDGET_BYTES"

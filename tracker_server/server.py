@@ -25,6 +25,7 @@ from tracker_server.config import Settings, is_loopback, listen_addresses, valid
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.ingest_service import IngestService
+from tracker_server.domain.key_limit import KeyLimit
 from tracker_server.domain.points import Limits
 from tracker_server.domain.ports import KeyStore
 from tracker_server.domain.query_service import QueryService
@@ -36,13 +37,17 @@ from tracker_server.http.serving import HttpServer, start_http
 from tracker_server.storage.compactor import Compactor
 from tracker_server.storage.embedded import start_embedded
 from tracker_server.storage.experiment_store import PgExperimentStore
+from tracker_server.storage.flush_locks import RunLocks
 from tracker_server.storage.key_store import PgKeyStore
 from tracker_server.storage.metric_reader import PgMetricReader
 from tracker_server.storage.metric_store import PgMetricStore
 from tracker_server.storage.migrate import migrate
+from tracker_server.storage.run_keys import PgRunKeyNames
 from tracker_server.storage.run_search import PgRunSearch
 from tracker_server.storage.run_store import PgRunStore
 from tracker_server.storage.server_state import readiness, shared_secret
+from tracker_server.storage.session_settings import SessionTimeouts
+from tracker_server.storage.summary_repair import SummaryRepair
 from tracker_server.telemetry import Telemetry, setup_telemetry
 from tracker_server.transport.auth import Authenticator, KeyCache
 from tracker_server.transport.call_steps import standard_steps
@@ -71,15 +76,15 @@ class Services:
     ingest: IngestService
 
 
-def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Settings
-                   ) -> Services:
+def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Settings,
+                   key_limit: KeyLimit | None = None) -> Services:
     """The services over the PostgreSQL stores (the only place that names them)."""
     runs, search, reader = PgRunStore(pool), PgRunSearch(pool), PgMetricReader(pool)
     return Services(
         experiments=ExperimentService(PgExperimentStore(pool), search),
         runs=RunService(runs, search),
         query=QueryService(reader, runs, SeriesQuery(reader)),
-        ingest=IngestService(engine, limits(settings)),
+        ingest=IngestService(engine, limits(settings), key_limit),
     )
 
 
@@ -116,6 +121,7 @@ class RunningServer:
     services: Services | None = None
     flush_pool: ConnectionPool | None = None
     http: HttpServer | None = None
+    repair: SummaryRepair | None = None
 
     @property
     def address(self) -> str:
@@ -143,6 +149,8 @@ class RunningServer:
         deadline = loop.time() + grace_s
         await self.health.enter_graceful_shutdown()
         await self.compactor.stop()
+        if self.repair is not None:
+            await self.repair.stop()
         stopping = asyncio.ensure_future(self.server.stop(grace_s))
         # HTTP writes in flight wait for their commit: the engine flushes them meanwhile.
         http_stopping = asyncio.ensure_future(
@@ -224,18 +232,29 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
         applied = await asyncio.to_thread(migrate, conninfo)
         if applied:
             log.info("migrations.applied", versions=applied)
+    timeouts = SessionTimeouts(settings.db_lock_timeout_ms, settings.db_statement_timeout_ms,
+                               settings.db_idle_in_transaction_timeout_ms)
+    # check=: a connection is tried (one empty round trip) before it is handed out, so
+    # after a database restart an idle pooled connection fails there and is replaced,
+    # instead of failing the first query with UNAVAILABLE.
     pool = AsyncConnectionPool(
-        conninfo, min_size=2, max_size=settings.db_pool_size, open=False, name="tracker"
+        conninfo, min_size=2, max_size=settings.db_pool_size, open=False, name="tracker",
+        configure=timeouts.configure(), check=AsyncConnectionPool.check_connection,
     )
     # One connection per flush lane, apart from queries: a burst of reads never makes
     # a flush wait for a connection, and lanes never wait for each other.
+    # (plus one for the summary repair, which shares the flush's summary code)
     flush_pool = ConnectionPool(
-        conninfo, min_size=settings.flush_lanes, max_size=settings.flush_lanes, open=False,
-        name="tracker-flush",
+        conninfo, min_size=settings.flush_lanes, max_size=settings.flush_lanes + 1,
+        open=False, name="tracker-flush", configure=timeouts.configure_sync(),
+        check=ConnectionPool.check_connection,
     )
     await pool.open(wait=True, timeout=30)
     await asyncio.to_thread(flush_pool.open, wait=True, timeout=30)
-    engine = IngestEngine(PgMetricStore(pool, flush_pool), engine_config(settings))
+    wait_s = settings.flush_lock_wait_ms / 1000
+    run_locks = RunLocks(wait_s=wait_s, stuck_s=max(10 * wait_s, 1.0),
+                         reap_after_s=settings.db_idle_in_transaction_timeout_ms / 1000)
+    engine = IngestEngine(PgMetricStore(pool, flush_pool, run_locks), engine_config(settings))
     if telemetry.tracing or telemetry.metrics:
         engine.flush_observer = telemetry.on_flush
         telemetry.watch_buffered_bytes(lambda: engine.buffered_bytes)
@@ -250,6 +269,9 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     compactor = Compactor(pool, settings.compact_interval_s if role.compactor else 0,
                           settings.compact_max_series)
     compactor.start()
+    repair = SummaryRepair(
+        flush_pool, settings.summary_repair_interval_ms / 1000 if role.compactor else 0)
+    repair.start()
 
     server = grpc.aio.server(
         interceptors=[interceptor],
@@ -265,15 +287,22 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 100),
             ("grpc.http2.max_ping_strikes", 0),
             # Our own pings find dead clients, so their streams (and budget) are released.
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_ms),
+            # A peer that stops answering while nothing flows still gets pinged (the
+            # default allows two pings without data, then none: a dead peer would hold
+            # its streams until TCP gives up, which takes many minutes).
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.ping_timeout_ms", settings.keepalive_timeout_ms),
         ]
     )
     # Generated registration functions carry no annotations.
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(
-        IngestServicer(engine, limits(settings), settings.slow_down_ms / 1000), server
-    )
-    services = build_services(pool, engine, settings)
+    key_limit = KeyLimit(PgRunKeyNames(pool), settings.max_keys_per_run)
+    ingest_servicer = IngestServicer(
+        engine, limits(settings), settings.slow_down_ms / 1000, key_limit=key_limit,
+        max_streams=settings.max_streams, open_timeout_s=settings.stream_open_timeout_s)
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest_servicer, server)
+    services = build_services(pool, engine, settings, key_limit)
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
         ExperimentServicer(services.experiments, services.runs), server
     )
@@ -294,6 +323,7 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
         try:
             http_server = await start_http(app, settings, reuse_port=role.reuse_port)
         except BaseException:
+            await repair.stop()
             await compactor.stop()
             await engine.stop(0)
             await asyncio.to_thread(flush_pool.close)
@@ -305,6 +335,7 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     running = RunningServer(
         server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
         telemetry, required, services, flush_pool=flush_pool, http=http_server,
+        repair=repair,
     )
     await running.set_serving(role.serving_at_start)
     log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None,

@@ -163,15 +163,17 @@ def build_chunks(batches: list[tuple[WriterInfo, PointBatch]]) -> tuple[ChunkSet
         wall_ns=wall,
         sketch=build_sketches(steps, values, wall, chunk_starts, chunk_sizes),
     )
-    return chunks, _summaries(chunks, order, sizes)
+    return chunks, _summaries(chunks, sizes)
 
 
-def _summaries(chunks: ChunkSet, order: IntpArray, sizes: IntpArray) -> SummarySet:
+def _summaries(chunks: ChunkSet, sizes: IntpArray) -> SummarySet:
     """Per (run, key) deltas: count, step range, last point, NaN-ignoring min/max.
 
     First per chunk (vectorised over points), then per (run, key) over the few chunk
-    rows. Ties are broken by arrival order (``order`` maps back to it): the later write
-    is "last"; the earlier occurrence of an equal min/max is kept.
+    rows. Ties are broken by write order, the order the points get in the table (chunk
+    rows in COPY order, so chunk_id order, then position in the chunk) — the order a
+    recomputation from the stored chunks sees (``domain.summary_rule``): the later
+    write is "last"; the earlier occurrence of an equal min/max is kept.
     """
     starts = chunks.starts
     n = chunks.points
@@ -198,9 +200,7 @@ def _summaries(chunks: ChunkSet, order: IntpArray, sizes: IntpArray) -> SummaryS
     key_span = int(chunks.key_ids.max()) + 1
     skey = run_idx * key_span + chunks.key_ids
     attempts = chunks.attempts.astype(np.int64)
-    arrival_last = order[last_idx]
-    arrival_min = order[min_idx]
-    arrival_max = order[max_idx]
+    written_last, written_min, written_max = last_idx, min_idx, max_idx
     row_order = np.argsort(skey, kind="stable")
     s_key = skey[row_order]
     g_starts = np.flatnonzero(np.r_[True, s_key[1:] != s_key[:-1]])
@@ -212,13 +212,13 @@ def _summaries(chunks: ChunkSet, order: IntpArray, sizes: IntpArray) -> SummaryS
         o = np.lexsort((*keys, skey))
         return o[g_last] if largest else o[g_starts]
 
-    last_rows = pick((arrival_last, steps[last_idx], attempts), largest=True)
+    last_rows = pick((written_last, steps[last_idx], attempts), largest=True)
     inf_min = np.where(has_value, gmin, np.inf)
     neg_max = np.where(has_value, -gmax, np.inf)
     # Rows with only NaN sort after rows with a value, whatever their placeholder.
     no_value = ~has_value
-    min_rows = pick((arrival_min, inf_min, no_value), largest=False)
-    max_rows = pick((arrival_max, neg_max, no_value), largest=False)
+    min_rows = pick((written_min, inf_min, no_value), largest=False)
+    max_rows = pick((written_max, neg_max, no_value), largest=False)
     group_rows = row_order[g_starts]
     counts = np.add.reduceat(chunks.n[row_order], g_starts)
     first = np.minimum.reduceat(chunks.first_steps[row_order], g_starts)

@@ -8,7 +8,7 @@ seqs the engine expects and rebuilt inside it when the locked seqs differ.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tracker_server.domain.chunking import ChunkSet, SummarySet, build_chunks
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
@@ -29,6 +29,18 @@ class CommitPlan:
     payload: Any = None
     """The store's encoding of ``chunks`` (``MetricStore.prepare``), made ahead of the
     transaction; None: the store encodes them itself."""
+    deferred: set[WriterKey] = field(default_factory=set)
+    """Writers the store left out of this transaction (another transaction holds their
+    run, e.g. a frozen peer server): their batches wait for the next flush."""
+
+
+class Planner(Protocol):
+    """The plan callback the store calls inside its transaction."""
+
+    def __call__(self, committed: dict[WriterKey, int],
+                 deferred: frozenset[WriterKey] = frozenset()) -> CommitPlan:
+        """The plan for writers with these committed seqs, leaving ``deferred`` out."""
+        ...
 
 
 @dataclass
@@ -43,12 +55,17 @@ def plan_commit(
     committed: dict[WriterKey, int],
     batches: dict[WriterKey, list[Entry]],
     unsequenced: list[Entry],
+    deferred: frozenset[WriterKey] = frozenset(),
 ) -> CommitPlan:
-    """Choose, per writer, the batches that follow its committed seq without a gap."""
+    """Choose, per writer, the batches that follow its committed seq without a gap;
+    ``deferred`` writers are left for a later flush."""
     offsets: dict[WriterKey, int] = {}
     gaps: set[WriterKey] = set()
     rows: list[tuple[WriterInfo, PointBatch]] = []
+    later = {w for w in batches if w in deferred}
     for writer, entries in batches.items():
+        if writer in later:
+            continue
         done = committed.get(writer, 0)
         expected = done + 1
         for entry in sorted(entries, key=lambda e: e.batch.seq):
@@ -67,5 +84,5 @@ def plan_commit(
     rows.extend((e.info, e.batch) for e in unsequenced if e.batch.n)
     if rows:
         chunks, summaries = build_chunks(rows)
-        return CommitPlan(chunks, summaries, offsets, gaps, dict(committed))
-    return CommitPlan(None, None, offsets, gaps, dict(committed))
+        return CommitPlan(chunks, summaries, offsets, gaps, dict(committed), deferred=later)
+    return CommitPlan(None, None, offsets, gaps, dict(committed), deferred=later)

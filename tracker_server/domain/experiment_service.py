@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from tracker_server.domain import paging
-from tracker_server.domain.errors import invalid
 from tracker_server.domain.paging import KeysetPage, Page, fingerprint, keyset_page
 from tracker_server.domain.ports import ExperimentStore, RunSearch
 from tracker_server.domain.run_service import search_page
@@ -19,6 +18,7 @@ from tracker_server.domain.runs import (
     Run,
     check_experiment_status,
     check_name,
+    check_text,
     parse_uuid,
 )
 
@@ -30,9 +30,7 @@ DEFAULT_STATUSES = (ExperimentStatus.CREATED, ExperimentStatus.ACTIVE)
 def _description(text: str) -> str:
     """A description, cut to MAX_DESCRIPTION_CHARS; INVALID_ARGUMENT with NUL (which
     PostgreSQL text cannot hold)."""
-    if "\x00" in text:
-        raise invalid("description contains NUL", [("description", "NUL character")])
-    return text[:MAX_DESCRIPTION_CHARS]
+    return check_text(text[:MAX_DESCRIPTION_CHARS], "description")
 
 
 @dataclass(frozen=True)
@@ -87,6 +85,8 @@ class ExperimentService:
         ``statuses`` (empty: CREATED and ACTIVE), a name starting with
         ``name_prefix``, created in [``created_after``, ``created_before``)."""
         limit = paging.page_size(page_size)
+        check_text(owner or "", "owner")
+        check_text(name_prefix or "", "name_prefix")
         wanted = sorted({check_experiment_status(s) for s in statuses})
         query = fingerprint(
             "experiments", owner or "", [int(s) for s in wanted], name_prefix or "",

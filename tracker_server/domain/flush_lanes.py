@@ -111,6 +111,8 @@ class Flush:
     built: float = 0.0
     """perf_counter when its plan was built (and when its commit began: ``committing``)."""
     committing: float = 0.0
+    only_deferred: bool = False
+    """Committed nothing: every writer's run was held by another transaction."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,9 @@ class FlushLanes:
                 ok = await committing
                 committing = None
                 if ok:
+                    if ready.only_deferred and following is None:
+                        # Nothing but stuck runs waits: do not spin on their locks.
+                        await asyncio.sleep(self._config.slow_down_s)
                     ready = following
                     continue
                 # Back in front, in seq order: the one built behind first.
@@ -333,21 +338,23 @@ class FlushLanes:
         lane.build_s = _average(lane.build_s, flush.built - flush.started)
         return flush
 
-    def _build(self, flush: Flush, committed: dict[WriterKey, int]) -> CommitPlan:
+    def _build(self, flush: Flush, committed: dict[WriterKey, int],
+               deferred: frozenset[WriterKey] = frozenset()) -> CommitPlan:
         """Plan and encode (CPU only: runs in an executor thread or the store's)."""
-        plan = plan_commit(committed, flush.taken, [e for e, _ in flush.unseq])
+        plan = plan_commit(committed, flush.taken, [e for e, _ in flush.unseq], deferred)
         self._store.prepare(plan)
         return plan
 
-    def _plan_for(self, flush: Flush, committed: dict[WriterKey, int]) -> CommitPlan:
+    def _plan_for(self, flush: Flush, committed: dict[WriterKey, int],
+                  deferred: frozenset[WriterKey] = frozenset()) -> CommitPlan:
         """The plan for the seqs locked in the transaction: the one built ahead when
-        they are the assumed ones, else a new one."""
-        if flush.plan is not None and all(
+        they are the assumed ones and no writer is deferred, else a new one."""
+        if flush.plan is not None and not deferred and all(
             committed.get(w.key, 0) == flush.assumed[w.key] for w in flush.writers
         ):
             return flush.plan
         flush.rebuilt = True
-        return self._build(flush, committed)
+        return self._build(flush, committed, deferred)
 
     def _take(self, lane: Lane, cap: int) -> Flush | None:
         """Move up to ``cap`` bytes of waiting batches in flight, lowest seqs first
@@ -404,8 +411,10 @@ class FlushLanes:
         lane = flush.lane
         flush.committing = lane.commit_started = time.perf_counter()
         try:
-            plan = await self._store.commit(flush.writers,
-                                            lambda committed: self._plan_for(flush, committed))
+            plan = await self._store.commit(
+                flush.writers,
+                lambda committed, deferred=frozenset(): self._plan_for(
+                    flush, committed, deferred))
         except Exception as exc:
             self._failed(flush, exc)
             return False
@@ -420,6 +429,12 @@ class FlushLanes:
                   build_ms=round((flush.built - flush.started) * 1000, 2),
                   wait_ms=round((flush.committing - flush.built) * 1000, 2),
                   commit_ms=round((now - flush.committing) * 1000, 2))
+        if plan.deferred:
+            # Their run is held by another transaction (a stuck peer): back in front,
+            # for the next flush; the rest of this one is done.
+            later = {k: flush.taken.pop(k) for k in plan.deferred if k in flush.taken}
+            self._requeue_entries(lane, later, [])
+            flush.only_deferred = not flush.taken and not flush.unseq
         self._host.complete(plan, flush.taken, flush.unseq)
         self._report(flush, plan)
         return True
@@ -437,14 +452,17 @@ class FlushLanes:
         await asyncio.sleep(delay * (0.5 + random.random() / 2))
 
     def _requeue(self, flush: Flush) -> None:
-        lane = flush.lane
-        for key, entries in flush.taken.items():
+        self._requeue_entries(flush.lane, flush.taken, flush.unseq)
+
+    def _requeue_entries(self, lane: Lane, taken: dict[WriterKey, list[Entry]],
+                         unseq: list[tuple[Entry, asyncio.Future[int]]]) -> None:
+        for key, entries in taken.items():
             state = self._host.writer(key)
             for entry in entries:
                 state.inflight.pop(entry.batch.seq, None)
                 state.pending.setdefault(entry.batch.seq, entry)
                 lane.pending_bytes += entry.batch.nbytes
-        for entry, fut in reversed(flush.unseq):  # back in front, in their order
+        for entry, fut in reversed(unseq):  # back in front, in their order
             state = self._host.writer(entry.info.key)
             state.unsequenced.insert(0, (entry, fut))
             state.unsequenced_inflight -= 1

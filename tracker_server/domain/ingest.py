@@ -24,14 +24,14 @@ from typing import Protocol
 import numpy as np
 import structlog
 
-from tracker_server.domain.commit_plan import CommitPlan, Entry, plan_commit
+from tracker_server.domain.commit_plan import CommitPlan, Entry, Planner, plan_commit
 from tracker_server.domain.errors import Code, TrackerError
 from tracker_server.domain.flush_lanes import FlushLanes, FlushReport, Lane, WriterState
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
 
 __all__ = [
     "CommitPlan", "EngineConfig", "Entry", "FlushReport", "IngestEngine", "MetricStore",
-    "Subscriber", "_Entry", "plan_commit",
+    "Planner", "Subscriber", "_Entry", "plan_commit",
 ]
 
 _Entry = Entry  # the name the plan tests use
@@ -55,11 +55,11 @@ class MetricStore(Protocol):
     async def commit(
         self,
         writers: list[WriterInfo],
-        plan: Callable[[dict[WriterKey, int]], CommitPlan],
+        plan: Planner,
     ) -> CommitPlan:
         """In one transaction: lock the writers' offsets, call ``plan`` with their
-        committed seqs (possibly in a thread), write its chunks (``payload`` when
-        set), summaries and offsets, commit."""
+        committed seqs (possibly in a thread) and the writers it cannot take now, if
+        any; write its chunks (``payload`` when set), summaries and offsets, commit."""
 
 
 class Subscriber(Protocol):

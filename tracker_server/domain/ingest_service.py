@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracker_server.domain.ingest import IngestEngine
+from tracker_server.domain.key_limit import KeyLimit
 from tracker_server.domain.points import (
     Limits,
     RawColumns,
@@ -34,9 +35,11 @@ class IngestService:
     """Unary writes through the ingest engine (same budget, flushes and fencing as the
     streams)."""
 
-    def __init__(self, engine: IngestEngine, limits: Limits) -> None:
+    def __init__(self, engine: IngestEngine, limits: Limits,
+                 key_limit: KeyLimit | None = None) -> None:
         self._engine = engine
         self._limits = limits
+        self._key_limit = key_limit
 
     async def log_metrics(
         self,
@@ -63,6 +66,8 @@ class IngestService:
         batch = validate_columns(seq, columns, self._limits)
         if seq == 0 and batch.n == 0:
             return LogResult(engine.committed_seq(info.key), 0)  # nothing to write
+        if self._key_limit is not None and batch.n:
+            await self._key_limit.check(info.key.run_id, batch.keys, seq)
         await engine.resolve_keys(batch)
         await engine.wait_for_budget()
         if seq == 0:

@@ -101,6 +101,8 @@ def validate_writer(run_id: str, writer_id: str, rank: int, attempt: int) -> Wri
         violations.append(("writer_id", "must not be empty"))
     elif len(writer_id.encode()) > 200:
         violations.append(("writer_id", "longer than 200 bytes"))
+    elif "\x00" in writer_id:
+        violations.append(("writer_id", "contains a NUL character"))
     if rank < 0:
         violations.append(("rank", f"must be >= 0, got {rank}"))
     if attempt < 0:

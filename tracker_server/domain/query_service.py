@@ -12,7 +12,7 @@ from tracker_server.domain.errors import invalid
 from tracker_server.domain.paging import bounded_count
 from tracker_server.domain.ports import MetricReader, RunStore
 from tracker_server.domain.run_filter import parse_filter
-from tracker_server.domain.runs import check_id_list, check_kv, check_name, parse_uuid
+from tracker_server.domain.runs import check_id_list, check_metric_key, parse_uuid
 from tracker_server.domain.series import STEP_MAX, STEP_MIN, Series
 from tracker_server.domain.series_query import (
     AGGREGATIONS,
@@ -63,7 +63,8 @@ def _keys(values: Sequence[str], what: str, most: int, required: bool) -> list[s
         raise invalid(f"{what} must not be empty", [(what, "empty")])
     if len(values) > most:
         raise invalid(f"at most {most} {what}", [(what, "too many")])
-    check_kv({v: "" for v in values}, what)
+    for v in values:
+        check_metric_key(v, f"{what}[{v[:80]}]")
     return list(dict.fromkeys(values))
 
 
@@ -156,7 +157,7 @@ class QueryService:
         at most ``points_per_message`` (0: the default). Checks everything before it
         returns the iterator, so a streaming response can still fail cleanly."""
         rid = parse_uuid(run_id, "run_id")
-        name = check_name(key, "key")
+        name = check_metric_key(key, "key")
         start, end = _range(start_step, end_step)
         per_message = bounded_count(points_per_message, DEFAULT_POINTS_PER_MESSAGE,
                                     MAX_POINTS, "points_per_message")
@@ -189,7 +190,7 @@ class QueryService:
         ``on`` (last, min or max) of ``key``, among runs matching ``filter_text``;
         ``maximize`` must be given (None: INVALID_ARGUMENT on ``goal``)."""
         eids = check_id_list(list(experiment_ids), "experiment_ids", MAX_BEST_EXPERIMENTS)
-        name = check_name(key, "key")
+        name = check_metric_key(key, "key")
         if maximize is None:
             raise invalid("goal must be MINIMIZE or MAXIMIZE", [("goal", "unset")])
         field = _one_of(on, SUMMARY_FIELDS, "on")

@@ -231,6 +231,10 @@ class _Parser:
     def __init__(self, text: str, what: str) -> None:
         if len(text) > MAX_FILTER_CHARS:
             raise FilterSyntaxError(f"longer than {MAX_FILTER_CHARS} characters", 0, what)
+        if "\x00" in text:
+            # PostgreSQL text cannot hold NUL: refuse it here, with its position, rather
+            # than let the query fail inside the database.
+            raise FilterSyntaxError("NUL character", text.index("\x00"), what)
         self.what = what
         self.tokens = tokenize(text, what)
         self.i = 0

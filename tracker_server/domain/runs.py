@@ -16,6 +16,9 @@ MAX_PARAM_KEY_CHARS = 250
 MAX_PARAM_VALUE_CHARS = 6000
 MAX_PARAMS_PER_CALL = 1000
 MAX_METADATA_DEPTH = 32
+MAX_METRIC_KEY_CHARS = 1024
+"""Longest metric name a read may ask for (ingest bounds names in UTF-8 bytes,
+``TRACKER_MAX_KEY_BYTES``; a read only finds names that exist, so this is generous)."""
 
 
 class ExperimentStatus(enum.IntEnum):
@@ -102,6 +105,53 @@ def check_name(value: str, what: str, *, required: bool = True) -> str:
     return value
 
 
+def check_metric_key(value: str, what: str) -> str:
+    """A metric name to look up, exactly as given (names are stored unstripped):
+    non-empty, bounded, without NUL."""
+    if not value:
+        raise invalid(f"{what} must not be empty", [(what, "empty")])
+    if len(value) > MAX_METRIC_KEY_CHARS:
+        raise invalid(f"{what} is longer than {MAX_METRIC_KEY_CHARS} characters",
+                      [(what, "too long")])
+    return check_text(value, what)
+
+
+def check_text(value: str, what: str) -> str:
+    """Free text PostgreSQL can store: INVALID_ARGUMENT naming the field for a NUL
+    character (``text`` and ``jsonb`` refuse it)."""
+    if "\x00" in value:
+        raise invalid(f"{what} contains a NUL character", [(what, "NUL character")])
+    return value
+
+
+def check_metadata(value: Any, what: str = "metadata", depth: int = 0) -> Any:
+    """JSON-like run metadata (dicts, lists, strings, numbers, booleans, None) that
+    ``jsonb`` can hold losslessly: NaN and infinities (JSON has no spelling for them)
+    and NUL characters are refused, naming the path of the offending value."""
+    if depth > MAX_METADATA_DEPTH:
+        raise invalid(f"{what}: nested deeper than {MAX_METADATA_DEPTH} levels",
+                      [(what, "too deep")])
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), f"{what} key {str(key)[:40]!r}")
+            check_metadata(item, f"{what}.{str(key)[:40]}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_metadata(item, f"{what}[{i}]", depth + 1)
+    elif isinstance(value, str):
+        check_text(value, what)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise invalid(
+            f"{what} is {value}: metadata is JSON, which has no NaN or infinity "
+            "(send it as a string)",
+            [(what, "not a finite number")],
+        )
+    elif value is not None and not isinstance(value, bool | int | float):
+        raise invalid(f"{what}: unsupported type {type(value).__name__}",
+                      [(what, "unsupported type")])
+    return value
+
+
 def check_kv(values: dict[str, str], what: str) -> dict[str, str]:
     """Bound a params/tags map."""
     if len(values) > MAX_PARAMS_PER_CALL:
@@ -119,36 +169,6 @@ def check_kv(values: dict[str, str], what: str) -> dict[str, str]:
                 [(f"{what}[{key[:80]}]", "bad value")],
             )
     return values
-
-
-def check_metadata(value: dict[str, Any], what: str = "metadata") -> dict[str, Any]:
-    """A run's metadata must be storable as JSON (``jsonb``): no NUL in any string, no
-    NaN or infinite number, nesting at most MAX_METADATA_DEPTH deep."""
-
-    def walk(item: Any, path: str, depth: int) -> None:
-        if depth > MAX_METADATA_DEPTH:
-            raise invalid(f"{what} nests deeper than {MAX_METADATA_DEPTH}",
-                          [(path, "too deep")])
-        if isinstance(item, dict):
-            for key, sub in item.items():
-                if not isinstance(key, str) or "\x00" in key:
-                    raise invalid(f"{what} has a key with NUL", [(path, "NUL in a key")])
-                walk(sub, f"{path}.{key[:80]}", depth + 1)
-        elif isinstance(item, list | tuple):
-            for i, sub in enumerate(item):
-                walk(sub, f"{path}[{i}]", depth + 1)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise invalid(f"{what} has a string with NUL", [(path, "NUL character")])
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise invalid(f"{what} holds {item!r}, which JSON cannot store",
-                              [(path, "not a finite number")])
-        elif item is not None and not isinstance(item, bool | int):
-            raise invalid(f"{what} holds a {type(item).__name__}", [(path, "not JSON")])
-
-    walk(value, what, 0)
-    return value
 
 
 TERMINAL_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED})

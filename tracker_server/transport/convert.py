@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from tracker_proto.v1 import experiments_pb2, metrics_pb2
+from tracker_server.domain.errors import invalid
 from tracker_server.domain.points import RawColumns
 from tracker_server.domain.runs import Experiment, Run
 
@@ -33,11 +34,26 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
+TIMESTAMP_MIN_S = -62_135_596_800
+"""0001-01-01T00:00:00Z, the earliest Timestamp (and datetime) there is."""
+TIMESTAMP_MAX_S = 253_402_300_799
+"""9999-12-31T23:59:59Z, the latest."""
+
+
 def optional_time(msg: Any, field: str) -> datetime | None:
-    """An optional Timestamp field of ``msg`` as an aware UTC datetime, None when unset."""
+    """An optional Timestamp field of ``msg`` as an aware UTC datetime, None when unset;
+    INVALID_ARGUMENT naming the field when it is outside the Timestamp range
+    (0001-01-01 to 9999-12-31, nanos 0..999,999,999)."""
     if not msg.HasField(field):
         return None
-    value: datetime = getattr(msg, field).ToDatetime(tzinfo=UTC)
+    ts = getattr(msg, field)
+    if not (TIMESTAMP_MIN_S <= ts.seconds <= TIMESTAMP_MAX_S and 0 <= ts.nanos < 10**9):
+        raise invalid(
+            f"{field} is out of range (seconds={ts.seconds}, nanos={ts.nanos}): a Timestamp "
+            "lies in 0001-01-01..9999-12-31 with nanos in 0..999999999",
+            [(field, "out of range")],
+        )
+    value: datetime = ts.ToDatetime(tzinfo=UTC)
     return value
 
 
@@ -47,8 +63,20 @@ def optional(msg: Any, field: str) -> Any:
 
 
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
-    """google.protobuf.Struct -> plain dict."""
-    return json_format.MessageToDict(value)
+    """google.protobuf.Struct -> plain dict; numbers stay floats, NaN and infinities
+    included (the domain refuses those, naming the field; JSON cannot hold them)."""
+    return {key: _value(v) for key, v in value.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    if kind is None or kind == "null_value":
+        return None
+    return getattr(value, kind)
 
 
 def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -26,6 +26,7 @@ GRPC_CODES: dict[Code, grpc.StatusCode] = {
     Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Code.ABORTED: grpc.StatusCode.ABORTED,
     Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Code.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Code.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,

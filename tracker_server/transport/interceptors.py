@@ -6,8 +6,10 @@ wraps each call kind, binds the call's :class:`~tracker_server.transport.call.Ca
 for the servicer, and is the one place where a TrackerError, raised by a step or by a
 servicer, becomes a gRPC status (``transport/errors.py``).
 
-Open methods (the health service) pass through untouched: probes need no key and would
-only add noise.
+Every method, open ones included, decodes its requests through
+``decoding.safe_deserializer``: bytes that are not a valid message end the call with
+INVALID_ARGUMENT instead of gRPC's UNKNOWN. Open methods (the health service) skip the
+steps otherwise: probes need no key and would only add noise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from tracker_server.domain.access import required_role
 from tracker_server.domain.errors import TrackerError
 from tracker_server.transport.call import Call, CallKind, bind_call
 from tracker_server.transport.call_steps import CallStep
+from tracker_server.transport.decoding import (
+    Undecodable,
+    check_decoded,
+    decoded_stream,
+    invalid_request,
+    safe_deserializer,
+)
 from tracker_server.transport.errors import abort
 
 
@@ -75,13 +84,18 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(details)
+        if handler is None:
+            return None
         method: str = details.method
-        if handler is None or required_role(method) is None:
-            return handler
+        kwargs = {"request_deserializer": safe_deserializer(handler.request_deserializer),
+                  "response_serializer": handler.response_serializer}
+        if required_role(method) is None:
+            # Without a deserializer the method takes raw bytes: nothing can fail to decode.
+            if handler.request_deserializer is None:
+                return handler
+            return _open_method(handler, kwargs)
         metadata = {k: v for k, v in (details.invocation_metadata or ())
                     if isinstance(v, str)}
-        kwargs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, metadata, handler.unary_unary), **kwargs)
@@ -98,7 +112,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             call = Call(method, CallKind.UNARY, metadata, context.peer() or "",
                         request_bytes=request.ByteSize())
             async with serving(self.steps, call, context):
-                return await inner(request, context)
+                return await inner(check_decoded(request), context)
 
         return behavior
 
@@ -107,7 +121,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             call = Call(method, CallKind.SERVER_STREAM, metadata, context.peer() or "",
                         request_bytes=request.ByteSize())
             async with serving(self.steps, call, context):
-                async for response in responses(inner(request, context)):
+                async for response in responses(inner(check_decoded(request), context)):
                     yield response
 
         return behavior
@@ -116,10 +130,35 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         async def behavior(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
             call = Call(method, CallKind.BIDI_STREAM, metadata, context.peer() or "")
             async with serving(self.steps, call, context):
-                async for response in responses(inner(requests, context)):
+                async for response in responses(inner(decoded_stream(requests), context)):
                     yield response
 
         return behavior
+
+
+def _open_method(handler: Any, kwargs: dict[str, Any]) -> Any:
+    """An open method's handler with the safe deserializer; an undecodable request
+    ends the call with INVALID_ARGUMENT before the method runs."""
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: Any) -> Any:
+            if isinstance(request, Undecodable):
+                await abort(context, invalid_request(request))
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+    if handler.unary_stream is not None:
+        inner_stream = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if isinstance(request, Undecodable):
+                await abort(context, invalid_request(request))
+            async for response in responses(inner_stream(request, context)):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+    return handler  # no open method streams its requests
 
 
 async def responses(result: Any) -> AsyncIterator[Any]:
