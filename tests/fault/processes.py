@@ -145,23 +145,33 @@ class ServerProc:
         code = self.proc.wait(timeout)
         return code, time.monotonic() - started
 
+    def tree(self) -> list[psutil.Process]:
+        """The server's processes: the supervisor and its workers (one per core unless
+        TRACKER_WORKERS says otherwise)."""
+        top = psutil.Process(self.pid)
+        return [top, *top.children(recursive=True)]
+
     def freeze(self) -> None:
-        """SIGSTOP."""
-        os.kill(self.pid, signal.SIGSTOP)
+        """SIGSTOP of every process of the server (workers first: none runs on while
+        its supervisor is stopped)."""
+        for proc in reversed(self.tree()):
+            os.kill(proc.pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        """SIGCONT."""
-        os.kill(self.pid, signal.SIGCONT)
+        """SIGCONT of every process of the server."""
+        for proc in self.tree():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
 
     def rss(self) -> int:
-        """Resident set size, bytes."""
-        return int(psutil.Process(self.pid).memory_info().rss)
+        """Resident set size of the whole server, bytes."""
+        return sum(int(p.memory_info().rss) for p in self.tree())
 
     def close(self) -> None:
         """Make sure it is gone (SIGCONT first, in case it is stopped)."""
         if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGCONT)
+            with contextlib.suppress(psutil.Error):
+                self.thaw()
             self.proc.kill()
             self.proc.wait(10)
 
