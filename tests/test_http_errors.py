@@ -5,6 +5,7 @@ every endpoint (driven by the OpenAPI schema)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -185,7 +186,11 @@ def test_503_when_the_database_is_gone(settings: Settings, hc: httpx.Client,
     try:
         down = hc.get("/health/ready")
         assert down.status_code == 503 and down.json()["status"] == "not ready"
+        started = time.monotonic()
         gone = hc.get(f"{API}/experiments/{eid}")
+        # Pooled connections are checked before use: a dead one is not handed out, and
+        # no new one can be made, so the call fails after the pool timeout, not later.
+        assert time.monotonic() - started < settings.db_pool_timeout_ms / 1000 + 2
         body = problem(gone, 503)
         assert body["code"] == "UNAVAILABLE" and int(gone.headers["retry-after"]) >= 1
         assert ok(hc.get("/health")) == {"status": "ok"}  # liveness is not readiness

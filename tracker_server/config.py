@@ -80,6 +80,11 @@ class Settings:
     """Connections in the PostgreSQL pool of queries, key lookups and stream opens, per
     process; the flush lanes have their own (one connection each)."""
 
+    db_pool_timeout_ms: int = 3_000
+    """Longest a call waits for a pooled connection (all busy, or the database not
+    reachable: a pooled connection is checked before use) before it fails with a
+    retryable UNAVAILABLE."""
+
     db_lock_timeout_ms: int = 5_000
     """``lock_timeout`` of the pool's sessions: the longest a statement waits for a row
     lock (e.g. held by a frozen peer) before it fails with a retryable error."""
@@ -207,6 +212,7 @@ _ENV = {
     "max_keys_per_batch": "TRACKER_MAX_KEYS_PER_BATCH",
     "slow_down_ms": "TRACKER_SLOW_DOWN_MS",
     "db_pool_size": "TRACKER_DB_POOL_SIZE",
+    "db_pool_timeout_ms": "TRACKER_DB_POOL_TIMEOUT_MS",
     "db_lock_timeout_ms": "TRACKER_DB_LOCK_TIMEOUT_MS",
     "db_statement_timeout_ms": "TRACKER_DB_STATEMENT_TIMEOUT_MS",
     "db_idle_in_transaction_timeout_ms": "TRACKER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
@@ -313,7 +319,7 @@ def validate(settings: Settings) -> None:
     positive = (
         "flush_bytes", "flush_lanes", "max_flush_bytes", "memory_budget_bytes",
         "max_message_bytes", "max_batch_points", "max_key_bytes", "max_keys_per_batch",
-        "db_pool_size", "db_lock_timeout_ms", "db_statement_timeout_ms",
+        "db_pool_size", "db_pool_timeout_ms", "db_lock_timeout_ms", "db_statement_timeout_ms",
         "db_idle_in_transaction_timeout_ms", "keepalive_time_ms", "keepalive_timeout_ms",
         "max_streams", "stream_open_timeout_s", "max_keys_per_run",
     )

@@ -240,6 +240,7 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     pool = AsyncConnectionPool(
         conninfo, min_size=2, max_size=settings.db_pool_size, open=False, name="tracker",
         configure=timeouts.configure(), check=AsyncConnectionPool.check_connection,
+        timeout=settings.db_pool_timeout_ms / 1000,
     )
     # One connection per flush lane, apart from queries: a burst of reads never makes
     # a flush wait for a connection, and lanes never wait for each other.
@@ -247,7 +248,7 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     flush_pool = ConnectionPool(
         conninfo, min_size=settings.flush_lanes, max_size=settings.flush_lanes + 1,
         open=False, name="tracker-flush", configure=timeouts.configure_sync(),
-        check=ConnectionPool.check_connection,
+        check=ConnectionPool.check_connection, timeout=settings.db_pool_timeout_ms / 1000,
     )
     await pool.open(wait=True, timeout=30)
     await asyncio.to_thread(flush_pool.open, wait=True, timeout=30)
