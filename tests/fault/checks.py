@@ -107,6 +107,21 @@ def read_points(address: str, database_url: str, run_id: str, key: str) -> list[
     starts: dict[int, list[tuple[int, int]]] = {}
     for rank, attempt, first in firsts:
         starts.setdefault(int(rank), []).append((int(attempt), int(first)))
+    # Right after a database outage the server's query pool may still be reconnecting
+    # (psycopg_pool backs off 1, 2, 4 ... s): UNAVAILABLE is retryable, so retry it the
+    # way a client would, within a bound.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return _stream_points(address, run_id, key, starts)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _stream_points(address: str, run_id: str, key: str,
+                   starts: dict[int, list[tuple[int, int]]]) -> list[ReadPoint]:
     with grpc.insecure_channel(address) as channel:
         stub = query_pb2_grpc.MetricsQueryServiceStub(channel)
         out = []

@@ -822,7 +822,7 @@ export type ListExperimentsErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -851,7 +851,7 @@ export type CreateExperimentErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -898,7 +898,7 @@ export type GetExperimentErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -932,7 +932,7 @@ export type UpdateExperimentErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -991,7 +991,7 @@ export type BestRunsErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1047,7 +1047,7 @@ export type SearchRunsErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1076,7 +1076,7 @@ export type CreateRunErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1114,7 +1114,7 @@ export type GetRunErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1148,7 +1148,7 @@ export type FinishRunErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1182,7 +1182,7 @@ export type LogParamsErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1216,7 +1216,7 @@ export type SetTagsErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1256,7 +1256,7 @@ export type CompareRunsErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1290,7 +1290,7 @@ export type ListKeysErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1324,7 +1324,7 @@ export type LogMetricsErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1399,7 +1399,7 @@ export type GetSeriesErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1428,7 +1428,7 @@ export type LogoutErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1457,7 +1457,7 @@ export type CurrentErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
@@ -1486,7 +1486,7 @@ export type LoginErrors = {
      */
     '4XX': Problem;
     /**
-     * 503: retry after Retry-After seconds
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
      */
     '5XX': Problem;
 };
