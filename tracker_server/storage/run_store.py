@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tracker_server.domain.errors import already_exists, check_all_found, not_found
 from tracker_server.domain.runs import ExperimentStatus, NewRun, Run, RunStatus, check_transition
+from tracker_server.storage.citus import keyed_run_id
 from tracker_server.storage.errors import db_errors
 from tracker_server.storage.existing import (
     EXPERIMENTS_FOR_KEY_SHARE,
@@ -27,15 +28,13 @@ INSERT INTO runs AS r (run_id, experiment_id, name, run_key, seed, slurm_job_id,
                        resume_token)
 VALUES (%(id)s, %(experiment_id)s, %(name)s, %(run_key)s, %(seed)s, %(slurm)s, %(metadata)s,
         %(resume_token)s)
-ON CONFLICT (experiment_id, run_key) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING {RUN_COLUMNS}
 """
 
-_RUN_BY_KEY_FOR_UPDATE = f"""
-SELECT {RUN_COLUMNS} FROM runs r
-WHERE r.experiment_id = %(experiment_id)s AND r.run_key = %(run_key)s
-FOR UPDATE
-"""
+# A keyed run's id is derived from its key (storage/citus.py); this finds the runs made
+# before that rule, whose ids are random.
+_RUN_ID_BY_KEY = "SELECT run_id FROM runs WHERE experiment_id = %s AND run_key = %s"
 
 # No row when this resume token already started the current attempt.
 _RESUME_RUN = f"""
@@ -119,6 +118,12 @@ class PgRunStore:
                 await require_ids(conn, EXPERIMENTS_FOR_KEY_SHARE, [new.experiment_id])
                 cur = conn.cursor(row_factory=dict_row)
                 run_id = uuid.uuid4()
+                if new.run_key:
+                    run_id = keyed_run_id(new.experiment_id, new.run_key)
+                    found = await (await conn.execute(
+                        _RUN_ID_BY_KEY, (new.experiment_id, new.run_key))).fetchone()
+                    if found is not None:
+                        run_id = found[0]
                 await cur.execute(
                     _INSERT_RUN,
                     {
@@ -135,10 +140,9 @@ class PgRunStore:
                 row = await cur.fetchone()
                 created = row is not None
                 if row is None:
-                    await cur.execute(
-                        _RUN_BY_KEY_FOR_UPDATE,
-                        {"experiment_id": new.experiment_id, "run_key": new.run_key},
-                    )
+                    # The key's run exists (a concurrent CreateRun may just have made it,
+                    # with the same derived id): lock it by id, on its shard.
+                    await cur.execute(_RUN_FOR_UPDATE, (run_id,))
                     row = await cur.fetchone()
                     assert row is not None  # the conflicting row exists and is now locked
                     if new.resume:
