@@ -17,6 +17,7 @@ maintenance daemon connected to every database it is used in; SIGTERM stops it f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import subprocess
@@ -142,11 +143,10 @@ class CitusCluster:
     def stop(self) -> None:
         """Stop every node that was started (fast shutdown: a test cluster)."""
         for node in self.nodes:
-            try:
+            # RuntimeError: not running (a failed start, or stopped already).
+            with contextlib.suppress(RuntimeError):
                 self._cmd([str(self.bin_dir / "pg_ctl"), "-D", str(node.data_dir), "-w",
                            "-m", "fast", "stop"], timeout=60)
-            except RuntimeError:
-                pass  # not running (a failed start, or stopped already)
 
     def create_database(self, name: str) -> str:
         """An empty database ``name`` with citus on every node, the workers registered;

@@ -52,12 +52,14 @@ WHERE experiment_id = %s AND status = {int(ExperimentStatus.CREATED)}
 _RUNS_BY_ID = f"SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id = ANY(%s::uuid[])"
 _RUN_FOR_UPDATE = f"SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id = %s FOR UPDATE"
 
+# Two statements rather than coalesce(%(ended_at)s, now()): Citus refuses now() inside
+# COALESCE/CASE in a write (storage/citus.py).
 _FINISH_RUN = f"""
-UPDATE runs r SET status = %(status)s, ended_at = coalesce(%(ended_at)s, now()),
-    updated_at = now()
+UPDATE runs r SET status = %(status)s, ended_at = %(ended_at)s, updated_at = now()
 WHERE r.run_id = %(id)s
 RETURNING {RUN_COLUMNS}
 """
+_FINISH_RUN_NOW = _FINISH_RUN.replace("%(ended_at)s", "now()")
 
 # Params are immutable: an existing key keeps its value; the caller compares.
 _INSERT_PARAMS = """
@@ -111,50 +113,62 @@ class PgRunStore:
     async def create_run(self, new: NewRun) -> tuple[Run, bool]:
         """See ``RunStore.create_run``."""
         with db_errors():
-            async with self._pool.connection() as conn, conn.transaction():
-                # KEY SHARE, not SHARE: it only keeps the experiment from being deleted,
-                # and does not conflict with the activation UPDATE below, which two
-                # concurrent CreateRuns would otherwise deadlock on.
-                await require_ids(conn, EXPERIMENTS_FOR_KEY_SHARE, [new.experiment_id])
-                cur = conn.cursor(row_factory=dict_row)
+            async with self._pool.connection() as conn:
                 run_id = uuid.uuid4()
                 if new.run_key:
                     run_id = keyed_run_id(new.experiment_id, new.run_key)
+                    # Before the transaction: on Citus this reads every shard, and a
+                    # transaction that did so may not then write to experiments (a
+                    # reference table). Runs with random ids are never made any more, so
+                    # none can appear between this read and the insert.
                     found = await (await conn.execute(
                         _RUN_ID_BY_KEY, (new.experiment_id, new.run_key))).fetchone()
+                    await conn.commit()
                     if found is not None:
                         run_id = found[0]
+                async with conn.transaction():
+                    run, created = await self._create_run(conn, new, run_id)
+        return run, created
+
+    @staticmethod
+    async def _create_run(conn: psycopg.AsyncConnection[Any], new: NewRun, run_id: uuid.UUID
+                          ) -> tuple[Run, bool]:
+        # KEY SHARE, not SHARE: it only keeps the experiment from being deleted,
+        # and does not conflict with the activation UPDATE below, which two
+        # concurrent CreateRuns would otherwise deadlock on.
+        await require_ids(conn, EXPERIMENTS_FOR_KEY_SHARE, [new.experiment_id])
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            _INSERT_RUN,
+            {
+                "id": run_id,
+                "experiment_id": new.experiment_id,
+                "name": new.name or new.run_key or f"run-{str(run_id)[:8]}",
+                "run_key": new.run_key or None,
+                "seed": new.seed,
+                "slurm": new.slurm_job_id,
+                "metadata": Jsonb(new.metadata),
+                "resume_token": new.resume_token if new.resume else "",
+            },
+        )
+        row = await cur.fetchone()
+        created = row is not None
+        if row is None:
+            # The key's run exists (a concurrent CreateRun may just have made it,
+            # with the same derived id): lock it by id, on its shard.
+            await cur.execute(_RUN_FOR_UPDATE, (run_id,))
+            row = await cur.fetchone()
+            assert row is not None  # the conflicting row exists and is now locked
+            if new.resume:
                 await cur.execute(
-                    _INSERT_RUN,
-                    {
-                        "id": run_id,
-                        "experiment_id": new.experiment_id,
-                        "name": new.name or new.run_key or f"run-{str(run_id)[:8]}",
-                        "run_key": new.run_key or None,
-                        "seed": new.seed,
-                        "slurm": new.slurm_job_id,
-                        "metadata": Jsonb(new.metadata),
-                        "resume_token": new.resume_token if new.resume else "",
-                    },
+                    _RESUME_RUN, {"id": row["run_id"], "token": new.resume_token}
                 )
-                row = await cur.fetchone()
-                created = row is not None
-                if row is None:
-                    # The key's run exists (a concurrent CreateRun may just have made it,
-                    # with the same derived id): lock it by id, on its shard.
-                    await cur.execute(_RUN_FOR_UPDATE, (run_id,))
-                    row = await cur.fetchone()
-                    assert row is not None  # the conflicting row exists and is now locked
-                    if new.resume:
-                        await cur.execute(
-                            _RESUME_RUN, {"id": row["run_id"], "token": new.resume_token}
-                        )
-                        row = await cur.fetchone() or row
-                else:
-                    await conn.execute(_ACTIVATE_EXPERIMENT, (new.experiment_id,))
-                await _add_params(conn, row["run_id"], new.params)
-                await _upsert_tags(conn, row["run_id"], new.tags)
-                (run,) = await runs_from_rows(conn, [row])
+                row = await cur.fetchone() or row
+        else:
+            await conn.execute(_ACTIVATE_EXPERIMENT, (new.experiment_id,))
+        await _add_params(conn, row["run_id"], new.params)
+        await _upsert_tags(conn, row["run_id"], new.tags)
+        (run,) = await runs_from_rows(conn, [row])
         return run, created
 
     async def get_run(self, run_id: uuid.UUID) -> Run:
@@ -191,7 +205,8 @@ class PgRunStore:
                     raise not_found(f"run {run_id} not found")
                 if check_transition(RunStatus(row["status"]), status):
                     await cur.execute(
-                        _FINISH_RUN, {"id": run_id, "status": int(status), "ended_at": ended_at}
+                        _FINISH_RUN if ended_at is not None else _FINISH_RUN_NOW,
+                        {"id": run_id, "status": int(status), "ended_at": ended_at},
                     )
                     row = await cur.fetchone()
                     assert row is not None
