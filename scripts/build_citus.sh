@@ -20,9 +20,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${1:-.venv/bin/python}
-tarball=${CITUS_TARBALL:-../shared/vendor/citus-14.0.1.tar.gz}
-[ -f "$tarball" ] || tarball=/work/shared/vendor/citus-14.0.1.tar.gz
-if [ ! -f "$tarball" ]; then
+# The vendored tarball sits beside the checkout (../shared/vendor), or beside the
+# directory of a git worktree (../../shared/vendor).
+tarball=${CITUS_TARBALL:-}
+if [ -z "$tarball" ]; then
+  for dir in ../shared/vendor ../../shared/vendor; do
+    if [ -f "$dir/citus-14.0.1.tar.gz" ]; then
+      tarball="$dir/citus-14.0.1.tar.gz"
+      break
+    fi
+  done
+fi
+if [ -z "$tarball" ] || [ ! -f "$tarball" ]; then
   echo "build_citus: no Citus source tarball (set CITUS_TARBALL)" >&2
   exit 2
 fi
