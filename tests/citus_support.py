@@ -40,9 +40,8 @@ SHARD_COUNT = 4
 workers and to make a flush span shards, and few enough that per-test databases and the
 migration stay fast (the Citus default of 32 makes 32 x 8 shard tables per database)."""
 
-# Settings for a throwaway test cluster: durability off (a crash loses a test database,
-# nothing else), 2PC on (Citus needs prepared transactions for a transaction that writes
-# on two workers), and room for the connections a coordinator opens to its workers.
+# 2PC on (Citus needs prepared transactions for a transaction that writes on two
+# workers), and room for the connections a coordinator opens to its workers.
 _CONF = """
 shared_preload_libraries = 'citus'
 listen_addresses = '127.0.0.1'
@@ -50,11 +49,15 @@ port = {port}
 unix_socket_directories = '{socket_dir}'
 max_connections = 200
 max_prepared_transactions = 200
+citus.shard_count = {shard_count}
+citus.enable_statistics_collection = off
+"""
+# A throwaway test cluster: durability off (a crash loses a test database, nothing else).
+# Benchmarks keep PostgreSQL's defaults, like the embedded single node they compare to.
+_CONF_NOT_DURABLE = """
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-citus.shard_count = {shard_count}
-citus.enable_statistics_collection = off
 """
 
 
@@ -100,6 +103,9 @@ class CitusCluster:
     bin_dir: Path
     base: Path
     workers: int = 2
+    shard_count: int = SHARD_COUNT
+    durable: bool = False
+    """PostgreSQL's durability defaults (benchmarks) instead of fsync off (tests)."""
     nodes: list[Node] = field(default_factory=list)
 
     @property
@@ -136,7 +142,9 @@ class CitusCluster:
                        "--auth=trust", "--encoding=utf8", "--no-sync"])
             with open(node.data_dir / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.write(_CONF.format(port=node.port, socket_dir=node.data_dir,
-                                        shard_count=SHARD_COUNT))
+                                        shard_count=self.shard_count))
+                if not self.durable:
+                    conf.write(_CONF_NOT_DURABLE)
             self._cmd([str(self.bin_dir / "pg_ctl"), "-D", str(node.data_dir), "-w",
                        "-l", str(node.data_dir / "log"), "start"])
             self.nodes.append(node)
@@ -205,3 +213,36 @@ def _quiesce(conn: psycopg.Connection, dbname: str, timeout_s: float = 10.0) -> 
         if time.monotonic() > deadline:
             raise TimeoutError(f"sessions still in {dbname}: {pids}")
         time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.citus_support up DIR`` starts a cluster for benchmarks (durable,
+    Citus' default 32 shards) with a database ``tracker`` and prints its DATABASE_URL;
+    ``down DIR`` stops it."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m tests.citus_support", description=main.__doc__)
+    p.add_argument("action", choices=["up", "down"])
+    p.add_argument("dir", type=Path)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--shard-count", type=int, default=32)
+    args = p.parse_args(argv)
+    state = args.dir / "cluster.json"
+    if args.action == "up":
+        cluster = CitusCluster(build_citus(), args.dir, workers=args.workers,
+                               shard_count=args.shard_count, durable=True).start()
+        url = cluster.create_database("tracker")
+        state.write_text(json.dumps({"bin_dir": str(cluster.bin_dir), "nodes": [
+            {"name": n.name, "data_dir": str(n.data_dir), "port": n.port}
+            for n in cluster.nodes]}))
+        print(url)
+    else:
+        saved = json.loads(state.read_text())
+        cluster = CitusCluster(Path(saved["bin_dir"]), args.dir, nodes=[
+            Node(n["name"], Path(n["data_dir"]), n["port"]) for n in saved["nodes"]])
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
