@@ -73,8 +73,12 @@ class CeilingResult:
 
 
 def relation_bytes(conn: psycopg.Connection[Any], table: str = "metric_chunks") -> int:
-    """Table + TOAST + indexes, in bytes."""
-    row = conn.execute("SELECT pg_total_relation_size(%s::regclass)", (table,)).fetchone()
+    """Table + TOAST + indexes, in bytes (of every shard, on Citus: the coordinator's
+    table itself is an empty shell there)."""
+    from tracker_server.storage.citus import is_citus
+
+    size = "citus_total_relation_size" if is_citus(conn) else "pg_total_relation_size"
+    row = conn.execute(f"SELECT {size}(%s::regclass)", (table,)).fetchone()  # constant
     return int(row[0]) if row else 0
 
 

@@ -1,5 +1,10 @@
 """Fixtures: one embedded PostgreSQL per session, a migrated template database cloned
-per test (fast and isolated), and a real in-process gRPC server on 127.0.0.1:0."""
+per test (fast and isolated), and a real in-process gRPC server on 127.0.0.1:0.
+
+``TRACKER_TEST_BACKEND=citus`` runs the same tests against a real Citus cluster instead
+(a coordinator and two workers on 127.0.0.1, built by scripts/build_citus.sh; see
+tests/citus_support.py): the template is migrated in Citus schema mode and cloned per
+test on every node."""
 
 from __future__ import annotations
 
@@ -13,12 +18,15 @@ import psycopg
 import pytest
 import structlog
 
+from tests.citus_support import BACKEND, CitusCluster, build_citus
 from tests.http_support import client as http_client
 from tests.support import Api, ServerThread
 from tracker_server.config import Settings
 from tracker_server.storage.migrate import migrate
 
 TEMPLATE = "tracker_template"
+if BACKEND not in ("postgres", "citus"):
+    raise pytest.UsageError(f"TRACKER_TEST_BACKEND must be postgres or citus, not {BACKEND!r}")
 
 # In-process servers log one line per RPC; send structlog through stdlib logging so the
 # lines land in pytest's log capture instead of stdout (which CLI tests parse).
@@ -33,8 +41,26 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Admin conninfo of the session's PostgreSQL (TEST_DATABASE_URL or embedded)."""
+def citus_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CitusCluster | None]:
+    """The session's Citus cluster under TRACKER_TEST_BACKEND=citus, else None."""
+    if BACKEND != "citus":
+        yield None
+        return
+    cluster = CitusCluster(build_citus(), tmp_path_factory.mktemp("citus"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory,
+                 citus_cluster: CitusCluster | None) -> Iterator[str]:
+    """Admin conninfo of the session's PostgreSQL (TEST_DATABASE_URL, the Citus
+    coordinator, or embedded)."""
+    if citus_cluster is not None:
+        yield citus_cluster.coordinator.url()
+        return
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield external
@@ -54,8 +80,12 @@ def _with_db(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_url(pg_admin_url: str) -> str:
+def template_url(pg_admin_url: str, citus_cluster: CitusCluster | None) -> str:
     """A database migrated once per session, cloned by ``database_url``."""
+    if citus_cluster is not None:
+        url = citus_cluster.create_database(TEMPLATE)
+        migrate(url)
+        return url
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {TEMPLATE}")
@@ -65,9 +95,16 @@ def template_url(pg_admin_url: str) -> str:
 
 
 @pytest.fixture
-def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
+def database_url(pg_admin_url: str, template_url: str,
+                 citus_cluster: CitusCluster | None) -> Iterator[str]:
     """A fresh, migrated database for one test."""
     name = f"t_{os.getpid()}_{next(_counter)}"
+    if citus_cluster is not None:
+        try:
+            yield citus_cluster.clone_database(TEMPLATE, name)
+        finally:
+            citus_cluster.drop_database(name)
+        return
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     try:

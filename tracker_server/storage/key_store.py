@@ -24,8 +24,10 @@ _LIST_KEYS = """
 SELECT key_id, name, role, created_at, revoked_at, last_used_at
 FROM api_keys WHERE %s OR revoked_at IS NULL ORDER BY created_at, key_id
 """
+# least() ignores NULL: the first revocation time stays. Not coalesce(): Citus refuses
+# now() inside COALESCE/CASE in a write (storage/citus.py).
 _REVOKE_KEY = """
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = %s
+UPDATE api_keys SET revoked_at = least(revoked_at, now()) WHERE key_id = %s
 RETURNING revoked_at
 """
 _LOOKUP_KEY = """

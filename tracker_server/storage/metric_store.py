@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from tracker_server.domain.errors import failed_precondition, not_found
 from tracker_server.domain.ingest import CommitPlan, Planner
 from tracker_server.domain.points import WriterInfo, WriterKey
+from tracker_server.storage import citus
 from tracker_server.storage.copy_binary import COPY_COLUMNS, encode_chunks
 from tracker_server.storage.errors import db_errors
 from tracker_server.storage.flush_locks import RunLocks
@@ -84,6 +85,8 @@ class PgMetricStore:
         self._has_offsets: set[WriterKey] = set()
         """Writers whose offset row this process has seen committed."""
         self._run_locks = run_locks or RunLocks(wait_s=1.0, stuck_s=10.0)
+        self._citus: bool | None = None
+        """Citus schema mode (storage/citus.py), seen on the first flush."""
 
     async def open_writer(self, info: WriterInfo) -> int:
         with db_errors():
@@ -131,6 +134,8 @@ class PgMetricStore:
     def _commit(self, writers: list[WriterInfo], plan: Planner) -> CommitPlan:
         with db_errors(), self._flush_pool.connection() as conn, conn.transaction():
             committed: dict[WriterKey, int] = {}
+            if self._citus is None:
+                self._citus = citus.is_citus(conn)
             # Runs another transaction holds past the wait (a frozen peer): their
             # writers wait for a later flush, the others commit now.
             busy = self._run_locks.acquire(conn, (w.key.run_id for w in writers))
@@ -186,10 +191,30 @@ class PgMetricStore:
             ),
         )
 
-    @staticmethod
-    def _lock_offsets(conn: Connection[Any], writers: list[WriterInfo]) -> dict[WriterKey, int]:
+    def _lock_offsets(self, conn: Connection[Any], writers: list[WriterInfo]
+                      ) -> dict[WriterKey, int]:
+        if self._citus:
+            return self._lock_offsets_by_run(conn, writers)
         cur = conn.execute(
             _LOCK_OFFSETS_SQL,
             (UuidArray.of([w.key.run_id for w in writers]), [w.key.writer_id for w in writers]),
         )
         return {WriterKey(run_id, writer_id): int(seq) for run_id, writer_id, seq in cur.fetchall()}
+
+    @staticmethod
+    def _lock_offsets_by_run(conn: Connection[Any], writers: list[WriterInfo]
+                             ) -> dict[WriterKey, int]:
+        """The same locks, one statement per run (Citus locks rows on one shard only),
+        sent in one pipeline; runs in order, as above, so flushes cannot deadlock."""
+        by_run: dict[Any, list[str]] = {}
+        for w in writers:
+            by_run.setdefault(w.key.run_id, []).append(w.key.writer_id)
+        locked: dict[WriterKey, int] = {}
+        with conn.pipeline():
+            cursors = [conn.execute(citus.LOCK_OFFSETS_OF_RUN_SQL,
+                                    (run_id, sorted(by_run[run_id])))
+                       for run_id in sorted(by_run)]
+            for cur in cursors:
+                for run_id, writer_id, seq in cur.fetchall():
+                    locked[WriterKey(run_id, writer_id)] = int(seq)
+        return locked
