@@ -177,7 +177,7 @@ def encode(steps: Int64Array, values: Float64Array, wall_ns: Int64Array,
         cols[-1] = bits
     shuffled = np.ascontiguousarray(
         cols.view(np.uint8).reshape(cols.shape[0], n, 8).transpose(0, 2, 1))
-    packed = _compressor(level).compress(memoryview(shuffled))
+    packed = _compressor(level).compress(memoryview(shuffled))  # type: ignore[arg-type]
     small = len(packed) < shuffled.nbytes
     body = packed if small else shuffled.tobytes()
     body_mode = BODY_ZSTD if small else BODY_RAW
