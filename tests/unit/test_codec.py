@@ -34,7 +34,7 @@ _int64 = st.one_of(st.sampled_from([I64_MIN, I64_MAX, 0, -1, 1]),
 
 @st.composite
 def _chunks(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = draw(st.integers(0, 300))
+    n = draw(st.one_of(st.integers(0, 300), st.integers(codec.BLOSC2_MIN_POINTS - 2, 1200)))
     kind = draw(st.sampled_from(["regular", "irregular", "random"]))
     if kind == "regular":
         first = draw(_int64)
@@ -70,10 +70,10 @@ def _assert_same(chunk: tuple[np.ndarray, np.ndarray, np.ndarray], got: codec.De
 
 @settings(max_examples=300, deadline=None)
 @given(_chunks(), st.sampled_from([codec.VALUES_XOR, codec.VALUES_PLAIN]),
-       st.sampled_from([1, 3]))
+       st.sampled_from([1, 3]), st.sampled_from([None, codec.BODY_ZSTD, codec.BODY_BLOSC2]))
 def test_round_trip_is_bit_exact(chunk: tuple[np.ndarray, np.ndarray, np.ndarray],
-                                 mode: int, level: int) -> None:
-    payload = codec.encode(*chunk, level=level, values_mode=mode)
+                                 mode: int, level: int, compressor: int | None) -> None:
+    payload = codec.encode(*chunk, level=level, values_mode=mode, compressor=compressor)
     _assert_same(chunk, codec.decode(payload))
 
 
@@ -106,8 +106,8 @@ def test_regular_steps_cost_no_bytes_per_point() -> None:
     values = np.full(n, 3e-4)
     payload = codec.encode(steps, values, wall)
     # Regular steps, constant-delta wall times and a constant value: the header and
-    # a zstd frame of zero runs.
-    assert len(payload) < 200
+    # a compressed frame of zero runs (blosc2: ~300 bytes of headers for 10k points).
+    assert payload[3] == codec.BODY_BLOSC2 and len(payload) < 400
     _assert_same((steps, values, wall), codec.decode(payload))
 
 
@@ -177,8 +177,33 @@ def test_corrupt_payloads_raise_codec_error(mutate, message: str) -> None:  # ty
 def test_corrupt_zstd_frame_raises_codec_error() -> None:
     n = 1000
     steps = np.arange(n, dtype=np.int64)
-    payload = bytearray(codec.encode(steps, np.zeros(n), steps))
+    payload = bytearray(codec.encode(steps, np.zeros(n), steps, compressor=codec.BODY_ZSTD))
     assert payload[3] == codec.BODY_ZSTD
     payload[24 + 4 : 24 + 12] = b"\xff" * 8  # inside the zstd frame (after 24 header bytes)
+    with pytest.raises(codec.CodecError):
+        codec.decode(bytes(payload))
+
+
+def test_small_chunks_use_zstd_and_big_ones_blosc2() -> None:
+    for n, body in ((codec.PLAIN_MAX_POINTS + 1, codec.BODY_ZSTD),
+                    (codec.BLOSC2_MIN_POINTS - 1, codec.BODY_ZSTD),
+                    (codec.BLOSC2_MIN_POINTS, codec.BODY_BLOSC2)):
+        steps = np.arange(n, dtype=np.int64)
+        assert codec.encode(steps, np.sin(steps / 10.0), steps * 1000)[3] == body
+
+
+@pytest.mark.parametrize("cut", ["truncate", "flip", "header"])
+def test_corrupt_blosc2_chunk_raises_codec_error(cut: str) -> None:
+    n = 2000
+    steps = np.arange(n, dtype=np.int64)
+    payload = bytearray(codec.encode(steps, np.sin(steps / 10.0), steps * 1000))
+    assert payload[3] == codec.BODY_BLOSC2
+    body = 8 + 16  # header + regular steps
+    if cut == "truncate":
+        payload = payload[:-10]
+    elif cut == "flip":
+        payload[body + 40 : body + 60] = b"\xa5" * 20
+    else:
+        payload[body + 4 : body + 8] = (10**9).to_bytes(4, "little")  # claims 1 GB
     with pytest.raises(codec.CodecError):
         codec.decode(bytes(payload))
