@@ -86,6 +86,7 @@ MAX_POINTS = 1 << 24
 ones a little more): a corrupt header cannot make the decoder allocate gigabytes."""
 
 _HEAD = struct.Struct("<BBBBI")
+_BLOSC2_CODECS = {"zstd": blosc2.Codec.ZSTD, "lz4": blosc2.Codec.LZ4}
 _REGULAR = struct.Struct("<qq")
 
 
@@ -159,9 +160,11 @@ def _regular_stride(steps: Int64Array) -> int | None:
 
 def encode(steps: Int64Array, values: Float64Array, wall_ns: Int64Array,
            level: int = DEFAULT_LEVEL, values_mode: int = DEFAULT_VALUES_MODE,
-           compressor: int | None = None) -> bytes:
+           compressor: int | None = None, blosc2_codec: str = "zstd") -> bytes:
     """One chunk's columns (equal lengths) as a version-1 payload. ``compressor``
-    (BODY_ZSTD or BODY_BLOSC2) overrides the choice by size (for measurements)."""
+    (BODY_ZSTD or BODY_BLOSC2) overrides the choice by size, ``blosc2_codec`` ("zstd" or
+    "lz4") the codec inside blosc2 (both for measurements; a blosc2 chunk records its
+    codec, so the decoder reads either)."""
     n = int(steps.shape[0])
     if values.shape[0] != n or wall_ns.shape[0] != n:
         raise ValueError("steps, values and wall_ns must have the same length")
@@ -192,7 +195,8 @@ def encode(steps: Int64Array, values: Float64Array, wall_ns: Int64Array,
     if compressor is None:
         compressor = BODY_BLOSC2 if n >= BLOSC2_MIN_POINTS else BODY_ZSTD
     if compressor == BODY_BLOSC2:
-        packed = blosc2.compress2(cols, typesize=8, codec=blosc2.Codec.ZSTD, clevel=level,
+        packed = blosc2.compress2(cols, typesize=8, codec=_BLOSC2_CODECS[blosc2_codec],
+                                  clevel=level if blosc2_codec == "zstd" else 9,
                                   filters=[blosc2.Filter.SHUFFLE], filters_meta=[0],
                                   splitmode=blosc2.SplitMode.ALWAYS_SPLIT, nthreads=1)
     elif compressor == BODY_ZSTD:
