@@ -4,7 +4,6 @@ constraint, and the plain-rows replacement of the metric_points view."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import struct
@@ -121,7 +120,8 @@ def test_chunks_in_the_old_layout_keep_reading(api: Api, server: ServerThread,
     assert steps == list(range(800)) and _bits(values) == _bits(want_values)
     assert wall[:700] == [s * 1000 for s in old_steps] and wall[700:702] == [1, 2]
     [full] = series(query_stub(api), [run], ["loss"], max_points=1000)
-    assert not full.downsampled and list(full.steps) == list(range(800)) and _bits(full.values) == _bits(want_values)
+    assert not full.downsampled and list(full.steps) == list(range(800))
+    assert _bits(full.values) == _bits(want_values)
     [down] = series(query_stub(api), [run], ["loss"], max_points=50)
     assert down.downsampled and down.total_points == 800
 
