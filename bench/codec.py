@@ -44,7 +44,7 @@ def _ingest_chunks(points: int, ms: bool = False, chunk: int = 2500) -> list[Chu
     w = Workload()
     sp = StreamPoints(w, 0)
     spb = w.steps_per_batch
-    steps_total = max(chunk // 1, points // w.keys)
+    steps_total = max(chunk, points // w.keys)
     cols: list[list[np.ndarray]] = [[], [], []]
     now = 1_764_000_000_000_000_000
     for first in range(0, steps_total, spb):
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bench codec``."""
     p = argparse.ArgumentParser(prog="python -m bench codec", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", metavar="PATH", help="write the results here")
     p.add_argument("--points", type=int, default=500_000,
                    help="points per shape (default 500,000)")
     args = p.parse_args(argv)

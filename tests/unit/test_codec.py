@@ -207,3 +207,18 @@ def test_corrupt_blosc2_chunk_raises_codec_error(cut: str) -> None:
         payload[body + 4 : body + 8] = (10**9).to_bytes(4, "little")  # claims 1 GB
     with pytest.raises(codec.CodecError):
         codec.decode(bytes(payload))
+
+
+def test_bench_codec_smoke(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from bench.codec import SHAPES, main
+
+    out = tmp_path / "codec.json"
+    assert main(["--points", "3000", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["codec_version"] == codec.VERSION and set(data["shapes"]) == set(SHAPES)
+    ingest = data["shapes"]["ingest"]
+    assert ingest["points"] >= 3000 and 0 < ingest["bytes_per_point"] < 8
+    assert ingest["encode_points_per_s"] > 0 and ingest["decode_points_per_s"] > 0
+    assert set(ingest["columns_bytes_per_point"]) == {"steps", "wall_ns", "values"}
