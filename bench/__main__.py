@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "export": "bench.export",
     "dashboard": "bench.dashboard",
     "soak": "bench.soak",
+    "codec": "bench.codec",
 }
 
 _HELP = {
@@ -28,6 +29,7 @@ _HELP = {
     "export": "full-resolution reads of a 10M-point run through the read API",
     "dashboard": "run page of 20 x 1M points in headless Chromium; REST ingest",
     "soak": "long steady ingest + query load: RSS and throughput over time, nothing lost",
+    "codec": "chunk codec: bytes/point per column, encode/decode points/s (CPU only)",
 }
 
 

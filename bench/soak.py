@@ -142,10 +142,14 @@ def _stored(conninfo: str, run_ids: list[str]) -> tuple[int, int]:
     """(points stored, distinct (run, key, step)) of the soak's runs."""
     import psycopg
 
+    from tracker_server.storage.points_export import materialize_points
+
     with psycopg.connect(conninfo) as conn:
         row = conn.execute(
             "SELECT coalesce(sum(n), 0) FROM metric_chunks WHERE run_id = ANY(%s::uuid[])",
             (run_ids,)).fetchone()
+        # Chunks are codec payloads: decode them into the session's metric_points view.
+        materialize_points(conn, run_ids)
         distinct = conn.execute(
             "SELECT count(*) FROM (SELECT DISTINCT run_id, key, step FROM metric_points "
             "WHERE run_id = ANY(%s::uuid[])) d", (run_ids,)).fetchone()

@@ -4,7 +4,7 @@ The workload sends, per run and key, steps 0 .. S-1 once each. So the run's chun
 of one key must (a) hold S points in total, (b) cover steps 0 .. S-1, (c) have
 non-overlapping step ranges, and (d) each hold ``last - first + 1`` points. (a)-(d)
 together rule out both loss and duplicates without unnesting a single array
-(``mode="ranges"``, cheap). ``mode="full"`` also unnests every point and checks that
+(``mode="ranges"``, cheap). ``mode="full"`` also decodes every point and checks that
 no (run, key, step) appears twice.
 """
 
@@ -13,7 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psycopg
+
+from tracker_server.storage.chunk_rows import CHUNK_COLUMNS, decode_chunk_rows
+from tracker_server.storage.numpy_arrays import use_numpy_arrays
 
 _PER_KEY_SQL = """
 WITH c AS (
@@ -31,14 +35,29 @@ FROM c
 GROUP BY run_id, key_id
 """
 
-_DUPLICATES_SQL = """
-SELECT count(*) FROM (
-    SELECT c.run_id, c.key_id, s.step
-    FROM metric_chunks c CROSS JOIN LATERAL unnest(c.steps) AS s(step)
-    WHERE c.run_id = ANY(%(runs)s)
-    GROUP BY 1, 2, 3 HAVING count(*) > 1
-) d
+# Points are decoded in Python (codec payloads, or arrays for chunks written before
+# migration 0013), one run at a time; duplicates are counted with numpy.
+_RUN_CHUNKS_SQL = f"""
+SELECT key_id, {CHUNK_COLUMNS} FROM metric_chunks WHERE run_id = %(run)s
+ORDER BY key_id, chunk_id
 """
+
+
+def count_duplicates(conn: psycopg.Connection[Any], runs: list[str]) -> int:
+    """(run, key, step)s stored more than once."""
+    dups = 0
+    for run in runs:
+        cur = conn.cursor(binary=True)
+        use_numpy_arrays(cur)
+        cur.execute(_RUN_CHUNKS_SQL, {"run": run})
+        by_key: dict[int, list[Any]] = {}
+        for row in cur.fetchall():
+            by_key.setdefault(int(row[0]), []).append(row)
+        for rows in by_key.values():
+            steps, _values, _wall = decode_chunk_rows(rows)
+            _, counts = np.unique(np.concatenate(steps), return_counts=True)
+            dups += int(np.count_nonzero(counts > 1))
+    return dups
 
 
 @dataclass
@@ -90,8 +109,7 @@ def verify(conninfo: str, expected_steps: dict[str, int], keys: int,
                 out.problems.append(
                     f"run {run_id}: {per_run.get(run_id, 0)} keys stored, expected {keys}")
         if mode == "full":
-            row = conn.execute(_DUPLICATES_SQL, {"runs": runs}).fetchone()
-            out.duplicates = int(row[0]) if row else 0
+            out.duplicates = count_duplicates(conn, runs)
             if out.duplicates:
                 out.problems.append(f"{out.duplicates} (run, key, step) stored more than once")
     return out

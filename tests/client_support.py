@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.support import iter_points
 from tracker_client import Options
+from tracker_server.storage.points_export import materialize_points
 
 FAST = Options(
     flush_interval_s=0.02,
@@ -44,6 +45,7 @@ def stored(database_url: str, run_id: str) -> Counter[tuple[str, int, int, int]]
     import psycopg
 
     with psycopg.connect(database_url) as conn:
+        materialize_points(conn, [run_id])
         rows = conn.execute(
             "SELECT key, rank, attempt, step FROM metric_points WHERE run_id = %s", (run_id,)
         ).fetchall()

@@ -27,6 +27,7 @@ from tracker_proto.v1 import (
 )
 from tracker_server.config import Settings
 from tracker_server.server import RunningServer, start_server
+from tracker_server.storage.points_export import materialize_points
 
 
 class ServerThread:
@@ -203,6 +204,7 @@ def iter_points(conninfo: str, run_id: str) -> Iterator[tuple[str, int, int, flo
     import psycopg
 
     with psycopg.connect(conninfo) as conn:
+        materialize_points(conn, [run_id])
         yield from conn.execute(
             "SELECT key, rank, step, value, wall_ns FROM metric_points WHERE run_id = %s",
             (run_id,),

@@ -10,19 +10,21 @@ from psycopg_pool import AsyncConnectionPool
 
 from tests.support import Api, ServerThread, batch_req, columns, open_req, run_stream
 from tracker_server.storage.compactor import compact_all
+from tracker_server.storage.points_export import materialize_points
 
+# Every stored point in write order (chunk_id, then position: materialize_points loads
+# them in that order per key, rank and attempt).
 _POINTS = """
-SELECT k.name, c.rank, c.attempt, p.step, p.value, p.wall_ns
-FROM metric_chunks c JOIN metric_keys k USING (key_id),
-     unnest(c.steps, c."values", c.wall_ns) WITH ORDINALITY AS p(step, value, wall_ns, ord)
-WHERE c.run_id = %s
-ORDER BY k.name, c.rank, c.attempt, c.chunk_id, p.ord
+SELECT k.name, p.rank, p.attempt, p.step, p.value, p.wall_ns
+FROM pg_temp.metric_points_decoded p JOIN metric_keys k USING (key_id)
+ORDER BY k.name, p.rank, p.attempt, p.seq
 """
 
 
 def _snapshot(url: str, run_id: str) -> tuple[list, list, int]:
     with psycopg.connect(url) as conn:
-        points = conn.execute(_POINTS, (run_id,)).fetchall()
+        materialize_points(conn, [run_id])
+        points = conn.execute(_POINTS).fetchall()
         summary = conn.execute(
             "SELECT * FROM run_metric_summary WHERE run_id = %s ORDER BY key_id", (run_id,)
         ).fetchall()

@@ -28,6 +28,7 @@ from tests.fault.checks import check_summaries
 from tests.support import Api, ServerThread, batch_req, columns, open_req
 from tracker_proto.v1 import ingest_pb2, metrics_pb2, query_pb2, query_pb2_grpc
 from tracker_server.config import Settings
+from tracker_server.storage.points_export import materialize_points
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True, width=64)
@@ -157,6 +158,7 @@ class Cluster:
 
 def _stored(url: str, run_id: str) -> Counter[tuple[int, int, int, bytes]]:
     with psycopg.connect(url) as conn, conn.cursor(binary=True) as cur:
+        materialize_points(conn, [run_id])
         cur.execute("SELECT rank, step, wall_ns, value FROM metric_points WHERE run_id = %s",
                     (run_id,))
         return Counter((int(r), int(s), int(w), bits(v)) for r, s, w, v in cur.fetchall())
@@ -210,6 +212,7 @@ def test_values_steps_wall_times_and_keys_round_trip_exactly(
         want = sorted((int(s), bits(float(v)), int(w)) for s, v, w in zip(steps, values, wall,
                                                                            strict=True))
         with psycopg.connect(database_url) as conn, conn.cursor(binary=True) as cur:
+            materialize_points(conn, [run_id])
             cur.execute("SELECT key, rank, step, value, wall_ns FROM metric_points "
                         "WHERE run_id = %s", (run_id,))
             rows = cur.fetchall()

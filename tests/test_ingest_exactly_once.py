@@ -19,6 +19,7 @@ from tests.support import (
     run_stream,
 )
 from tracker_server.config import Settings
+from tracker_server.storage.points_export import materialize_points
 
 
 def _batches(n_batches: int, per: int, keys: int = 10, offset: int = 0) -> list:
@@ -48,6 +49,7 @@ def test_three_concurrent_writers_100k_points_each(api: Api, database_url: str) 
         assert results[name][-1].ack.committed_through_seq == 50
     assert count_points(database_url, run_id) == 300_000
     with psycopg.connect(database_url) as conn:
+        materialize_points(conn, [run_id])
         # every (writer's) point is present exactly once: 3 copies of each (key, step)
         dup = conn.execute(
             "SELECT count(*) FROM (SELECT key, step, count(*) c FROM metric_points "

@@ -8,6 +8,7 @@ import numpy as np
 import psycopg
 
 from tests.support import Api, batch_req, columns, open_req, run_stream
+from tracker_server.storage.points_export import materialize_points
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
@@ -22,6 +23,7 @@ def test_special_values_round_trip(api: Api, database_url: str) -> None:
     resp = run_stream(api, [open_req(run_id, "w"), batch_req(1, cols)])
     assert resp[-1].ack.committed_through_seq == 1
     with psycopg.connect(database_url) as conn:
+        materialize_points(conn, [run_id])
         rows = conn.execute(
             "SELECT step, value, wall_ns FROM metric_points WHERE run_id = %s", (run_id,)
         ).fetchall()

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from tests.query_support import log_points, new_experiment, new_run, query_stub, resume, series
 from tests.support import Api, ServerThread
 from tracker_proto.v1 import query_pb2 as q
+from tracker_server.domain import codec
 from tracker_server.domain.chunking import MAX_CHUNK_POINTS, build_chunks
 from tracker_server.domain.downsample import extremes
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
@@ -401,7 +402,7 @@ def test_server_sketch_reads_keep_guarantees(api: Api, server: ServerThread) -> 
     log_points(api, run, "x", [10, 11, 12], [5.0, 6.0, 7.0], writer="fix")
     assert resume(api, exp, "sk") == 1
     log_points(api, run, "x", np.arange(150_000, 160_000), np.arange(10_000.0), attempt=1)
-    stored = _sql(server, "SELECT n, cardinality(sketch_steps) FROM metric_chunks "
+    stored = _sql(server, "SELECT n, sketch_payload FROM metric_chunks "
                   "WHERE run_id = %s ORDER BY chunk_id", run)
     # Flushes longer than MAX_CHUNK_POINTS are cut into consecutive chunk rows.
     pieces = [MAX_CHUNK_POINTS] * (n // MAX_CHUNK_POINTS) + [n % MAX_CHUNK_POINTS]
@@ -422,8 +423,7 @@ def test_server_sketch_reads_keep_guarantees(api: Api, server: ServerThread) -> 
     # Without sketches (as for chunks written before migration 0007) the same request is
     # answered from raw points, with the same guarantees and the same total.
     [with_sketch] = series(stub, [run], ["x"], max_points=100)
-    _sql(server, "UPDATE metric_chunks SET sketch_steps = NULL, sketch_values = NULL, "
-         "sketch_wall_ns = NULL WHERE run_id = %s", run)
+    _sql(server, "UPDATE metric_chunks SET sketch_payload = NULL WHERE run_id = %s", run)
     [plain] = series(stub, [run], ["x"], max_points=100)
     assert plain.total_points == with_sketch.total_points == raw.total_points
     assert_keeps_guarantees(_as_series(plain), raw, 100)
@@ -440,8 +440,11 @@ def test_server_reads_sketch_columns_only_inside_the_range(api: Api,
     for i in range(4):
         steps = np.arange(i * n, (i + 1) * n)
         log_points(api, run, "y", steps, np.sin(steps / 1000.0), writer=f"w{i}")
-    _sql(server, "UPDATE metric_chunks SET sketch_wall_ns = "
-         "ARRAY(SELECT w + 1 FROM unnest(sketch_wall_ns) w) WHERE run_id = %s", run)
+    for chunk_id, payload in _sql(server, "SELECT chunk_id, sketch_payload FROM metric_chunks "
+                                  "WHERE run_id = %s AND sketch_payload IS NOT NULL", run):
+        sk = codec.decode(payload)
+        _sql(server, "UPDATE metric_chunks SET sketch_payload = %s WHERE run_id = %s AND "
+             "chunk_id = %s", codec.encode(sk.steps, sk.values, sk.wall_ns + 1), run, chunk_id)
     start, end = n // 2, 3 * n + n // 2  # cuts two chunks; the ones between lie inside
     [got] = series(stub, [run], ["y"], max_points=50, start_step=start, end_step=end)
     steps, wall = np.array(got.steps), np.array(got.wall_time_ns)
@@ -462,8 +465,8 @@ def test_server_reads_sketch_columns_only_inside_the_range(api: Api,
 
 def test_compactor_sketches_merged_chunks_like_the_flusher(api: Api,
                                                           server: ServerThread) -> None:
-    """Small chunks merged into one of >= 512 points get the flusher's sketch (computed
-    in SQL); a merged chunk whose steps repeat gets none."""
+    """Small chunks merged into one of >= 512 points get the flusher's sketch; a merged
+    chunk whose steps repeat gets none."""
     from psycopg_pool import AsyncConnectionPool
 
     from tracker_server.storage.compactor import compact_all
@@ -490,12 +493,15 @@ def test_compactor_sketches_merged_chunks_like_the_flusher(api: Api,
             await pool.close()
 
     server.call(compact())
-    rows = _sql(server, "SELECT k.name, c.steps, c.\"values\", c.wall_ns, c.sketch_steps, "
-                "c.sketch_values, c.sketch_wall_ns FROM metric_chunks c "
-                "JOIN metric_keys k USING (key_id) WHERE c.run_id = %s ORDER BY 1", run)
+    rows = [(name, codec.decode(p), None if sp is None else codec.decode(sp)) for name, p, sp
+            in _sql(server, "SELECT k.name, c.payload, c.sketch_payload FROM metric_chunks c "
+                    "JOIN metric_keys k USING (key_id) WHERE c.run_id = %s ORDER BY 1", run)]
     assert [r[0] for r in rows] == ["m", "r"]
-    (_, steps, vals, wall, sk_steps, sk_vals, sk_wall), repeated = rows
-    assert repeated[4] is None and repeated[5] is None and repeated[6] is None
+    (_, points, sketch), repeated = rows
+    assert repeated[2] is None and sketch is not None
+    steps, vals, wall = points.steps.tolist(), points.values.tolist(), points.wall_ns.tolist()
+    sk_steps, sk_vals = sketch.steps.tolist(), sketch.values.tolist()
+    sk_wall = sketch.wall_ns.tolist()
     want = naive_sketch(steps, vals, SKETCH_BUCKET_POINTS, SKETCH_MIN_POINTS)
     assert want is not None and len(steps) == 1200
     assert sk_steps == [steps[i] for i in want]

@@ -25,6 +25,7 @@ from tests.support import Api, ServerProcess, ServerThread
 from tracker_client.cli import main
 from tracker_client.cli.slurm import job_outcome, parse_scontrol
 from tracker_proto.v1 import experiments_pb2 as ex
+from tracker_server.storage.points_export import materialize_points
 
 needs_slurm = pytest.mark.skipif(
     shutil.which("sbatch") is None,
@@ -133,6 +134,7 @@ def job_runs(tracker: ServerProcess, key: str, job_id: str) -> list[dict[str, An
 def points(db: str, run_id: str) -> dict[tuple[int, int], int]:
     """(attempt, rank) -> points stored (attempts count from 0)."""
     with psycopg.connect(db) as conn:
+        materialize_points(conn, [run_id])
         rows = conn.execute(
             "SELECT attempt, rank, count(*) FROM metric_points WHERE run_id = %s "
             "GROUP BY attempt, rank", (run_id,)).fetchall()

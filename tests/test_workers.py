@@ -17,6 +17,7 @@ import pytest
 
 from tests.stream_writer import KEYS, Writer
 from tests.support import Api, ServerProcess, wait_healthy
+from tracker_server.storage.points_export import materialize_points
 from tracker_server.supervisor import reserve_port, split_listen
 
 pytestmark = [pytest.mark.timeout(180),
@@ -93,6 +94,7 @@ def test_writers_across_two_workers_with_one_killed_commit_exactly_once(
     assert any(w.errors for w in writers)
     assert _offsets(database_url, run_id) == {w.writer_id: BATCHES for w in writers}
     with psycopg.connect(database_url) as conn:
+        materialize_points(conn, [run_id])
         total, dupes = conn.execute(
             "SELECT count(*), count(*) - count(DISTINCT (rank, key, step)) "
             "FROM metric_points WHERE run_id = %s", (run_id,)).fetchone()  # type: ignore[misc]

@@ -5,7 +5,8 @@ Settings come from the environment (TRACKER_*, DATABASE_URL); flags override the
 With more than one worker (``--workers``, default one per core) this process is the
 supervisor of worker processes sharing the port (see ``supervisor``).
 ``tracker-server keys create|list|revoke`` manages API keys (see ``keys_cli``);
-``tracker-server migrate`` applies schema migrations and exits (see ``migrate_cli``).
+``tracker-server migrate`` applies schema migrations and exits (see ``migrate_cli``);
+``tracker-server points --run RUN_ID`` writes a run's stored points as CSV (``points_cli``).
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         from tracker_server.keys_cli import main as keys_main
 
         raise SystemExit(keys_main(args[1:]))
+    if args[:1] == ["points"]:
+        from tracker_server.points_cli import main as points_main
+
+        raise SystemExit(points_main(args[1:]))
     if args[:1] == ["migrate"]:
         from tracker_server.migrate_cli import main as migrate_main
 

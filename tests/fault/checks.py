@@ -19,6 +19,7 @@ import grpc
 import psycopg
 
 from tracker_proto.v1 import query_pb2, query_pb2_grpc
+from tracker_server.storage.points_export import materialize_points
 
 Logged = dict[tuple[str, int], dict[int, float]]
 """(key, rank) -> {step: value} as logged (one attempt)."""
@@ -58,6 +59,7 @@ def check_points(database_url: str, run_id: str, logged: Logged) -> Report:
     """Every logged point stored once with its value; nothing else stored."""
     report = Report(logged=sum(len(v) for v in logged.values()))
     with psycopg.connect(database_url) as conn, conn.cursor(binary=True) as cur:
+        materialize_points(conn, [run_id])
         cur.execute("SELECT key, rank, step, value FROM metric_points WHERE run_id = %s",
                     (run_id,))
         rows = cur.fetchall()

@@ -6,44 +6,57 @@ order of writes that reads use to resolve a step logged twice is unchanged. Poin
 their order (chunk_id, then position). Everything happens in one transaction per round:
 readers see the old chunks or the merged one, never both; ingest only inserts new chunks
 and never waits on the compactor. A session advisory lock keeps replicas from
-compacting at the same time. A merged chunk big enough for a min/max sketch
-(``domain.sketch``) gets one, computed in the same statement, so long low-frequency
-series keep the fast downsampled reads too.
+compacting at the same time. The small chunks (either layout: arrays from before
+migration 0013, or codec payloads) come back from the DELETE to Python, which merges
+them with numpy and writes one codec payload per merged chunk; a merged chunk big enough
+for a min/max sketch gets one from ``domain.sketch.build_sketches``, the flush's own
+function, so long low-frequency series keep the fast downsampled reads too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from tracker_server.domain.sketch import SKETCH_BUCKET_POINTS, SKETCH_MIN_POINTS
+from tracker_server.domain import codec
+from tracker_server.domain.chunking import MAX_CHUNK_POINTS
+from tracker_server.domain.sketch import build_sketches
+from tracker_server.storage.chunk_rows import CHUNK_COLUMNS, decode_chunk_rows
+from tracker_server.storage.copy_binary import ENCODING_CODEC_V1
 from tracker_server.storage.errors import db_errors
+from tracker_server.storage.numpy_arrays import use_numpy_arrays
 
 log = structlog.get_logger(__name__)
 
 SMALL_CHUNK_POINTS = 512  # must match the partial index of migration 0005
 _LOCK_KEY = 7_433_611_592_002
 
+MERGED_TARGET_POINTS = MAX_CHUNK_POINTS
+"""A segment's small chunks are taken (in chunk_id order) while the points taken before
+each one stay below this, so a merged chunk holds at most this plus one small chunk,
+like a flush's chunks (zoomed reads fetch whole chunks); the rest of a long segment is
+merged by the next round. Also bounds a round's memory: the merge happens in Python."""
+
 _CREATE_TMP = """
 CREATE TEMP TABLE IF NOT EXISTS compact_ids (
     run_id uuid, key_id integer, rank integer, attempt integer, segment bigint,
     chunk_id bigint
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS compact_src (
-    run_id uuid, key_id integer, rank integer, attempt integer, segment bigint,
-    chunk_id bigint, steps int8[], "values" float8[], wall_ns int8[]
 ) ON COMMIT DELETE ROWS
 """
 
 # Series with at least two small chunks. Within a series, big chunks split the small
 # ones into segments (segment = id of the last big chunk before them); each segment with
-# two or more small chunks is merged. Window functions instead of joins between CTEs:
-# the planner estimates CTEs at one row and picked a nested loop that made a round of
-# 22k chunks take a minute (quadratic). Metadata only here; arrays are not touched.
+# two or more small chunks is merged (its first chunks, up to MERGED_TARGET_POINTS).
+# Window functions instead of joins between CTEs: the planner estimates CTEs at one row
+# and picked a nested loop that made a round of 22k chunks take a minute (quadratic).
+# Metadata only here; payloads and arrays are not touched.
 _PICK = f"""
 WITH series AS (
     SELECT run_id, key_id, rank, attempt
@@ -62,85 +75,106 @@ seg AS (
 ),
 small AS (
     SELECT run_id, key_id, rank, attempt, segment, chunk_id,
-           count(*) OVER (PARTITION BY run_id, key_id, rank, attempt, segment) AS k
+           sum(n) OVER w - n AS before
     FROM seg
     WHERE n < {SMALL_CHUNK_POINTS}
+    WINDOW w AS (PARTITION BY run_id, key_id, rank, attempt, segment ORDER BY chunk_id)
+),
+taken AS (
+    SELECT *, count(*) OVER (PARTITION BY run_id, key_id, rank, attempt, segment) AS k
+    FROM small
+    WHERE before < {MERGED_TARGET_POINTS}
 )
 INSERT INTO compact_ids
-SELECT run_id, key_id, rank, attempt, segment, chunk_id FROM small WHERE k >= 2
+SELECT run_id, key_id, rank, attempt, segment, chunk_id FROM taken WHERE k >= 2
 """
 
-# With compact_ids analysed, this is one primary-key probe per chunk.
-_TAKE = """
-WITH moved AS (
-    DELETE FROM metric_chunks c USING compact_ids d
-    WHERE c.run_id = d.run_id AND c.key_id = d.key_id AND c.rank = d.rank
-      AND c.attempt = d.attempt AND c.chunk_id = d.chunk_id
-    RETURNING c.run_id, c.key_id, c.rank, c.attempt, d.segment, c.chunk_id, c.steps,
-              c."values", c.wall_ns
-)
-INSERT INTO compact_src SELECT * FROM moved
+# With compact_ids analysed, this is one primary-key probe per chunk. The points go to
+# Python (either layout, see chunk_rows), which merges and encodes them.
+_TAKE = f"""
+DELETE FROM metric_chunks c USING compact_ids d
+WHERE c.run_id = d.run_id AND c.key_id = d.key_id AND c.rank = d.rank
+  AND c.attempt = d.attempt AND c.chunk_id = d.chunk_id
+RETURNING c.run_id, c.key_id, c.rank, c.attempt, d.segment, c.chunk_id,
+          {", ".join("c." + col.strip() for col in CHUNK_COLUMNS.split(","))}
 """
 
-# One merged chunk per segment, points in write order (chunk_id, then position). A merged
-# chunk of >= SKETCH_MIN_POINTS strictly increasing steps also gets its min/max sketch,
-# the same as domain.sketch computes at flush time: per sub-bucket of B positions the
-# first minimum and first maximum (NaN counts as +inf for the minimum and -inf for the
-# maximum; PostgreSQL sorts NaN above +inf, hence the CASE), plus the first and last point.
-_MERGE = f"""
-WITH raw AS (
-    SELECT run_id, key_id, rank, attempt, segment, chunk_id, p.s, p.v, p.w,
-           row_number() OVER seg - 1 AS pos,
-           p.s > lag(p.s) OVER seg AS up
-    FROM compact_src, unnest(steps, "values", wall_ns) WITH ORDINALITY AS p(s, v, w, ord)
-    WINDOW seg AS (PARTITION BY run_id, key_id, rank, attempt, segment
-                   ORDER BY chunk_id, p.ord)
-),
--- Segment size and monotonicity as window aggregates: no join back to "merged".
-pts AS (
-    SELECT raw.*,
-           count(*) OVER whole AS seg_n,
-           bool_and(coalesce(up, true)) OVER whole AS seg_increasing
-    FROM raw
-    WINDOW whole AS (PARTITION BY run_id, key_id, rank, attempt, segment)
-),
-merged AS (
-    SELECT run_id, key_id, rank, attempt, segment, max(chunk_id) AS chunk_id,
-           min(s) AS first_step, max(s) AS last_step, count(*) AS n,
-           bool_and(coalesce(up, true)) AS increasing,
-           array_agg(s ORDER BY pos) AS steps, array_agg(v ORDER BY pos) AS vals,
-           array_agg(w ORDER BY pos) AS walls
-    FROM pts
-    GROUP BY run_id, key_id, rank, attempt, segment
-),
-ranked AS (
-    SELECT p.*, p.seg_n AS n,
-           row_number() OVER (PARTITION BY p.run_id, p.key_id, p.rank, p.attempt, p.segment,
-                                           p.pos / {SKETCH_BUCKET_POINTS}
-                              ORDER BY CASE WHEN p.v = 'NaN' THEN 'Infinity' ELSE p.v END,
-                                       p.pos) AS low_rank,
-           row_number() OVER (PARTITION BY p.run_id, p.key_id, p.rank, p.attempt, p.segment,
-                                           p.pos / {SKETCH_BUCKET_POINTS}
-                              ORDER BY CASE WHEN p.v = 'NaN' THEN '-Infinity' ELSE p.v END
-                                       DESC, p.pos) AS high_rank
-    FROM pts p
-    WHERE p.seg_n >= {SKETCH_MIN_POINTS} AND p.seg_increasing
-),
-sketch AS (
-    SELECT run_id, key_id, rank, attempt, segment,
-           array_agg(s ORDER BY pos) AS steps, array_agg(v ORDER BY pos) AS vals,
-           array_agg(w ORDER BY pos) AS walls
-    FROM ranked
-    WHERE low_rank = 1 OR high_rank = 1 OR pos = 0 OR pos = n - 1
-    GROUP BY run_id, key_id, rank, attempt, segment
-)
+# The merged chunk keeps the highest chunk_id of the chunks it replaces.
+_INSERT = """
 INSERT INTO metric_chunks (run_id, key_id, rank, attempt, chunk_id, first_step, last_step, n,
-                           steps, "values", wall_ns, sketch_steps, sketch_values, sketch_wall_ns)
+                           encoding, payload, sketch_payload)
 OVERRIDING SYSTEM VALUE
-SELECT m.run_id, m.key_id, m.rank, m.attempt, m.chunk_id, m.first_step, m.last_step, m.n,
-       m.steps, m.vals, m.walls, k.steps, k.vals, k.walls
-FROM merged m LEFT JOIN sketch k USING (run_id, key_id, rank, attempt, segment)
+SELECT * FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::int[], %s::int8[], %s::int8[],
+                     %s::int8[], %s::int[], %s::smallint[], %s::bytea[], %s::bytea[])
 """
+
+
+@dataclass
+class _Merged:
+    """Merged chunk rows of one round, as the columns of ``_INSERT``."""
+
+    run_ids: list[uuid.UUID]
+    key_ids: list[int]
+    ranks: list[int]
+    attempts: list[int]
+    chunk_ids: list[int]
+    first_steps: list[int]
+    last_steps: list[int]
+    n: list[int]
+    payloads: list[bytes]
+    sketches: list[bytes | None]
+
+    def params(self) -> tuple[Any, ...]:
+        rows = len(self.n)
+        return (self.run_ids, self.key_ids, self.ranks, self.attempts, self.chunk_ids,
+                self.first_steps, self.last_steps, self.n, [ENCODING_CODEC_V1] * rows,
+                self.payloads, self.sketches)
+
+
+def merge_rows(rows: list[tuple[Any, ...]]) -> _Merged:
+    """Rows of ``_TAKE`` -> one merged, encoded chunk per segment: points in write order
+    (chunk_id, then position), a min/max sketch (``domain.sketch``, the flush's own
+    function) when the merged chunk is big enough and its steps strictly increase."""
+    segments: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        segments.setdefault(tuple(row[:5]), []).append(row)
+    keys = list(segments)
+    ordered = [r for k in keys for r in sorted(segments[k], key=lambda r: int(r[5]))]
+    steps_l, values_l, wall_l = decode_chunk_rows(ordered)
+    sizes = np.array([sum(len(s) for s in steps_l[i:j]) for i, j in _bounds(
+        [len(segments[k]) for k in keys])], dtype=np.int64)
+    steps = np.concatenate(steps_l) if steps_l else np.zeros(0, np.int64)
+    values = np.concatenate(values_l) if values_l else np.zeros(0, np.float64)
+    wall = np.concatenate(wall_l) if wall_l else np.zeros(0, np.int64)
+    starts = np.cumsum(sizes) - sizes
+    sk = build_sketches(steps, values, wall, starts, sizes)
+    out = _Merged([], [], [], [], [], [], [], [], [], [])
+    for i, key in enumerate(keys):
+        a, n = int(starts[i]), int(sizes[i])
+        seg_steps = steps[a : a + n]
+        out.run_ids.append(key[0])
+        out.key_ids.append(int(key[1]))
+        out.ranks.append(int(key[2]))
+        out.attempts.append(int(key[3]))
+        out.chunk_ids.append(max(int(r[5]) for r in segments[key]))
+        out.first_steps.append(int(seg_steps.min()) if n else 0)
+        out.last_steps.append(int(seg_steps.max()) if n else 0)
+        out.n.append(n)
+        out.payloads.append(codec.encode(seg_steps, values[a : a + n], wall[a : a + n]))
+        sk_n, sk_a = int(sk.n[i]), int(sk.starts[i])
+        out.sketches.append(None if sk_n < 0 else codec.encode(
+            sk.steps[sk_a : sk_a + sk_n], sk.values[sk_a : sk_a + sk_n],
+            sk.wall_ns[sk_a : sk_a + sk_n]))
+    return out
+
+
+def _bounds(counts: list[int]) -> list[tuple[int, int]]:
+    """[start, end) of consecutive groups of ``counts`` items."""
+    out, at = [], 0
+    for c in counts:
+        out.append((at, at + c))
+        at += c
+    return out
 
 
 @dataclass(frozen=True)
@@ -170,11 +204,16 @@ async def compact_once(pool: AsyncConnectionPool, max_series: int = 2000) -> Com
                     await conn.execute(_PICK, {"series": max_series})
                     # Real row counts for the planner (temp tables have no statistics).
                     await conn.execute("ANALYZE compact_ids")
-                    cur = await conn.execute(_TAKE)
-                    before = cur.rowcount
-                    await conn.execute("ANALYZE compact_src")
-                    cur = await conn.execute(_MERGE)
-                    after = cur.rowcount
+                    cur = conn.cursor(binary=True)
+                    use_numpy_arrays(cur)
+                    await cur.execute(_TAKE)
+                    rows = await cur.fetchall()
+                    before = after = 0
+                    if rows:
+                        # Decoding, merging and encoding are CPU work: off the event loop.
+                        merged = await asyncio.to_thread(merge_rows, rows)
+                        await conn.execute(_INSERT, merged.params())
+                        before, after = len(rows), len(merged.n)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
                 await conn.commit()

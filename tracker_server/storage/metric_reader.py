@@ -1,8 +1,10 @@
 """Metric reads in PostgreSQL: keys, summaries, rankings and the chunks of a series
 (implements ``domain.ports.MetricReader`` and ``domain.ports.SeriesReader``).
 
-Chunk arrays are fetched in binary and decoded straight into numpy (see
-``numpy_arrays``); duplicate resolution and downsampling happen in ``domain.series``.
+A chunk is stored as a codec payload (``domain.codec``, migration 0013) or, when
+written before that, as three arrays; both are fetched in binary and decoded straight
+into numpy (``decode_chunk_rows``, ``numpy_arrays``); duplicate resolution and
+downsampling happen in ``domain.series``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tracker_server.domain.run_filter import Node
 from tracker_server.domain.series import AttemptInfo, Chunks
 from tracker_server.domain.sketch_plan import ChunkMeta, ChunkRead
 from tracker_server.domain.summaries import KeyInfo, MetricSummary, RankedRun
+from tracker_server.storage.chunk_rows import decode_chunk_rows
 from tracker_server.storage.errors import db_errors
 from tracker_server.storage.existing import EXPERIMENTS, RUNS, require_ids
 from tracker_server.storage.numpy_arrays import use_numpy_arrays
@@ -42,17 +45,18 @@ ORDER BY rank, attempt
 """
 
 _CHUNKS = """
-SELECT rank, attempt, chunk_id, n, steps, "values", wall_ns FROM metric_chunks
+SELECT rank, attempt, chunk_id, n, steps, "values", wall_ns, payload FROM metric_chunks
 WHERE run_id = %(run)s AND key_id = %(key)s
   AND first_step <= %(end)s AND last_step >= %(start)s
   AND (%(rank)s::int IS NULL OR rank = %(rank)s::int)
 ORDER BY rank, attempt, chunk_id
 """
 
-# Chunk metadata only (no arrays; the NULL test does not detoast): plans which chunks a
+# Chunk metadata only (no arrays; the NULL tests do not detoast): plans which chunks a
 # downsampled read takes from their sketches (domain.sketch_plan).
 _CHUNK_META = """
-SELECT rank, attempt, chunk_id, first_step, last_step, n, sketch_steps IS NOT NULL
+SELECT rank, attempt, chunk_id, first_step, last_step, n,
+    sketch_payload IS NOT NULL OR sketch_steps IS NOT NULL
 FROM metric_chunks
 WHERE run_id = %(run)s AND key_id = %(key)s
   AND first_step <= %(end)s AND last_step >= %(start)s
@@ -60,13 +64,15 @@ WHERE run_id = %(run)s AND key_id = %(key)s
 ORDER BY rank, attempt, chunk_id
 """
 
-# The planned chunks by primary key, each as its raw arrays or as its sketch; CASE
-# evaluates only the chosen branch, so the other column is never detoasted.
+# The planned chunks by primary key, each as its raw points or as its sketch (payload or
+# arrays, whichever layout the row has); CASE evaluates only the chosen branch, so the
+# other column is never detoasted.
 _PLANNED_CHUNKS = """
 SELECT c.rank, c.attempt, c.chunk_id, c.n,
     CASE WHEN p.sketch THEN c.sketch_steps ELSE c.steps END,
     CASE WHEN p.sketch THEN c.sketch_values ELSE c."values" END,
-    CASE WHEN p.sketch THEN c.sketch_wall_ns ELSE c.wall_ns END
+    CASE WHEN p.sketch THEN c.sketch_wall_ns ELSE c.wall_ns END,
+    CASE WHEN p.sketch THEN c.sketch_payload ELSE c.payload END
 FROM unnest(%(ranks)s::int[], %(attempts)s::int[], %(ids)s::int8[], %(sketch)s::bool[])
     AS p(rank, attempt, chunk_id, sketch)
 JOIN metric_chunks c ON c.run_id = %(run)s AND c.key_id = %(key)s AND c.rank = p.rank
@@ -275,11 +281,12 @@ class PgMetricReader:
 
 
 def _chunks_from_rows(rows: list[tuple[Any, ...]], stored: bool = False) -> Chunks:
-    """Rows of (rank, attempt, chunk_id, n, steps, values, wall_ns) as ``Chunks``;
-    ``stored`` keeps n per row (needed when some rows are sketches)."""
+    """Rows of (rank, attempt, chunk_id, n, steps, values, wall_ns, payload) as
+    ``Chunks``; ``stored`` keeps n per row (needed when some rows are sketches)."""
     if not rows:
         return Chunks.empty()
-    ranks, attempts, chunk_ids, n, steps, values, wall = zip(*rows, strict=True)
+    steps, values, wall = decode_chunk_rows(rows)
+    ranks, attempts, chunk_ids, n = zip(*(r[:4] for r in rows), strict=True)
     return Chunks(
         ranks=np.array(ranks, dtype=np.int64),
         attempts=np.array(attempts, dtype=np.int64),
@@ -290,4 +297,3 @@ def _chunks_from_rows(rows: list[tuple[Any, ...]], stored: bool = False) -> Chun
         wall_ns=np.concatenate(wall),
         stored_n=np.array(n, dtype=np.int64) if stored else None,
     )
-

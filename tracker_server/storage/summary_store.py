@@ -24,6 +24,7 @@ from tracker_server.domain.summary_plan import (
     plan_flush,
 )
 from tracker_server.domain.summary_rule import SummaryKey, recompute, summary_set
+from tracker_server.storage.chunk_rows import decode_chunk_rows
 from tracker_server.storage.numpy_arrays import use_numpy_arrays
 from tracker_server.storage.pg_params import (
     BoolArray,
@@ -113,7 +114,8 @@ ON CONFLICT (run_id, key_id) DO UPDATE SET
 """
 
 _SERIES_CHUNKS_SQL = """
-SELECT c.run_id, c.key_id, c.rank, c.attempt, c.chunk_id, c.steps, c."values", c.wall_ns
+SELECT c.run_id, c.key_id, c.rank, c.attempt, c.chunk_id, c.steps, c."values", c.wall_ns,
+       c.payload
 FROM metric_chunks c
 JOIN unnest(%s::uuid[], %s::int[]) AS w(run_id, key_id)
   ON c.run_id = w.run_id AND c.key_id = w.key_id
@@ -188,7 +190,8 @@ def _stored_chunks(conn: Connection[Any], keys: list[SummaryKey]
         groups.setdefault((row[0], int(row[1])), []).append(row[2:])
     out: dict[SummaryKey, Chunks] = {}
     for key, rows in groups.items():
-        ranks, attempts, ids, steps, values, wall = zip(*rows, strict=True)
+        steps, values, wall = decode_chunk_rows(rows)
+        ranks, attempts, ids = zip(*(r[:3] for r in rows), strict=True)
         out[key] = Chunks(
             ranks=np.array(ranks, dtype=np.int64), attempts=np.array(attempts, dtype=np.int64),
             chunk_ids=np.array(ids, dtype=np.int64),
