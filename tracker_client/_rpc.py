@@ -65,10 +65,31 @@ def status_number(status: str) -> RunStatus:
             f"status must be one of {sorted(FINAL_RUN_STATUS)}, got {status!r}") from None
 
 
+class RunRefused(grpc.RpcError):
+    """A refusal decided by the client from the server's answer (same shape as the
+    server's own errors, so every caller handles both alike)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        """The status code."""
+        return self._code
+
+    def details(self) -> str:
+        """The message."""
+        return self._details
+
+
 def create_run(channel: grpc.Channel, meta: SpoolMeta, metadata: Metadata,
                timeout_s: float) -> RunRef:
-    """CreateExperiment(get_if_exists) + CreateRun from a spool's meta (idempotent by run key)."""
+    """CreateExperiment(get_if_exists) + CreateRun from a spool's meta (idempotent by run
+    key), or the run ``meta.attach_run_id`` names."""
     stub = _stub(channel)
+    if meta.attach_run_id:
+        return _attach_by_id(stub, meta, metadata, timeout_s)
     exp = stub.CreateExperiment(
         experiments_pb2.CreateExperimentRequest(
             name=meta.experiment, owner=meta.owner, get_if_exists=True),
@@ -90,6 +111,35 @@ def create_run(channel: grpc.Channel, meta: SpoolMeta, metadata: Metadata,
     if meta.seed is not None:
         req.seed = meta.seed
     run = stub.CreateRun(req, timeout=timeout_s, metadata=metadata or None).run
+    return RunRef(run.run_id, run.experiment_id, run.attempt, run.name)
+
+
+def _attach_by_id(stub: experiments_pb2_grpc.ExperimentServiceStub, meta: SpoolMeta,
+                  metadata: Metadata, timeout_s: float) -> RunRef:
+    """Attach to an existing run by id: GetRun (NOT_FOUND for an unknown id), then the
+    init() params, tags and resume through the run's own key, so a retried call stays
+    idempotent exactly as a key-based init is."""
+    md = metadata or None
+    run = stub.GetRun(experiments_pb2.GetRunRequest(run_id=meta.attach_run_id),
+                      timeout=timeout_s, metadata=md).run
+    if run.run_key:
+        if meta.resume or meta.params or meta.tags:
+            req = experiments_pb2.CreateRunRequest(
+                experiment_id=run.experiment_id, run_key=run.run_key, params=meta.params,
+                tags=meta.tags, resume=meta.resume, resume_token=meta.resume_token)
+            run = stub.CreateRun(req, timeout=timeout_s, metadata=md).run
+        return RunRef(run.run_id, run.experiment_id, run.attempt, run.name)
+    # A run created without a key (by another tool): params and tags one call each; a
+    # resume cannot be made idempotent without a key, so it is refused.
+    if meta.resume:
+        raise RunRefused(grpc.StatusCode.FAILED_PRECONDITION,
+                         f"run {run.run_id} has no run key, so it cannot be resumed")
+    if meta.params:
+        stub.LogParams(experiments_pb2.LogParamsRequest(run_id=run.run_id, params=meta.params),
+                       timeout=timeout_s, metadata=md)
+    if meta.tags:
+        stub.SetTags(experiments_pb2.SetTagsRequest(run_id=run.run_id, tags=meta.tags),
+                     timeout=timeout_s, metadata=md)
     return RunRef(run.run_id, run.experiment_id, run.attempt, run.name)
 
 
