@@ -32,14 +32,14 @@ _tracker_complete() {
             *" $word "*) i=$((i + 2)); continue ;;
         esac
         case " ${_tracker_commands[$path]-} " in
-            *" $word "*) path="$path $word" ;;
+            *" $word "*) path="$path.$word" ;;
         esac
         i=$((i + 1))
     done
     case " ${_tracker_valued[$path]-} " in
         *" $prev "*)
-            if [ -n "${_tracker_choices[$path $prev]-}" ]; then
-                COMPREPLY=($(compgen -W "${_tracker_choices[$path $prev]}" -- "$cur"))
+            if [ -n "${_tracker_choices[$path.$prev]-}" ]; then
+                COMPREPLY=($(compgen -W "${_tracker_choices[$path.$prev]}" -- "$cur"))
             else
                 COMPREPLY=($(compgen -f -- "$cur"))
             fi
@@ -50,6 +50,8 @@ _tracker_complete() {
         *)
             if [ -n "${_tracker_commands[$path]-}" ]; then
                 COMPREPLY=($(compgen -W "${_tracker_commands[$path]}" -- "$cur"))
+            elif [ -n "${_tracker_words[$path]-}" ]; then
+                COMPREPLY=($(compgen -W "${_tracker_words[$path]}" -- "$cur"))
             else
                 COMPREPLY=($(compgen -f -- "$cur"))
             fi ;;
@@ -80,24 +82,30 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script of ``parser`` for ``shell`` (bash or zsh)."""
     if shell not in SHELLS:
         raise ValueError(f"shell must be one of {', '.join(SHELLS)}, got {shell!r}")
-    lines = ["declare -A _tracker_commands _tracker_options _tracker_valued _tracker_choices"]
+    lines = ["declare -A _tracker_commands _tracker_options _tracker_valued _tracker_choices "
+             "_tracker_words"]
     for path, sub in _walk(parser, "tracker"):
         commands = sorted(_subcommands(sub))
         options: list[str] = []
         valued: list[str] = []
+        words: list[str] = []
         for action in sub._actions:
             if not action.option_strings:
+                if action.choices and not isinstance(action, argparse._SubParsersAction):
+                    words += map(str, action.choices)
                 continue
             options += action.option_strings
             if action.nargs != 0:
                 valued += action.option_strings
                 if action.choices:
                     for opt in action.option_strings:
-                        lines.append(_assign("_tracker_choices", f"{path} {opt}",
+                        lines.append(_assign("_tracker_choices", f"{path}.{opt}",
                                              " ".join(map(str, action.choices))))
         lines.append(_assign("_tracker_commands", path, " ".join(commands)))
         lines.append(_assign("_tracker_options", path, " ".join(sorted(set(options)))))
         lines.append(_assign("_tracker_valued", path, " ".join(sorted(set(valued)))))
+        if words:
+            lines.append(_assign("_tracker_words", path, " ".join(words)))
     head = ("#compdef tracker\n# zsh completion for tracker (`tracker completion zsh`)\n"
             "autoload -U +X bashcompinit && bashcompinit\n" if shell == "zsh" else
             "# bash completion for tracker (`tracker completion bash`)\n")
@@ -105,7 +113,11 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
 
 
 def _assign(array: str, key: str, value: str) -> str:
-    return f"{array}[{shlex.quote(key)}]={shlex.quote(value)}"
+    # Keys are dotted command paths (``tracker.runs.finish``) with no characters that
+    # need quoting: zsh, unlike bash, keeps quotes inside a subscript as part of the key.
+    if shlex.quote(key) != key:
+        raise ValueError(f"completion key needs quoting: {key!r}")
+    return f"{array}[{key}]={shlex.quote(value)}"
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -119,4 +131,4 @@ def _walk(parser: argparse.ArgumentParser, path: str
           ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     yield path, parser
     for name, sub in _subcommands(parser).items():
-        yield from _walk(sub, f"{path} {name}")
+        yield from _walk(sub, f"{path}.{name}")
