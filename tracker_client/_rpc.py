@@ -145,7 +145,8 @@ def _attach_by_id(stub: experiments_pb2_grpc.ExperimentServiceStub, meta: SpoolM
 
 def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata: Metadata,
                timeout_s: float) -> None:
-    """Send one control operation (``params``, ``tags`` or ``finish``).
+    """Send one control operation (``params``, ``tags``, ``summary``, ``goals`` or
+    ``finish``).
 
     Raises grpc.RpcError as the server answered (a server without the RPC answers
     UNIMPLEMENTED) and ValueError for an op this client cannot send.
@@ -161,6 +162,15 @@ def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata:
         stub.SetTags(experiments_pb2.SetTagsRequest(run_id=ref.run_id,
                                                     tags=_strings(op["values"])),
                      timeout=timeout_s, metadata=md)
+    elif kind == "summary":
+        stub.SetSummary(experiments_pb2.SetSummaryRequest(
+            run_id=ref.run_id, values={str(k): float(v) for k, v in op["values"].items()},
+            delete_keys=[str(k) for k in op.get("delete", [])]),
+            timeout=timeout_s, metadata=md)
+    elif kind == "goals":
+        stub.DefineMetrics(experiments_pb2.DefineMetricsRequest(run_id=ref.run_id,
+                                                                goals=_strings(op["values"])),
+                           timeout=timeout_s, metadata=md)
     elif kind == "finish":
         stub.FinishRun(experiments_pb2.FinishRunRequest(run_id=ref.run_id,
                                                         status=status_number(op["status"])),

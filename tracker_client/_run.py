@@ -34,6 +34,7 @@ from tracker_client._rpc import (
 )
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats, RunStats
+from tracker_client._summary import RunSummary, check_goal, check_key
 from tracker_client._sysmetrics import SystemMetrics
 from tracker_client.integrations._params import flatten
 
@@ -117,6 +118,8 @@ class Run:
         self._max_queue = options.max_queue_records
         self._batch_points = options.batch_points
         self._recovery_stop = threading.Event()
+        self.summary = RunSummary(self._op)
+        """User summary values: ``run.summary["test/acc"] = 0.93`` (see RunSummary)."""
         self._sys: SystemMetrics | None = None
         self._batcher.start()
         delivery.start()
@@ -216,6 +219,14 @@ class Run:
         """Set (or overwrite) tags; delivered like :meth:`log_params`."""
         return self._op({"op": "tags", "values": {k: str(v) for k, v in tags.items()}},
                         timeout)
+
+    def define_metric(self, key: str, goal: str, timeout: float = 0.0) -> DeliveryReport:
+        """Record that ``goal`` (``"min"``: smaller is better, ``"max"``) holds for
+        ``key``: rankings (``Api.best``, ``tracker best``, GetBestRuns) and comparisons
+        use it when the caller gives no mode. Delivered like :meth:`log_params`; a
+        later definition of the same key replaces the earlier one."""
+        return self._op({"op": "goals", "values": {check_key(key, "metric key"):
+                                                   check_goal(goal)}}, timeout)
 
     def _op(self, op: dict[str, Any], timeout: float) -> DeliveryReport:
         ticket = self._delivery.control.submit(op)
