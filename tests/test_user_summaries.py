@@ -97,7 +97,7 @@ def test_best_and_compare_respect_the_goal(server: ServerThread, tmp_path: Path,
     with tracker_client.Api(server=server.address) as reader:
         assert [r.run_id for r in reader.best("goals", "val/acc")] == [ids[1], ids[2], ids[0]]
         # An explicit mode still wins.
-        assert [r.run_id for r in reader.best("goals", "val/acc", mode="min")][0] == ids[0]
+        assert reader.best("goals", "val/acc", mode="min")[0].run_id == ids[0]
         cmp = reader.compare(ids)
         assert cmp.goals == {"val/acc": "max"} and cmp.best == {"val/acc": ids[1]}
     assert cli_main(["--server", server.address, "best", "goals", "-m", "val/acc",
