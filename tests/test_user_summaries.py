@@ -28,8 +28,9 @@ def get_run(api: Api, run_id: str | None) -> ex.Run:
     return api.experiments.GetRun(ex.GetRunRequest(run_id=run_id)).run
 
 
-def test_summary_and_goals_are_stored_and_returned(server: ServerThread, api: Api,
-                                                   tmp_path: Path) -> None:
+def test_summary_and_goals_are_stored_and_returned(
+    server: ServerThread, api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tracker_client.init(experiment="summ", server=server.address, options=fast(tmp_path))
     run.log({"loss": 0.5, "val/acc": 0.7}, step=0)
     run.summary["test/acc"] = 0.93
@@ -48,6 +49,10 @@ def test_summary_and_goals_are_stored_and_returned(server: ServerThread, api: Ap
     assert got.summary["test/acc"] == 0.93 and got.summary["inf"] == -math.inf
     assert math.isnan(got.summary["nan"])
     assert dict(got.metric_goals) == {"val/acc": "max", "loss": "min"}
+    assert cli_main(["--server", server.address, "runs", "show", got.run_id]) == 0
+    shown = capsys.readouterr().out
+    assert "SUMMARY" in shown and "test/acc" in shown and "0.93" in shown
+    assert "GOAL" in shown and "max" in shown
     with tracker_client.Api(server=server.address) as reader:
         seen = reader.run(got.run_id)
         assert seen.user_summary["test/acc"] == 0.93

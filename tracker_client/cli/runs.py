@@ -100,12 +100,16 @@ def run_show(args: argparse.Namespace, client: Client) -> int:
     if run.tags:
         print()
         print_table(["TAG", "VALUE"], sorted(run.tags.items()))
+    if run.summary:
+        print()
+        print_table(["SUMMARY", "VALUE"], sorted(run.summary.items()))
     print()
     print_table(
-        ["METRIC", "LAST", "STEP", "MIN", "MAX", "POINTS"],
+        ["METRIC", "LAST", "STEP", "MIN", "MAX", "POINTS", "GOAL"],
         [[m.key, m.last_value, m.last_step,
           m.min_value if m.HasField("min_value") else None,
-          m.max_value if m.HasField("max_value") else None, m.count] for m in latest.metrics],
+          m.max_value if m.HasField("max_value") else None, m.count,
+          run.metric_goals.get(m.key)] for m in latest.metrics],
     )
     return 0
 
