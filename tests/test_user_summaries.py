@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 import tracker_client
@@ -187,3 +189,43 @@ def test_bad_summaries_and_goals_are_refused(server: ServerThread, api: Api,
     assert dict(ok.summary) == {"a": 2.0}
     ok2 = stub.DefineMetrics(ex.DefineMetricsRequest(run_id=rid, goals={"a": "max"}))
     assert dict(ok2.goals) == {"a": "max"}
+
+
+def test_the_fake_store_agrees_with_postgresql(api: Api) -> None:
+    """tests/fakes/user_summary_store.py behaves as the real store for the same calls."""
+    import asyncio
+
+    from tests.fakes.services import FakeServices
+    from tests.query_support import log_points, new_experiment, new_run
+
+    fx = FakeServices()
+    pg_exp = new_experiment(api, "contract")
+    fake_exp = str(asyncio.run(fx.experiments.create_experiment("contract"))[0].experiment_id)
+    pg_runs = [new_run(api, pg_exp, name=f"r{i}") for i in range(3)]
+    fake_runs = [str(asyncio.run(fx.runs.create_run(fake_exp, name=f"r{i}"))[0].run_id)
+                 for i in range(3)]
+    names = {**{r: f"r{i}" for i, r in enumerate(pg_runs)},
+             **{r: f"r{i}" for i, r in enumerate(fake_runs)}}
+    for i, (pg, fake) in enumerate(zip(pg_runs, fake_runs, strict=True)):
+        log_points(api, pg, "acc", [0, 1], [0.1, 0.5 + i / 10])
+        fx.db.add_points(uuid.UUID(fake), "acc", np.array([0, 1]),
+                         np.array([0.1, 0.5 + i / 10]))
+        real = api.experiments.SetSummary(ex.SetSummaryRequest(
+            run_id=pg, values={"a": 1.0, "b": float(i)}, delete_keys=["zz"])).summary
+        got = asyncio.run(fx.summaries.set_summary(fake, {"a": 1.0, "b": float(i)}, ["zz"]))
+        assert dict(real) == got
+        real = api.experiments.SetSummary(ex.SetSummaryRequest(
+            run_id=pg, delete_keys=["a"])).summary
+        assert dict(real) == asyncio.run(fx.summaries.set_summary(fake, {}, ["a"]))
+        real_goals = api.experiments.DefineMetrics(ex.DefineMetricsRequest(
+            run_id=pg, goals={"acc": "max"})).goals
+        assert dict(real_goals) == asyncio.run(fx.summaries.define_metrics(fake, {"acc": "max"}))
+    stub = query_pb2_grpc.MetricsQueryServiceStub(api.channel)
+    pg_best = stub.GetBestRuns(q.GetBestRunsRequest(experiment_ids=[pg_exp], key="acc")).runs
+    fake_best = asyncio.run(fx.query.best_runs([fake_exp], "acc", maximize=None))
+    assert [names[r.run_id] for r in pg_best] == [names[str(r.run_id)] for r in fake_best]
+    assert [names[r.run_id] for r in pg_best] == ["r2", "r1", "r0"]
+    pg_run = api.experiments.GetRun(ex.GetRunRequest(run_id=pg_runs[0])).run
+    fake_run = asyncio.run(fx.runs.get_run(fake_runs[0]))
+    assert dict(pg_run.summary) == fake_run.summary
+    assert dict(pg_run.metric_goals) == fake_run.metric_goals
