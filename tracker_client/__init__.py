@@ -17,9 +17,10 @@ from tracker_client._options import Options
 from tracker_client._recover import SyncResult
 from tracker_client._run import DeliveryReport, Run, TrackerError, init
 from tracker_client._stats import RunStats
+from tracker_client._summary import RunSummary
 
 __all__ = ["Api", "ApiRun", "AsyncApi", "AsyncApiRun", "AsyncRuns", "Comparison",
            "DeliveryReport", "Experiment", "HistoryArrays", "MetricSummary",
-           "Options", "RankedRun", "Run", "RunStats", "Runs", "SyncResult",
+           "Options", "RankedRun", "Run", "RunStats", "RunSummary", "Runs", "SyncResult",
            "TrackerError", "init"]
 __version__ = "0.1.0"

@@ -211,9 +211,10 @@ class AsyncApi:
         return result(cols, as_frame)
 
     async def best(self, experiment: str | Experiment | Sequence[str | Experiment],
-                   metric: str, mode: Goal = "min", on: SummaryOn = "last", limit: int = 10,
-                   filter: str = "") -> list[RankedRun]:
-        """The best runs of experiments by one summary value of ``metric``."""
+                   metric: str, mode: Goal | None = None, on: SummaryOn = "last",
+                   limit: int = 10, filter: str = "") -> list[RankedRun]:
+        """The best runs of experiments by one summary value of ``metric`` (``mode``
+        None: the goal the runs defined)."""
         req = rq.best_runs(await self._experiment_ids(experiment), metric, mode, on, limit,
                            filter)
         resp = await self._call(self._query.GetBestRuns, req)

@@ -253,9 +253,12 @@ class Api:
     # -- rankings ----------------------------------------------------------------------
 
     def best(self, experiment: str | Experiment | Sequence[str | Experiment], metric: str,
-             mode: Goal = "min", on: SummaryOn = "last", limit: int = 10,
+             mode: Goal | None = None, on: SummaryOn = "last", limit: int = 10,
              filter: str = "") -> list[RankedRun]:
-        """The best runs of experiments by one summary value (``on``) of ``metric``."""
+        """The best runs of experiments by one summary value (``on``) of ``metric``.
+
+        ``mode`` None ranks by the goal the runs defined with ``run.define_metric``
+        (the server refuses with INVALID_ARGUMENT when none or both goals are defined)."""
         req = rq.best_runs(self._experiment_ids(experiment), metric, mode, on, limit, filter)
         return [RankedRun.from_proto(r) for r in self._call(self._query.GetBestRuns, req).runs]
 

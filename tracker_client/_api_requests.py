@@ -74,15 +74,16 @@ def search_runs(experiment_ids: Sequence[str], filter: str, order_by: str | Sequ
                                 order_by=order, page_size=page_size)
 
 
-def best_runs(experiment_ids: Sequence[str], metric: str, mode: Goal, on: SummaryOn,
+def best_runs(experiment_ids: Sequence[str], metric: str, mode: Goal | None, on: SummaryOn,
               limit: int, filter: str) -> q.GetBestRunsRequest:
-    """A ranking request."""
-    if mode not in GOAL:
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    """A ranking request; ``mode`` None leaves the goal to what the runs defined."""
+    if mode is not None and mode not in GOAL:
+        raise ValueError(f"mode must be 'min', 'max' or None, got {mode!r}")
     if on not in ON:
         raise ValueError(f"on must be one of {sorted(ON)}, got {on!r}")
     return q.GetBestRunsRequest(experiment_ids=list(experiment_ids), key=metric,
-                                goal=GOAL[mode], on=ON[on], limit=limit, filter=filter)
+                                goal=GOAL[mode] if mode else q.GOAL_UNSPECIFIED, on=ON[on],
+                                limit=limit, filter=filter)
 
 
 def experiment_of_name(name: str, found: Sequence[ex.Experiment]) -> Experiment | None:

@@ -16,6 +16,7 @@ from tracker_proto.v1 import experiments_pb2, query_pb2
 
 Goal = Literal["min", "max"]
 """Whether smaller (``min``) or larger (``max``) values are better."""
+GOAL_NAME: dict[int, Goal] = {query_pb2.GOAL_MINIMIZE: "min", query_pb2.GOAL_MAXIMIZE: "max"}
 SummaryOn = Literal["last", "min", "max"]
 """Which summary value a ranking uses."""
 
@@ -101,11 +102,18 @@ class RunData:
     ended_at: datetime | None
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
     """Summaries of every key the run logged."""
+    user_summary: dict[str, float] = field(default_factory=dict)
+    """Values set with ``run.summary[key] = value`` (not from logged points)."""
+    goals: dict[str, Goal] = field(default_factory=dict)
+    """``min``/``max`` per key, as set with ``run.define_metric(key, goal=...)``."""
 
     @property
     def summary(self) -> dict[str, float]:
-        """Last value of every key: ``{"loss": 0.12, ...}``."""
-        return {k: s.last for k, s in self.metrics.items()}
+        """Last value of every logged key, with the values the run set itself
+        (``run.summary[key] = value``) over them: ``{"loss": 0.12, "test/acc": 0.93}``."""
+        out = {k: s.last for k, s in self.metrics.items()}
+        out.update(self.user_summary)
+        return out
 
     @staticmethod
     def fields_from_proto(r: experiments_pb2.Run,
@@ -120,6 +128,8 @@ class RunData:
             created_at=_when(r.created_at, r.HasField("created_at")),
             ended_at=_when(r.ended_at, r.HasField("ended_at")),
             metrics={s.key: MetricSummary.from_proto(s) for s in metrics},
+            user_summary=dict(r.summary),
+            goals={k: v for k, v in r.metric_goals.items() if v in ("min", "max")},
         )
 
     def row(self) -> dict[str, Any]:
@@ -168,6 +178,12 @@ class Comparison:
     """Metric key -> one summary per run (None where the run never logged it)."""
     differs: dict[str, bool]
     """``params.<name>`` / ``metrics.<key>`` -> whether the runs disagree."""
+    goals: dict[str, Goal] = field(default_factory=dict)
+    """Metric key -> the goal the runs defined for it (keys without one are absent)."""
+    best: dict[str, str] = field(default_factory=dict)
+    """Metric key -> id of the run whose last value is best by its goal."""
+    summary: dict[str, list[float | None]] = field(default_factory=dict)
+    """User summary key -> one value per run (``run.summary[key] = value``)."""
 
     @classmethod
     def from_proto(cls, resp: query_pb2.CompareRunsResponse) -> Comparison:
@@ -178,13 +194,26 @@ class Comparison:
             params[p.key] = [c.value if c.present else None for c in p.cells]
             differs[f"params.{p.key}"] = p.differs
         metrics: dict[str, list[MetricSummary | None]] = {}
+        goals: dict[str, Goal] = {}
+        best: dict[str, str] = {}
         for m in resp.metrics:
             metrics[m.key] = [MetricSummary.from_proto(c.summary) if c.present else None
                               for c in m.cells]
             differs[f"metrics.{m.key}"] = m.differs
+            if m.goal in GOAL_NAME:
+                goals[m.key] = GOAL_NAME[m.goal]
+            if m.HasField("best_cell"):
+                best[m.key] = resp.runs[m.best_cell].run_id
+        keys = sorted({k for r in resp.runs for k in r.summary})
+        summary = {k: [r.summary.get(k) for r in resp.runs]
+                   for k in keys}
+        for k, cells in summary.items():
+            present = [c for c in cells if c is not None]
+            differs[f"summary.{k}"] = len(present) < len(cells) or len(
+                {"nan" if math.isnan(c) else c for c in present}) > 1
         return cls(run_ids=[r.run_id for r in resp.runs],
                    run_names=[r.name for r in resp.runs], params=params, metrics=metrics,
-                   differs=differs)
+                   differs=differs, goals=goals, best=best, summary=summary)
 
     def rows(self, only_differences: bool = False) -> list[dict[str, Any]]:
         """``{"field": "params.lr", "differs": True, <run id>: value, ...}`` rows."""
@@ -200,6 +229,12 @@ class Comparison:
                 out.append({"field": name, "differs": self.differs[name],
                             **{r: (s.last if s is not None else math.nan)
                                for r, s in zip(self.run_ids, summaries, strict=True)}})
+        for key, values in self.summary.items():
+            name = f"summary.{key}"
+            if not only_differences or self.differs[name]:
+                out.append({"field": name, "differs": self.differs[name],
+                            **{r: (v if v is not None else math.nan)
+                               for r, v in zip(self.run_ids, values, strict=True)}})
         return out
 
     def to_pandas(self, only_differences: bool = False) -> Any:

@@ -8,9 +8,10 @@ never silently changes what the client does.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from tracker_client._meta import Mode
 
@@ -94,6 +95,63 @@ def rank() -> int:
         if value and value.isdigit():
             return int(value)
     return 0
+
+
+def local_rank() -> int:
+    """Rank within the node from LOCAL_RANK or SLURM_LOCALID (0 when neither is set).
+
+    Node-wide samplers (system and GPU metrics) run on local rank 0 only, so a node
+    with 8 GPUs reports its GPUs once, not 8 times."""
+    for var in ("LOCAL_RANK", "SLURM_LOCALID"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def run_key(explicit: str | None) -> str | None:
+    """``explicit``, else TRACKER_RUN_KEY (a launcher's choice), else the job's key."""
+    return explicit or os.environ.get("TRACKER_RUN_KEY", "").strip() or default_run_key()
+
+
+def run_name(explicit: str | None) -> str:
+    """``explicit``, else TRACKER_RUN_NAME, else "" (the server picks)."""
+    return explicit or os.environ.get("TRACKER_RUN_NAME", "").strip()
+
+
+def resume(explicit: bool | None) -> bool:
+    """``explicit`` when given, else TRACKER_RESUME (a boolean word)."""
+    return flag("TRACKER_RESUME") if explicit is None else explicit
+
+
+def tags(explicit: Mapping[str, Any] | None) -> dict[str, str]:
+    """TRACKER_TAGS (``k=v,k2=v2``) with the ``explicit`` tags over it, key by key.
+
+    A launcher tags every job (``cluster=a100,queue=long``) and the script adds its own;
+    a key both set keeps the script's value. An item without ``=`` or with an empty key
+    is refused (ValueError naming the variable), since a typo would otherwise lose a tag.
+    """
+    raw = os.environ.get("TRACKER_TAGS", "")
+    out: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"TRACKER_TAGS={raw!r}: expected key=value pairs separated "
+                             f"by commas, got {item!r}")
+        out[key.strip()] = value.strip()
+    out.update({str(k): str(v) for k, v in (explicit or {}).items()})
+    return out
+
+
+def system_metrics(interval_s: float | None) -> float | None:
+    """The system-metrics period: ``interval_s`` unless TRACKER_SYSTEM_METRICS is false."""
+    raw = os.environ.get("TRACKER_SYSTEM_METRICS", "")
+    if raw.strip() and not flag("TRACKER_SYSTEM_METRICS"):
+        return None
+    return interval_s
 
 
 def default_run_key() -> str | None:

@@ -60,6 +60,8 @@ class SpoolMeta:
     """Reproducibility metadata recorded at init (host, git, packages, GPUs, ...)."""
     created_ns: int = 0
     """When the spool was created, ns since the epoch."""
+    attach_run_id: str = ""
+    """``init(run_id=...)``: attach to this existing run instead of creating one by key."""
     run_id: str = ""
     """Server id of the run, "" until the run was created or attached."""
     experiment_id: str = ""

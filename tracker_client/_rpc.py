@@ -65,10 +65,31 @@ def status_number(status: str) -> RunStatus:
             f"status must be one of {sorted(FINAL_RUN_STATUS)}, got {status!r}") from None
 
 
+class RunRefused(grpc.RpcError):
+    """A refusal decided by the client from the server's answer (same shape as the
+    server's own errors, so every caller handles both alike)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        """The status code."""
+        return self._code
+
+    def details(self) -> str:
+        """The message."""
+        return self._details
+
+
 def create_run(channel: grpc.Channel, meta: SpoolMeta, metadata: Metadata,
                timeout_s: float) -> RunRef:
-    """CreateExperiment(get_if_exists) + CreateRun from a spool's meta (idempotent by run key)."""
+    """CreateExperiment(get_if_exists) + CreateRun from a spool's meta (idempotent by run
+    key), or the run ``meta.attach_run_id`` names."""
     stub = _stub(channel)
+    if meta.attach_run_id:
+        return _attach_by_id(stub, meta, metadata, timeout_s)
     exp = stub.CreateExperiment(
         experiments_pb2.CreateExperimentRequest(
             name=meta.experiment, owner=meta.owner, get_if_exists=True),
@@ -93,9 +114,39 @@ def create_run(channel: grpc.Channel, meta: SpoolMeta, metadata: Metadata,
     return RunRef(run.run_id, run.experiment_id, run.attempt, run.name)
 
 
+def _attach_by_id(stub: experiments_pb2_grpc.ExperimentServiceStub, meta: SpoolMeta,
+                  metadata: Metadata, timeout_s: float) -> RunRef:
+    """Attach to an existing run by id: GetRun (NOT_FOUND for an unknown id), then the
+    init() params, tags and resume through the run's own key, so a retried call stays
+    idempotent exactly as a key-based init is."""
+    md = metadata or None
+    run = stub.GetRun(experiments_pb2.GetRunRequest(run_id=meta.attach_run_id),
+                      timeout=timeout_s, metadata=md).run
+    if run.run_key:
+        if meta.resume or meta.params or meta.tags:
+            req = experiments_pb2.CreateRunRequest(
+                experiment_id=run.experiment_id, run_key=run.run_key, params=meta.params,
+                tags=meta.tags, resume=meta.resume, resume_token=meta.resume_token)
+            run = stub.CreateRun(req, timeout=timeout_s, metadata=md).run
+        return RunRef(run.run_id, run.experiment_id, run.attempt, run.name)
+    # A run created without a key (by another tool): params and tags one call each; a
+    # resume cannot be made idempotent without a key, so it is refused.
+    if meta.resume:
+        raise RunRefused(grpc.StatusCode.FAILED_PRECONDITION,
+                         f"run {run.run_id} has no run key, so it cannot be resumed")
+    if meta.params:
+        stub.LogParams(experiments_pb2.LogParamsRequest(run_id=run.run_id, params=meta.params),
+                       timeout=timeout_s, metadata=md)
+    if meta.tags:
+        stub.SetTags(experiments_pb2.SetTagsRequest(run_id=run.run_id, tags=meta.tags),
+                     timeout=timeout_s, metadata=md)
+    return RunRef(run.run_id, run.experiment_id, run.attempt, run.name)
+
+
 def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata: Metadata,
                timeout_s: float) -> None:
-    """Send one control operation (``params``, ``tags`` or ``finish``).
+    """Send one control operation (``params``, ``tags``, ``summary``, ``goals`` or
+    ``finish``).
 
     Raises grpc.RpcError as the server answered (a server without the RPC answers
     UNIMPLEMENTED) and ValueError for an op this client cannot send.
@@ -111,6 +162,15 @@ def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata:
         stub.SetTags(experiments_pb2.SetTagsRequest(run_id=ref.run_id,
                                                     tags=_strings(op["values"])),
                      timeout=timeout_s, metadata=md)
+    elif kind == "summary":
+        stub.SetSummary(experiments_pb2.SetSummaryRequest(
+            run_id=ref.run_id, values={str(k): float(v) for k, v in op["values"].items()},
+            delete_keys=[str(k) for k in op.get("delete", [])]),
+            timeout=timeout_s, metadata=md)
+    elif kind == "goals":
+        stub.DefineMetrics(experiments_pb2.DefineMetricsRequest(run_id=ref.run_id,
+                                                                goals=_strings(op["values"])),
+                           timeout=timeout_s, metadata=md)
     elif kind == "finish":
         stub.FinishRun(experiments_pb2.FinishRunRequest(run_id=ref.run_id,
                                                         status=status_number(op["status"])),

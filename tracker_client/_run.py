@@ -34,7 +34,9 @@ from tracker_client._rpc import (
 )
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats, RunStats
+from tracker_client._summary import RunSummary, check_goal, check_key
 from tracker_client._sysmetrics import SystemMetrics
+from tracker_client.integrations._params import flatten
 
 log = logging.getLogger("tracker_client")
 
@@ -116,6 +118,8 @@ class Run:
         self._max_queue = options.max_queue_records
         self._batch_points = options.batch_points
         self._recovery_stop = threading.Event()
+        self.summary = RunSummary(self._op)
+        """User summary values: ``run.summary["test/acc"] = 0.93`` (see RunSummary)."""
         self._sys: SystemMetrics | None = None
         self._batcher.start()
         delivery.start()
@@ -206,14 +210,23 @@ class Run:
 
     def log_params(self, params: Mapping[str, Any], timeout: float = 0.0) -> DeliveryReport:
         """Record hyper-parameters (immutable once set). Persisted at once, delivered
-        in the background; waits up to ``timeout`` seconds for the server."""
-        return self._op({"op": "params", "values": {k: str(v) for k, v in params.items()}},
-                        timeout)
+        in the background; waits up to ``timeout`` seconds for the server.
+
+        Nested mappings become dotted keys as in ``init(config=...)``."""
+        return self._op({"op": "params", "values": flatten(params)}, timeout)
 
     def set_tags(self, tags: Mapping[str, str], timeout: float = 0.0) -> DeliveryReport:
         """Set (or overwrite) tags; delivered like :meth:`log_params`."""
         return self._op({"op": "tags", "values": {k: str(v) for k, v in tags.items()}},
                         timeout)
+
+    def define_metric(self, key: str, goal: str, timeout: float = 0.0) -> DeliveryReport:
+        """Record that ``goal`` (``"min"``: smaller is better, ``"max"``) holds for
+        ``key``: rankings (``Api.best``, ``tracker best``, GetBestRuns) and comparisons
+        use it when the caller gives no mode. Delivered like :meth:`log_params`; a
+        later definition of the same key replaces the earlier one."""
+        return self._op({"op": "goals", "values": {check_key(key, "metric key"):
+                                                   check_goal(goal)}}, timeout)
 
     def _op(self, op: dict[str, Any], timeout: float) -> DeliveryReport:
         ticket = self._delivery.control.submit(op)
@@ -346,7 +359,7 @@ def init(
     config: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     run_key: str | None = None,
-    resume: bool = False,
+    resume: bool | None = None,
     server: str | None = None,
     api_key: str | None = None,
     seed: int | None = None,
@@ -355,6 +368,7 @@ def init(
     options: Options | None = None,
     rank: int | None = None,
     tls: _env.TlsOption = None,
+    run_id: str | None = None,
 ) -> Run:
     """Attach this process to a run (creating it when needed) and return a :class:`Run`.
 
@@ -368,8 +382,15 @@ def init(
       earlier attempt's from its first step on. Under torchrun or SLURM every rank sends
       the same resume token (job id + restart count), so the attempt goes up once per
       restart whichever rank arrives first; elsewhere only the primary rank resumes.
-    - ``config`` becomes the run's params; ``seed`` and reproducibility metadata (git,
-      host, packages, command line, SLURM, GPUs) are recorded.
+    - ``run_id`` attaches to an existing run by its server id (``resume=True`` starts a
+      new attempt of it); an unknown id raises :class:`TrackerError` (NOT_FOUND).
+    - ``config`` becomes the run's params, nested mappings as dotted keys
+      (``{"optim": {"lr": 1e-3}}`` -> ``optim.lr = "0.001"``, lists as JSON); ``seed``
+      and reproducibility metadata (git, host, packages, command line, SLURM, GPUs) are
+      recorded.
+    - Launchers can set the identity in the environment: ``TRACKER_RUN_KEY``,
+      ``TRACKER_RUN_NAME``, ``TRACKER_RESUME``, ``TRACKER_TAGS`` (``k=v,k2=v2``, merged
+      under ``tags``) and ``TRACKER_SYSTEM_METRICS=0``. Explicit arguments win.
     - ``tls``: False for plaintext, True for TLS with the system's root certificates, or
       the path of a PEM CA bundle; default from ``$TRACKER_TLS_CA`` / ``$TRACKER_TLS``
       (client certificate for mutual TLS: ``$TRACKER_TLS_CLIENT_CERT`` / ``_KEY``).
@@ -393,9 +414,27 @@ def init(
     key = _env.api_key(api_key)
     md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {key}"),) if key else ()
     rank = _env.rank() if rank is None else rank
-    run_key = run_key or _env.default_run_key() or f"run-{uuid.uuid4().hex[:12]}"
+    if run_id is not None:
+        if run_key:
+            raise ValueError("give run_id (an existing run) or run_key, not both")
+        try:
+            run_id = str(uuid.UUID(run_id))
+        except ValueError:
+            raise ValueError(f"run_id must be a run's UUID, got {run_id!r}") from None
+        run_key = ""
+    else:
+        run_key = _env.run_key(run_key) or f"run-{uuid.uuid4().hex[:12]}"
+    resume = _env.resume(resume)
+    run_tags = _env.tags(tags)
+    run_name = _env.run_name(name)
+    params = flatten(config or {})
+    sys_interval = _env.system_metrics(opt.system_metrics_interval_s)
+    if _env.local_rank() != 0:
+        sys_interval = None  # node-wide metrics: local rank 0 samples them for the node
+    if sys_interval != opt.system_metrics_interval_s:
+        opt = replace(opt, system_metrics_interval_s=sys_interval)
     root = opt.spool_dir or _env.spool_dir()
-    writer_id = f"{_safe(run_key)}.r{rank}.{uuid.uuid4().hex[:10]}"
+    writer_id = f"{_safe(run_key or str(run_id))}.r{rank}.{uuid.uuid4().hex[:10]}"
     job_token = _env.job_resume_token()
     # A token per resume makes the server count it once: shared by all ranks of a
     # restarted job, or (no job environment) private to the primary rank's init, kept in
@@ -404,10 +443,9 @@ def init(
     resume_token = (job_token or f"init-{uuid.uuid4().hex}") if resumes else ""
     meta = SpoolMeta(
         mode=mode, server=address, experiment=_env.experiment_name(experiment),
-        owner=owner, name=name or "", run_key=run_key, writer_id=writer_id, rank=rank,
-        params={k: str(v) for k, v in (config or {}).items()},
-        tags={k: str(v) for k, v in (tags or {}).items()},
-        resume=resumes, resume_token=resume_token, seed=seed,
+        owner=owner, name=run_name, run_key=run_key, attach_run_id=run_id or "",
+        writer_id=writer_id, rank=rank, params=params, tags=run_tags, resume=resumes,
+        resume_token=resume_token, seed=seed,
         slurm_job_id=os.environ.get("SLURM_JOB_ID", ""),
         metadata=_metadata.collect(seed, rank, _env.world_size()),
         created_ns=time.time_ns(),

@@ -31,6 +31,7 @@ from tracker_server.domain.ports import KeyStore
 from tracker_server.domain.query_service import QueryService
 from tracker_server.domain.run_service import RunService
 from tracker_server.domain.series_query import SeriesQuery
+from tracker_server.domain.user_summaries import UserSummaries
 from tracker_server.http.app import create_app
 from tracker_server.http.context import RateLimits
 from tracker_server.http.serving import HttpServer, start_http
@@ -48,6 +49,7 @@ from tracker_server.storage.run_store import PgRunStore
 from tracker_server.storage.server_state import readiness, shared_secret
 from tracker_server.storage.session_settings import SessionTimeouts
 from tracker_server.storage.summary_repair import SummaryRepair
+from tracker_server.storage.user_summary_store import PgUserSummaryStore
 from tracker_server.telemetry import Telemetry, setup_telemetry
 from tracker_server.transport.auth import Authenticator, KeyCache
 from tracker_server.transport.call_steps import standard_steps
@@ -74,17 +76,20 @@ class Services:
     runs: RunService
     query: QueryService
     ingest: IngestService
+    summaries: UserSummaries
 
 
 def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Settings,
                    key_limit: KeyLimit | None = None) -> Services:
     """The services over the PostgreSQL stores (the only place that names them)."""
     runs, search, reader = PgRunStore(pool), PgRunSearch(pool), PgMetricReader(pool)
+    summaries = PgUserSummaryStore(pool)
     return Services(
         experiments=ExperimentService(PgExperimentStore(pool), search),
         runs=RunService(runs, search),
-        query=QueryService(reader, runs, SeriesQuery(reader)),
+        query=QueryService(reader, runs, SeriesQuery(reader), goals=summaries),
         ingest=IngestService(engine, limits(settings), key_limit),
+        summaries=UserSummaries(summaries),
     )
 
 
@@ -305,7 +310,7 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest_servicer, server)
     services = build_services(pool, engine, settings, key_limit)
     experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
-        ExperimentServicer(services.experiments, services.runs), server
+        ExperimentServicer(services.experiments, services.runs, services.summaries), server
     )
     query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(
         MetricsQueryServicer(services.query), server

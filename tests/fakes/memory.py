@@ -73,6 +73,8 @@ class InMemoryDatabase:
     metric_keys: dict[str, int] = field(default_factory=dict)
     chunks: list[StoredChunk] = field(default_factory=list)
     summaries: dict[tuple[uuid.UUID, str], MetricSummary] = field(default_factory=dict)
+    user_summary: dict[uuid.UUID, dict[str, float]] = field(default_factory=dict)
+    metric_goals: dict[uuid.UUID, dict[str, str]] = field(default_factory=dict)
     api_keys: dict[str, StoredKey] = field(default_factory=dict)
     ticks: int = 0
 
@@ -87,9 +89,12 @@ class InMemoryDatabase:
         return EPOCH + timedelta(milliseconds=self.ticks)
 
     def run(self, run_id: uuid.UUID) -> Run:
-        """A run with its params and tags (the caller checked it exists)."""
+        """A run with its params, tags, user summary and goals (the caller checked it
+        exists)."""
         return replace(self.runs[run_id], params=dict(self.params[run_id]),
-                       tags=dict(self.tags[run_id]))
+                       tags=dict(self.tags[run_id]),
+                       summary=dict(self.user_summary.get(run_id, {})),
+                       metric_goals=dict(self.metric_goals.get(run_id, {})))
 
     def require_runs(self, run_ids: list[uuid.UUID]) -> None:
         """NOT_FOUND naming the first unknown run."""

@@ -10,10 +10,12 @@ from tests.fakes.memory import InMemoryDatabase
 from tests.fakes.metric_reader import FakeMetricReader
 from tests.fakes.run_search import FakeRunSearch
 from tests.fakes.run_store import FakeRunStore
+from tests.fakes.user_summary_store import FakeUserSummaryStore
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.query_service import QueryService
 from tracker_server.domain.run_service import RunService
 from tracker_server.domain.series_query import SeriesQuery
+from tracker_server.domain.user_summaries import UserSummaries
 
 
 @dataclass
@@ -29,4 +31,7 @@ class FakeServices:
         self.reader = FakeMetricReader(self.db)
         self.experiments = ExperimentService(self.experiment_store, self.search)
         self.runs = RunService(self.run_store, self.search)
-        self.query = QueryService(self.reader, self.run_store, SeriesQuery(self.reader))
+        self.summary_store = FakeUserSummaryStore(self.db)
+        self.query = QueryService(self.reader, self.run_store, SeriesQuery(self.reader),
+                                  goals=self.summary_store)
+        self.summaries = UserSummaries(self.summary_store)

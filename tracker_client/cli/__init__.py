@@ -17,9 +17,11 @@ from types import ModuleType
 
 import grpc
 
+import tracker_client
 from tracker_client.cli import (
     best,
     compare,
+    completion,
     experiments,
     imports,
     metrics,
@@ -30,7 +32,8 @@ from tracker_client.cli import (
 )
 from tracker_client.cli._common import Client, CliError, add_global_options
 
-COMMANDS: list[ModuleType] = [experiments, runs, best, compare, metrics, plot, sync, slurm, imports]
+COMMANDS: list[ModuleType] = [experiments, runs, best, compare, metrics, plot, sync, slurm, imports,
+                              completion]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tracker",
         description="Browse experiments, runs and metrics of a tracker server.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"tracker {tracker_client.__version__}")
     add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -52,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if not getattr(args, "needs_server", True):
+            return int(args.func(args, None))
         with Client.from_args(args) as client:
             return int(args.func(args, client))
     except CliError as exc:

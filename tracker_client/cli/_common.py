@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -137,6 +138,61 @@ class Client:
             if e.name == ref:
                 return str(e.experiment_id)
         raise CliError(f"no experiment named {ref!r}; try `tracker experiments ls`")
+
+
+    def run_id(self, ref: str) -> str:
+        """A run id from a full id, a unique id prefix (4+ hex digits) or a run name.
+
+        Ambiguous references are a CliError listing the candidates (exit code 2), as is
+        a reference matching nothing."""
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            pass
+        candidates = {r.run_id: r for r in self._runs_matching(ref)}
+        if len(candidates) == 1:
+            return str(next(iter(candidates)))
+        if not candidates:
+            raise CliError(f"no run with id prefix or name {ref!r}")
+        listed = sorted(candidates.values(), key=lambda r: r.run_id)
+        lines = "\n".join(f"  {r.run_id}  {r.name}  ({RUN_STATUS.get(r.status, '?')})"
+                          for r in listed[:RESOLVE_LIST_MAX])
+        more = len(listed) - RESOLVE_LIST_MAX
+        extra = f"\n  ... and {more} more" if more > 0 else ""
+        raise CliError(f"{ref!r} matches {len(listed)} runs; give more of the id:\n"
+                       f"{lines}{extra}")
+
+    def run_ids(self, refs: Sequence[str]) -> list[str]:
+        """:meth:`run_id` of each reference."""
+        return [self.run_id(r) for r in refs]
+
+    def _runs_matching(self, ref: str) -> list[Any]:
+        from tracker_client.cli.slurm import search_everywhere
+
+        hex_digits = ref.replace("-", "").lower()
+        clauses = [f"name = {quote(ref)}"]
+        if len(hex_digits) >= MIN_ID_PREFIX and _HEX.fullmatch(hex_digits):
+            low, high = (_uuid_text(hex_digits.ljust(32, fill)) for fill in "0f")
+            clauses.append(f'(run_id >= "{low}" and run_id <= "{high}")')
+        return search_everywhere(self, " or ".join(clauses), RESOLVE_LIST_MAX + 1)
+
+
+MIN_ID_PREFIX = 4
+"""Shortest id prefix looked up (shorter ones are taken as names only)."""
+RESOLVE_LIST_MAX = 20
+"""Candidates listed when a run reference is ambiguous."""
+_HEX = re.compile(r"[0-9a-f]{1,32}")
+
+
+def quote(text: str) -> str:
+    """``text`` as a string literal of the filter language."""
+    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+               .replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
+def _uuid_text(hex32: str) -> str:
+    return str(uuid.UUID(hex=hex32))
 
 
 def to_dict(message: Message) -> dict[str, Any]:

@@ -24,14 +24,15 @@ def register(sub: Any) -> None:
     parser = command_parser(sub, "best", "rank the runs of experiments by a metric")
     parser.add_argument("experiments", metavar="EXP", nargs="+", help="experiment ids or names")
     parser.add_argument("--metric", "-m", required=True, help="metric key, e.g. val_acc")
-    goal = parser.add_mutually_exclusive_group(required=True)
+    # Neither: the goal the runs defined with run.define_metric(key, goal=...).
+    goal = parser.add_mutually_exclusive_group()
     goal.add_argument("--max", dest="maximize", action="store_true", help="larger is better")
     goal.add_argument("--min", dest="maximize", action="store_false", help="smaller is better")
     parser.add_argument("--on", choices=sorted(_ON), default="last",
                         help="summary value to rank by (default: last)")
     parser.add_argument("--limit", type=int, default=10, help="how many runs")
     parser.add_argument("--filter", default="", help="restrict candidates (filter language)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, maximize=None)
 
 
 def run(args: argparse.Namespace, client: Client) -> int:
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace, client: Client) -> int:
     req = q.GetBestRunsRequest(
         experiment_ids=[client.experiment_id(e) for e in args.experiments],
         key=args.metric,
-        goal=q.GOAL_MAXIMIZE if args.maximize else q.GOAL_MINIMIZE,
+        goal=(q.GOAL_UNSPECIFIED if args.maximize is None
+              else q.GOAL_MAXIMIZE if args.maximize else q.GOAL_MINIMIZE),
         on=_ON[args.on],
         limit=args.limit,
         filter=args.filter,

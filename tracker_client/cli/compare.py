@@ -12,14 +12,16 @@ from tracker_proto.v1 import query_pb2 as q
 def register(sub: Any) -> None:
     """Add ``compare``."""
     parser = command_parser(sub, "compare", "compare runs: params and metrics side by side")
-    parser.add_argument("runs", metavar="RUN", nargs="+", help="run ids")
+    parser.add_argument("runs", metavar="RUN", nargs="+",
+                        help="run ids, unique id prefixes or run names")
     parser.add_argument("--diff", action="store_true", help="only rows that differ")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, client: Client) -> int:
     """Print the comparison; '*' marks rows whose values differ."""
-    resp = client.call(client.query.CompareRuns, q.CompareRunsRequest(run_ids=args.runs))
+    req = q.CompareRunsRequest(run_ids=client.run_ids(args.runs))
+    resp = client.call(client.query.CompareRuns, req)
     if args.json:
         print_json(to_dict(resp))
         return 0

@@ -20,7 +20,7 @@ from tracker_proto.v1 import query_pb2 as q
 def register(sub: Any) -> None:
     """Add ``metrics``."""
     parser = command_parser(sub, "metrics", "list a run's metric keys, or show one series")
-    parser.add_argument("run", metavar="RUN", help="run id")
+    parser.add_argument("run", metavar="RUN", help="run id, unique id prefix or run name")
     parser.add_argument("--key", "-k", help="metric key; without it, list the keys")
     parser.add_argument("--points", type=int, default=20,
                         help="points in the table (downsampled, min/max kept; default 20)")
@@ -32,9 +32,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, client: Client) -> int:
     """List keys, or print a downsampled series."""
+    run_id = client.run_id(args.run)
     if not args.key:
         keys = client.call(client.query.ListMetricKeys,
-                           q.ListMetricKeysRequest(run_id=args.run)).keys
+                           q.ListMetricKeysRequest(run_id=run_id)).keys
         if args.json:
             print_json([to_dict(k) for k in keys])
             return 0
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace, client: Client) -> int:
         )
         return 0
     points = max(args.points, 60 if args.sparkline else 4)
-    req = q.GetMetricSeriesRequest(run_ids=[args.run], keys=[args.key], max_points=points)
+    req = q.GetMetricSeriesRequest(run_ids=[run_id], keys=[args.key], max_points=points)
     if args.start is not None:
         req.start_step = args.start
     if args.end is not None:

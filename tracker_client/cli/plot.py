@@ -15,7 +15,8 @@ PLOT_EXTRA_MESSAGE = "plotting needs matplotlib: pip install 'tracker[plot]'"
 def register(sub: Any) -> None:
     """Add ``plot``."""
     parser = command_parser(sub, "plot", "plot one metric of runs into a PNG file")
-    parser.add_argument("runs", metavar="RUN", nargs="+", help="run ids")
+    parser.add_argument("runs", metavar="RUN", nargs="+",
+                        help="run ids, unique id prefixes or run names")
     parser.add_argument("--key", "-k", required=True, help="metric key")
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
     parser.add_argument("--points", type=int, default=2000, help="points per line (LTTB)")
@@ -37,13 +38,14 @@ def run(args: argparse.Namespace, client: Client) -> int:
     except ImportError as exc:  # matplotlib is an optional extra
         raise CliError(PLOT_EXTRA_MESSAGE) from exc
     aggregation = _enums.RANK_AGGREGATION[args.aggregate]
+    run_ids = client.run_ids(args.runs)
     resp = client.call(client.query.GetMetricSeries, q.GetMetricSeriesRequest(
-        run_ids=args.runs, keys=[args.key], max_points=args.points,
+        run_ids=run_ids, keys=[args.key], max_points=args.points,
         downsampling=q.DOWNSAMPLING_LTTB, aggregation=aggregation))
     if not resp.series:
         raise CliError(f"none of the runs has points of {args.key!r}")
     names = {}
-    runs = client.call(client.query.CompareRuns, q.CompareRunsRequest(run_ids=args.runs)).runs
+    runs = client.call(client.query.CompareRuns, q.CompareRunsRequest(run_ids=run_ids)).runs
     for r in runs:
         names[r.run_id] = r.name or r.run_id[:8]
     fig, ax = plt.subplots(figsize=(9, 5), dpi=100)

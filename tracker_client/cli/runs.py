@@ -38,11 +38,12 @@ def register(sub: Any) -> None:
     ls.add_argument("--limit", type=int, default=50, help="most runs to show")
     ls.set_defaults(func=run_ls)
     show = command_parser(actions, "show", "show one run: params, tags, latest metrics")
-    show.add_argument("run", metavar="RUN", help="run id")
+    show.add_argument("run", metavar="RUN", help="run id, unique id prefix or run name")
     show.set_defaults(func=run_show)
     finish = command_parser(actions, "finish", "end a running run, or every running run "
                             "of a SLURM job")
-    finish.add_argument("run", metavar="RUN", nargs="?", help="run id")
+    finish.add_argument("run", metavar="RUN", nargs="?",
+                        help="run id, unique id prefix or run name")
     finish.add_argument("--slurm-job-id", help="every running run of this SLURM job")
     finish.add_argument("--status", required=True, choices=sorted(slurm.STATUS_NUMBER))
     finish.set_defaults(func=run_finish)
@@ -79,9 +80,10 @@ def run_ls(args: argparse.Namespace, client: Client) -> int:
 
 def run_show(args: argparse.Namespace, client: Client) -> int:
     """One run with params, tags and latest metric values."""
-    run = client.call(client.experiments.GetRun, ex.GetRunRequest(run_id=args.run)).run
+    run_id = client.run_id(args.run)
+    run = client.call(client.experiments.GetRun, ex.GetRunRequest(run_id=run_id)).run
     latest = client.call(client.query.GetLatestMetrics,
-                         q.GetLatestMetricsRequest(run_ids=[args.run])).runs[0]
+                         q.GetLatestMetricsRequest(run_ids=[run_id])).runs[0]
     if args.json:
         print_json({"run": to_dict(run), "metrics": [to_dict(m) for m in latest.metrics]})
         return 0
@@ -98,12 +100,16 @@ def run_show(args: argparse.Namespace, client: Client) -> int:
     if run.tags:
         print()
         print_table(["TAG", "VALUE"], sorted(run.tags.items()))
+    if run.summary:
+        print()
+        print_table(["SUMMARY", "VALUE"], sorted(run.summary.items()))
     print()
     print_table(
-        ["METRIC", "LAST", "STEP", "MIN", "MAX", "POINTS"],
+        ["METRIC", "LAST", "STEP", "MIN", "MAX", "POINTS", "GOAL"],
         [[m.key, m.last_value, m.last_step,
           m.min_value if m.HasField("min_value") else None,
-          m.max_value if m.HasField("max_value") else None, m.count] for m in latest.metrics],
+          m.max_value if m.HasField("max_value") else None, m.count,
+          run.metric_goals.get(m.key)] for m in latest.metrics],
     )
     return 0
 
@@ -115,7 +121,8 @@ def run_finish(args: argparse.Namespace, client: Client) -> int:
         raise CliError("give either RUN or --slurm-job-id")
     if args.run:
         run = client.call(client.experiments.FinishRun,
-                          ex.FinishRunRequest(run_id=args.run, status=status)).run
+                          ex.FinishRunRequest(run_id=client.run_id(args.run),
+                                              status=status)).run
         print(f"run {run.run_id} ({run.name}): {RUN_STATUS.get(run.status, '?')}")
         return 0
     runs = slurm.search_everywhere(client, slurm.job_filter(args.slurm_job_id), 10_000)

@@ -171,6 +171,46 @@ class Run(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class SummaryEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class MetricGoalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     RUN_ID_FIELD_NUMBER: _builtins.int
     EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
@@ -184,6 +224,8 @@ class Run(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    METRIC_GOALS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Server-assigned id (UUID)."""
     experiment_id: _builtins.str
@@ -220,6 +262,17 @@ class Run(_message.Message):
     def ended_at(self) -> _timestamp_pb2.Timestamp:
         """End time, unset while running."""
 
+    @_builtins.property
+    def summary(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """User summary values (SetSummary), by key. NaN and infinities round-trip."""
+
+    @_builtins.property
+    def metric_goals(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Goals defined for keys (DefineMetrics): "min" (smaller is better) or "max".
+        Text rather than tracker.v1.Goal, which lives in query.proto (that file imports
+        this one); the values are exactly GOAL_MINIMIZE / GOAL_MAXIMIZE's words.
+        """
+
     def __init__(
         self,
         *,
@@ -236,10 +289,12 @@ class Run(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
         attempt: _builtins.int = ...,
+        summary: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        metric_goals: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "created_at", b"created_at", "ended_at", b"ended_at", "metadata", b"metadata", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "experiment_id", b"experiment_id", "metadata", b"metadata", "name", b"name", "params", b"params", "run_id", b"run_id", "run_key", b"run_key", "seed", b"seed", "slurm_job_id", b"slurm_job_id", "status", b"status", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "experiment_id", b"experiment_id", "metadata", b"metadata", "metric_goals", b"metric_goals", "name", b"name", "params", b"params", "run_id", b"run_id", "run_key", b"run_key", "seed", b"seed", "slurm_job_id", b"slurm_job_id", "status", b"status", "summary", b"summary", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
@@ -999,3 +1054,193 @@ class SetTagsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTagsResponse: _TypeAlias = SetTagsResponse  # noqa: Y015
+
+@_typing.final
+class SetSummaryRequest(_message.Message):
+    """SetSummaryRequest sets and deletes user summary values."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ValuesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    DELETE_KEYS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Run id."""
+    @_builtins.property
+    def values(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Values to insert or replace (keys 1..1024 characters, at most 1000 per call)."""
+
+    @_builtins.property
+    def delete_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Keys to delete (applied before values)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        values: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        delete_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_keys", b"delete_keys", "run_id", b"run_id", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSummaryRequest: _TypeAlias = SetSummaryRequest  # noqa: Y015
+
+@_typing.final
+class SetSummaryResponse(_message.Message):
+    """SetSummaryResponse returns the run's user summary after the change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SummaryEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def summary(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Every user summary value of the run."""
+
+    def __init__(
+        self,
+        *,
+        summary: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSummaryResponse: _TypeAlias = SetSummaryResponse  # noqa: Y015
+
+@_typing.final
+class DefineMetricsRequest(_message.Message):
+    """DefineMetricsRequest records goals of keys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class GoalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    GOALS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Run id."""
+    @_builtins.property
+    def goals(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Goal per key: "min" or "max" (anything else is INVALID_ARGUMENT); at most 1000."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        goals: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["goals", b"goals", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DefineMetricsRequest: _TypeAlias = DefineMetricsRequest  # noqa: Y015
+
+@_typing.final
+class DefineMetricsResponse(_message.Message):
+    """DefineMetricsResponse returns every goal the run defines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class GoalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    GOALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def goals(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Goal per key."""
+
+    def __init__(
+        self,
+        *,
+        goals: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["goals", b"goals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DefineMetricsResponse: _TypeAlias = DefineMetricsResponse  # noqa: Y015

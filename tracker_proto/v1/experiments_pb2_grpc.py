@@ -85,6 +85,16 @@ class ExperimentServiceStub:
                 request_serializer=tracker_dot_v1_dot_experiments__pb2.SetTagsRequest.SerializeToString,
                 response_deserializer=tracker_dot_v1_dot_experiments__pb2.SetTagsResponse.FromString,
                 _registered_method=True)
+        self.SetSummary = channel.unary_unary(
+                '/tracker.v1.ExperimentService/SetSummary',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.SetSummaryRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.SetSummaryResponse.FromString,
+                _registered_method=True)
+        self.DefineMetrics = channel.unary_unary(
+                '/tracker.v1.ExperimentService/DefineMetrics',
+                request_serializer=tracker_dot_v1_dot_experiments__pb2.DefineMetricsRequest.SerializeToString,
+                response_deserializer=tracker_dot_v1_dot_experiments__pb2.DefineMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class ExperimentServiceServicer:
@@ -172,6 +182,24 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSummary(self, request, context):
+        """SetSummary sets (inserts or replaces) user summary values of a run
+        (`run.summary["test/acc"] = 0.93`) and deletes the keys listed in delete_keys.
+        They are returned in Run.summary, beside the summaries kept from the points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DefineMetrics(self, request, context):
+        """DefineMetrics records which direction is better for keys of a run
+        (`run.define_metric("val/acc", goal="max")`). GetBestRuns and CompareRuns use
+        the goal when the caller gives none. A goal may be redefined (the last one wins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +252,16 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.SetTags,
                     request_deserializer=tracker_dot_v1_dot_experiments__pb2.SetTagsRequest.FromString,
                     response_serializer=tracker_dot_v1_dot_experiments__pb2.SetTagsResponse.SerializeToString,
+            ),
+            'SetSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSummary,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.SetSummaryRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.SetSummaryResponse.SerializeToString,
+            ),
+            'DefineMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.DefineMetrics,
+                    request_deserializer=tracker_dot_v1_dot_experiments__pb2.DefineMetricsRequest.FromString,
+                    response_serializer=tracker_dot_v1_dot_experiments__pb2.DefineMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -497,6 +535,60 @@ class ExperimentService:
             '/tracker.v1.ExperimentService/SetTags',
             tracker_dot_v1_dot_experiments__pb2.SetTagsRequest.SerializeToString,
             tracker_dot_v1_dot_experiments__pb2.SetTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/SetSummary',
+            tracker_dot_v1_dot_experiments__pb2.SetSummaryRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.SetSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DefineMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracker.v1.ExperimentService/DefineMetrics',
+            tracker_dot_v1_dot_experiments__pb2.DefineMetricsRequest.SerializeToString,
+            tracker_dot_v1_dot_experiments__pb2.DefineMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,16 @@ class ExperimentServiceStub:
     """SetTags sets (inserts or replaces) tags of a run, and deletes the keys listed in
     delete_keys.
     """
+    SetSummary: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.SetSummaryRequest, _experiments_pb2.SetSummaryResponse]
+    """SetSummary sets (inserts or replaces) user summary values of a run
+    (`run.summary["test/acc"] = 0.93`) and deletes the keys listed in delete_keys.
+    They are returned in Run.summary, beside the summaries kept from the points.
+    """
+    DefineMetrics: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.DefineMetricsRequest, _experiments_pb2.DefineMetricsResponse]
+    """DefineMetrics records which direction is better for keys of a run
+    (`run.define_metric("val/acc", goal="max")`). GetBestRuns and CompareRuns use
+    the goal when the caller gives none. A goal may be redefined (the last one wins).
+    """
 
 @_typing.type_check_only
 class ExperimentServiceAsyncStub(ExperimentServiceStub):
@@ -116,6 +126,16 @@ class ExperimentServiceAsyncStub(ExperimentServiceStub):
     SetTags: _aio.UnaryUnaryMultiCallable[_experiments_pb2.SetTagsRequest, _experiments_pb2.SetTagsResponse]  # type: ignore[assignment]
     """SetTags sets (inserts or replaces) tags of a run, and deletes the keys listed in
     delete_keys.
+    """
+    SetSummary: _aio.UnaryUnaryMultiCallable[_experiments_pb2.SetSummaryRequest, _experiments_pb2.SetSummaryResponse]  # type: ignore[assignment]
+    """SetSummary sets (inserts or replaces) user summary values of a run
+    (`run.summary["test/acc"] = 0.93`) and deletes the keys listed in delete_keys.
+    They are returned in Run.summary, beside the summaries kept from the points.
+    """
+    DefineMetrics: _aio.UnaryUnaryMultiCallable[_experiments_pb2.DefineMetricsRequest, _experiments_pb2.DefineMetricsResponse]  # type: ignore[assignment]
+    """DefineMetrics records which direction is better for keys of a run
+    (`run.define_metric("val/acc", goal="max")`). GetBestRuns and CompareRuns use
+    the goal when the caller gives none. A goal may be redefined (the last one wins).
     """
 
 class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -218,6 +238,28 @@ class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_experiments_pb2.SetTagsResponse, _abc.Awaitable[_experiments_pb2.SetTagsResponse]]:
         """SetTags sets (inserts or replaces) tags of a run, and deletes the keys listed in
         delete_keys.
+        """
+
+    @_abc_1.abstractmethod
+    def SetSummary(
+        self,
+        request: _experiments_pb2.SetSummaryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_experiments_pb2.SetSummaryResponse, _abc.Awaitable[_experiments_pb2.SetSummaryResponse]]:
+        """SetSummary sets (inserts or replaces) user summary values of a run
+        (`run.summary["test/acc"] = 0.93`) and deletes the keys listed in delete_keys.
+        They are returned in Run.summary, beside the summaries kept from the points.
+        """
+
+    @_abc_1.abstractmethod
+    def DefineMetrics(
+        self,
+        request: _experiments_pb2.DefineMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_experiments_pb2.DefineMetricsResponse, _abc.Awaitable[_experiments_pb2.DefineMetricsResponse]]:
+        """DefineMetrics records which direction is better for keys of a run
+        (`run.define_metric("val/acc", goal="max")`). GetBestRuns and CompareRuns use
+        the goal when the caller gives none. A goal may be redefined (the last one wins).
         """
 
 def add_ExperimentServiceServicer_to_server(servicer: ExperimentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

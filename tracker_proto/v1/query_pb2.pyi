@@ -648,7 +648,10 @@ class GetBestRunsRequest(_message.Message):
     key: _builtins.str
     """Metric name."""
     goal: Global___Goal.ValueType
-    """Smaller or larger is better (required)."""
+    """Smaller or larger is better. UNSPECIFIED uses the goal the candidate runs defined
+    for the key (ExperimentService.DefineMetrics); INVALID_ARGUMENT when none defines
+    one or they disagree.
+    """
     on: Global___SummaryField.ValueType
     """Which summary value to rank by (default: last)."""
     limit: _builtins.int
@@ -868,10 +871,20 @@ class MetricRow(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
     DIFFERS_FIELD_NUMBER: _builtins.int
+    GOAL_FIELD_NUMBER: _builtins.int
+    BEST_CELL_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Metric name."""
     differs: _builtins.bool
     """True when the last values differ (NaN equals NaN here) or a run lacks the key."""
+    goal: Global___Goal.ValueType
+    """The goal the runs defined for the key (DefineMetrics): GOAL_UNSPECIFIED when none
+    did or they disagree.
+    """
+    best_cell: _builtins.int
+    """With a goal: index (in cells) of the run whose last value is best; unset when no
+    goal or no run has a comparable (non-NaN) value.
+    """
     @_builtins.property
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetricCell]:
         """One cell per run, in request order."""
@@ -882,12 +895,16 @@ class MetricRow(_message.Message):
         key: _builtins.str = ...,
         cells: _abc.Iterable[Global___MetricCell] | None = ...,
         differs: _builtins.bool = ...,
+        goal: Global___Goal.ValueType = ...,
+        best_cell: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_best_cell", b"_best_cell", "best_cell", b"best_cell"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "differs", b"differs", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_best_cell", b"_best_cell", "best_cell", b"best_cell", "cells", b"cells", "differs", b"differs", "goal", b"goal", "key", b"key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__best_cell: _TypeAlias = _typing.Literal["best_cell"]  # noqa: Y015
+    _WhichOneofArgType__best_cell: _TypeAlias = _typing.Literal["_best_cell", b"_best_cell"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__best_cell) -> _WhichOneofReturnType__best_cell | None: ...
 
 Global___MetricRow: _TypeAlias = MetricRow  # noqa: Y015
 

@@ -67,6 +67,8 @@ METHOD_ROLES: Mapping[str, Role | None] = MappingProxyType({
     _EXPERIMENTS + "FinishRun": Role.OPERATOR,
     _EXPERIMENTS + "LogParams": Role.OPERATOR,
     _EXPERIMENTS + "SetTags": Role.OPERATOR,
+    _EXPERIMENTS + "SetSummary": Role.OPERATOR,
+    _EXPERIMENTS + "DefineMetrics": Role.OPERATOR,
     _QUERY + "ListMetricKeys": Role.VIEWER,
     _QUERY + "GetMetricSeries": Role.VIEWER,
     _QUERY + "StreamMetricSeries": Role.VIEWER,

@@ -99,6 +99,25 @@ class RunStore(Protocol):
         ...
 
 
+class UserSummaryStore(Protocol):
+    """User summary values and metric goals of runs (``domain/user_summaries.py``)."""
+
+    async def set_summary(self, run_id: uuid.UUID, values: dict[str, float],
+                          delete_keys: list[str]) -> dict[str, float]:
+        """Delete ``delete_keys``, then upsert ``values``; returns the run's whole user
+        summary. NOT_FOUND for an unknown run."""
+        ...
+
+    async def define_metrics(self, run_id: uuid.UUID, goals: dict[str, str]
+                             ) -> dict[str, str]:
+        """Upsert goals (``min``/``max``) of keys; returns every goal of the run."""
+        ...
+
+    async def goals_for(self, experiment_ids: list[uuid.UUID], key: str) -> set[str]:
+        """The distinct goals runs of these experiments defined for ``key``."""
+        ...
+
+
 class RunSearch(Protocol):
     """Filtered, ordered keyset pages of runs."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tracker_server.domain.errors import invalid
 from tracker_server.domain.paging import bounded_count
-from tracker_server.domain.ports import MetricReader, RunStore
+from tracker_server.domain.ports import MetricReader, RunStore, UserSummaryStore
 from tracker_server.domain.run_filter import parse_filter
 from tracker_server.domain.runs import check_id_list, check_metric_key, parse_uuid
 from tracker_server.domain.series import STEP_MAX, STEP_MIN, Series
@@ -28,6 +28,7 @@ from tracker_server.domain.summaries import (
     RunMetrics,
     compare,
 )
+from tracker_server.domain.user_summaries import resolve_goal
 
 MAX_SERIES_RUNS = 100
 MAX_SERIES_KEYS = 100
@@ -93,10 +94,13 @@ async def _nothing() -> AsyncIterator[Series]:
 class QueryService:
     """Reads of metric keys, series, latest values, rankings and comparisons."""
 
-    def __init__(self, reader: MetricReader, runs: RunStore, series: SeriesQuery) -> None:
+    def __init__(self, reader: MetricReader, runs: RunStore, series: SeriesQuery,
+                 goals: UserSummaryStore | None = None) -> None:
+        """``goals`` None: rankings always need an explicit goal."""
         self._reader = reader
         self._runs = runs
         self._series = series
+        self._goals = goals
 
     async def list_metric_keys(self, run_id: str) -> list[KeyInfo]:
         """Keys a run logged, by name, with their summaries and ranks."""
@@ -188,11 +192,14 @@ class QueryService:
     ) -> list[RankedRun]:
         """The best ``limit`` (0: 10) runs of the experiments by the summary value
         ``on`` (last, min or max) of ``key``, among runs matching ``filter_text``;
-        ``maximize`` must be given (None: INVALID_ARGUMENT on ``goal``)."""
+        ``maximize`` None uses the goal the experiments' runs defined for ``key``
+        (INVALID_ARGUMENT on ``goal`` when none or both are defined)."""
         eids = check_id_list(list(experiment_ids), "experiment_ids", MAX_BEST_EXPERIMENTS)
         name = check_metric_key(key, "key")
         if maximize is None:
-            raise invalid("goal must be MINIMIZE or MAXIMIZE", [("goal", "unset")])
+            if self._goals is None:
+                raise invalid("goal must be MINIMIZE or MAXIMIZE", [("goal", "unset")])
+            maximize = resolve_goal(await self._goals.goals_for(eids, name), name)
         field = _one_of(on, SUMMARY_FIELDS, "on")
         count = bounded_count(limit, DEFAULT_BEST_LIMIT, MAX_BEST_LIMIT, "limit")
         where = parse_filter(filter_text)

@@ -453,8 +453,10 @@ def _typed_compare(field: Field, op: str, lit: tuple[Token, str | float], p: _Pa
     if op in ("like", "not like"):
         if not isinstance(lit[1], str) or field.kind == "metric" or ctype not in (None, "text"):
             raise p.error(f"'like' needs a text field and a string pattern ({field.label})", lit[0])
-    elif ctype in ("status", "uuid") and op not in ("=", "!="):
+    elif ctype == "status" and op not in ("=", "!="):
         raise p.error(f"{field.name} supports only =, != and in", lit[0])
+    # UUIDs also order (PostgreSQL compares their bytes, which is their hex text order),
+    # so an id prefix is a range: how `tracker` finds a run by the first characters.
     return Compare(field, op, value)
 
 

@@ -67,6 +67,10 @@ class Run:
     ended_at: datetime | None
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+    """User summary values (``SetSummary``), beside the summaries kept from points."""
+    metric_goals: dict[str, str] = field(default_factory=dict)
+    """``min``/``max`` per key (``DefineMetrics``)."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tracker_server.domain.runs import Run
@@ -71,6 +72,10 @@ class MetricRow:
     key: str
     summaries: list[MetricSummary | None]
     differs: bool
+    goal: str = ""
+    """The goal the runs defined for the key ("" when none did or they disagree)."""
+    best: int | None = None
+    """With a goal: index of the run whose last value is best (None: none comparable)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,33 @@ class Comparison:
     runs: list[Run]
     params: list[ParamRow]
     metrics: list[MetricRow]
+
+
+def shared_goal(goals: Sequence[str | None]) -> str:
+    """The goal every run that defines one agrees on ("" when none or they differ)."""
+    found = {g for g in goals if g}
+    return found.pop() if len(found) == 1 else ""
+
+
+def best_cell(goal: str, cells: Sequence[MetricSummary | None]) -> int | None:
+    """Index of the cell whose last value is best for ``goal`` (first on ties); None
+    without a goal or without a comparable (non-NaN) value."""
+    if goal not in ("min", "max"):
+        return None
+    best: int | None = None
+    for i, cell in enumerate(cells):
+        if cell is None or math.isnan(cell.last_value):
+            continue
+        if best is None:
+            best = i
+            continue
+        current = cells[best]
+        assert current is not None
+        better = (cell.last_value > current.last_value if goal == "max"
+                  else cell.last_value < current.last_value)
+        if better:
+            best = i
+    return best
 
 
 def _same_float(a: float, b: float) -> bool:
@@ -103,5 +135,6 @@ def compare(runs: list[Run], summaries: dict[uuid.UUID, dict[str, MetricSummary]
         differs = len(present) < len(cells) or any(
             not _same_float(c.last_value, present[0].last_value) for c in present
         )
-        metrics.append(MetricRow(key, cells, differs))
+        goal = shared_goal([r.metric_goals.get(key) for r in runs])
+        metrics.append(MetricRow(key, cells, differs, goal, best_cell(goal, cells)))
     return Comparison(runs, params, metrics)

@@ -4,11 +4,13 @@ shared by the run store and run search."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
 from tracker_server.domain.runs import Run, RunStatus
+from tracker_server.storage.user_summary_store import GOALS_OF, SUMMARY_OF, rows_by_run
 
 RUN_COLUMNS = (
     "r.run_id, r.experiment_id, r.name, coalesce(r.run_key, '') AS run_key, r.status, "
@@ -59,4 +61,8 @@ async def runs_from_rows(conn: psycopg.AsyncConnection[Any], rows: list[dict[str
     ids = [row["run_id"] for row in rows]
     params = await _kv_of(conn, _PARAMS_OF, ids)
     tags = await _kv_of(conn, _TAGS_OF, ids)
-    return [run_from_row(row, params[row["run_id"]], tags[row["run_id"]]) for row in rows]
+    summary = await rows_by_run(conn, SUMMARY_OF, ids)
+    goals = await rows_by_run(conn, GOALS_OF, ids)
+    return [replace(run_from_row(row, params[row["run_id"]], tags[row["run_id"]]),
+                    summary=summary[row["run_id"]], metric_goals=goals[row["run_id"]])
+            for row in rows]

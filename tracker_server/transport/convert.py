@@ -110,6 +110,8 @@ def run_to_proto(run: Run) -> experiments_pb2.Run:
         metadata=dict_to_struct(run.metadata),
         params=run.params,
         tags=run.tags,
+        summary=run.summary,
+        metric_goals=run.metric_goals,
         created_at=timestamp(run.created_at),
         ended_at=timestamp(run.ended_at),
         attempt=run.attempt,

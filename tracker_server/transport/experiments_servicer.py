@@ -12,6 +12,7 @@ import grpc
 from tracker_proto.v1 import experiments_pb2, experiments_pb2_grpc
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.run_service import RunService
+from tracker_server.domain.user_summaries import UserSummaries
 from tracker_server.transport.convert import (
     experiment_to_proto,
     optional,
@@ -27,9 +28,11 @@ Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
     """Experiments and runs."""
 
-    def __init__(self, experiments: ExperimentService, runs: RunService) -> None:
+    def __init__(self, experiments: ExperimentService, runs: RunService,
+                 summaries: UserSummaries) -> None:
         self._experiments = experiments
         self._runs = runs
+        self._summaries = summaries
 
     async def CreateExperiment(
         self, request: experiments_pb2.CreateExperimentRequest, context: Ctx
@@ -133,3 +136,17 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
             request.run_id, dict(request.tags), list(request.delete_keys)
         )
         return experiments_pb2.SetTagsResponse(tags=tags)
+
+    async def SetSummary(
+        self, request: experiments_pb2.SetSummaryRequest, context: Ctx
+    ) -> experiments_pb2.SetSummaryResponse:
+        summary = await self._summaries.set_summary(
+            request.run_id, dict(request.values), list(request.delete_keys)
+        )
+        return experiments_pb2.SetSummaryResponse(summary=summary)
+
+    async def DefineMetrics(
+        self, request: experiments_pb2.DefineMetricsRequest, context: Ctx
+    ) -> experiments_pb2.DefineMetricsResponse:
+        goals = await self._summaries.define_metrics(request.run_id, dict(request.goals))
+        return experiments_pb2.DefineMetricsResponse(goals=goals)

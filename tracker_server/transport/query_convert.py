@@ -7,7 +7,13 @@ from typing import Any
 
 from tracker_proto.v1 import query_pb2
 from tracker_server.domain.series import Series
-from tracker_server.domain.summaries import Comparison, KeyInfo, MetricSummary, RankedRun
+from tracker_server.domain.summaries import (
+    Comparison,
+    KeyInfo,
+    MetricRow,
+    MetricSummary,
+    RankedRun,
+)
 from tracker_server.transport.convert import run_to_proto
 
 DOWNSAMPLING = {
@@ -128,17 +134,25 @@ def comparison_to_proto(c: Comparison) -> query_pb2.CompareRunsResponse:
             )
             for row in c.params
         ],
-        metrics=[
-            query_pb2.MetricRow(
-                key=row.key,
-                differs=row.differs,
-                cells=[
-                    query_pb2.MetricCell(present=True, summary=summary_to_proto(s))
-                    if s is not None
-                    else query_pb2.MetricCell(present=False)
-                    for s in row.summaries
-                ],
-            )
-            for row in c.metrics
-        ],
+        metrics=[_metric_row(row) for row in c.metrics],
     )
+
+
+_GOAL = {"min": query_pb2.GOAL_MINIMIZE, "max": query_pb2.GOAL_MAXIMIZE}
+
+
+def _metric_row(row: MetricRow) -> query_pb2.MetricRow:
+    msg = query_pb2.MetricRow(
+        key=row.key,
+        differs=row.differs,
+        cells=[
+            query_pb2.MetricCell(present=True, summary=summary_to_proto(s))
+            if s is not None
+            else query_pb2.MetricCell(present=False)
+            for s in row.summaries
+        ],
+        goal=_GOAL.get(row.goal, query_pb2.GOAL_UNSPECIFIED),
+    )
+    if row.best is not None:
+        msg.best_cell = row.best
+    return msg

@@ -1,0 +1,21 @@
+-- User summaries and metric goals (ExperimentService.SetSummary / DefineMetrics).
+-- run.summary["test/acc"] = 0.93 sets a value the user chose, beside the summaries the
+-- flush maintains from points (run_metric_summary); define_metric("val/acc", goal="max")
+-- records which direction is better, so rankings need no mode from the caller.
+-- Both are keyed by run_id first, like every per-run table (hash-distributable by run).
+CREATE TABLE run_user_summary (
+    run_id     uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+    key        text NOT NULL CHECK (length(key) BETWEEN 1 AND 1024),
+    value      float8 NOT NULL,  -- NaN and +-Infinity are stored exactly
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, key)
+);
+
+CREATE TABLE run_metric_goals (
+    run_id uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+    key    text NOT NULL CHECK (length(key) BETWEEN 1 AND 1024),
+    goal   text NOT NULL CHECK (goal IN ('min', 'max')),
+    PRIMARY KEY (run_id, key)
+);
+-- GetBestRuns without a goal looks up the goals its candidate runs defined for one key.
+CREATE INDEX run_metric_goals_key_idx ON run_metric_goals (key, run_id);
