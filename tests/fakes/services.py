@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tests.fakes.artifact_store import FakeArtifactStore
 from tests.fakes.experiment_store import FakeExperimentStore
 from tests.fakes.memory import InMemoryDatabase
 from tests.fakes.metric_reader import FakeMetricReader
 from tests.fakes.run_search import FakeRunSearch
 from tests.fakes.run_store import FakeRunStore
+from tracker_server.domain.artifact_service import ArtifactService
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.query_service import QueryService
 from tracker_server.domain.run_service import RunService
@@ -30,3 +32,5 @@ class FakeServices:
         self.experiments = ExperimentService(self.experiment_store, self.search)
         self.runs = RunService(self.run_store, self.search)
         self.query = QueryService(self.reader, self.run_store, SeriesQuery(self.reader))
+        self.artifact_store = FakeArtifactStore(self.db)
+        self.artifacts = ArtifactService(self.artifact_store)
