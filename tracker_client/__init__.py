@@ -12,13 +12,14 @@ once, surviving server restarts, network loss and killed trainers. See docs/clie
 from tracker_client._aio_api import AsyncApi, AsyncApiRun, AsyncRuns
 from tracker_client._api import Api, ApiRun, Runs
 from tracker_client._api_types import Comparison, Experiment, MetricSummary, RankedRun
+from tracker_client._artifact_types import Artifact
 from tracker_client._history import HistoryArrays
 from tracker_client._options import Options
 from tracker_client._recover import SyncResult
 from tracker_client._run import DeliveryReport, Run, TrackerError, init
 from tracker_client._stats import RunStats
 
-__all__ = ["Api", "ApiRun", "AsyncApi", "AsyncApiRun", "AsyncRuns", "Comparison",
+__all__ = ["Api", "ApiRun", "Artifact", "AsyncApi", "AsyncApiRun", "AsyncRuns", "Comparison",
            "DeliveryReport", "Experiment", "HistoryArrays", "MetricSummary",
            "Options", "RankedRun", "Run", "RunStats", "Runs", "SyncResult",
            "TrackerError", "init"]

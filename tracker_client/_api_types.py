@@ -146,6 +146,9 @@ class RankedRun:
     value: float
     step: int
     summary: MetricSummary
+    checkpoint: Any = None
+    """With ``best(..., with_checkpoint=True)``: the run's checkpoint
+    (:class:`tracker_client.Artifact`) nearest ``step``, None when it recorded none."""
 
     @classmethod
     def from_proto(cls, r: query_pb2.RankedRun) -> RankedRun:

@@ -95,7 +95,7 @@ def create_run(channel: grpc.Channel, meta: SpoolMeta, metadata: Metadata,
 
 def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata: Metadata,
                timeout_s: float) -> None:
-    """Send one control operation (``params``, ``tags`` or ``finish``).
+    """Send one control operation (``params``, ``tags``, ``artifact`` or ``finish``).
 
     Raises grpc.RpcError as the server answered (a server without the RPC answers
     UNIMPLEMENTED) and ValueError for an op this client cannot send.
@@ -111,6 +111,11 @@ def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata:
         stub.SetTags(experiments_pb2.SetTagsRequest(run_id=ref.run_id,
                                                     tags=_strings(op["values"])),
                      timeout=timeout_s, metadata=md)
+    elif kind == "artifact":
+        # Imported here: the artifact module builds on this one's channel helpers.
+        from tracker_client._artifacts import deliver
+
+        deliver(channel, op, ref.run_id, metadata, timeout_s)
     elif kind == "finish":
         stub.FinishRun(experiments_pb2.FinishRunRequest(run_id=ref.run_id,
                                                         status=status_number(op["status"])),

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from tracker_client import _env, _metadata
+from tracker_client._artifacts import ArtifactRecorder
 from tracker_client._batcher import Batcher, as_series
 from tracker_client._delivery import Delivery
 from tracker_client._env import MODES
@@ -117,6 +118,7 @@ class Run:
         self._batch_points = options.batch_points
         self._recovery_stop = threading.Event()
         self._sys: SystemMetrics | None = None
+        self._artifacts = ArtifactRecorder(delivery.control.submit, rank)
         self._batcher.start()
         delivery.start()
         if options.system_metrics_interval_s:
@@ -221,6 +223,28 @@ class Run:
             self._delivery.control.wait(ticket, time.monotonic() + timeout)
         return self._report()
 
+    # -- artifacts ---------------------------------------------------------------------
+
+    def log_artifact(self, path_or_uri: str | os.PathLike[str], kind: str = "checkpoint",
+                     step: int | None = None, compute_hash: bool = False,
+                     metadata: Mapping[str, Any] | None = None) -> None:
+        """Record where a checkpoint, model, data set or other file is (never uploaded).
+
+        ``path_or_uri``: a path on shared storage (made absolute) or a URI (``s3://``,
+        ``gs://``, ``file://`` ...; credentials in it are refused with ValueError).
+        ``kind``: ``checkpoint``, ``model``, ``dataset`` or ``other``. ``step``: the
+        training step it belongs to; by default a checkpoint gets the last step logged
+        (none before the first), other kinds none. Never blocks: the file's size and,
+        with ``compute_hash``, its SHA-256 are read by a background thread; the record
+        then goes through the spool like params, so it survives outages and offline
+        mode (``tracker sync``), and is stored once per (run, uri, step).
+        """
+        if self._closed:
+            raise RuntimeError("run is closed: log_artifact() needs an open run")
+        if step is None and kind == "checkpoint" and self._step >= 0:
+            step = self._step
+        self._artifacts.log(path_or_uri, kind, step, compute_hash, metadata)
+
     # -- durability --------------------------------------------------------------------
 
     @property
@@ -249,7 +273,7 @@ class Run:
 
     def _report(self) -> DeliveryReport:
         st = self.stats
-        ops = self._delivery.pending_ops
+        ops = self._delivery.pending_ops + self._artifacts.pending
         return DeliveryReport(
             durable=st.points_pending == 0 and st.batches_pending == 0 and ops == 0
             and self._delivery.attached.is_set(),
@@ -264,6 +288,7 @@ class Run:
         deadline = time.monotonic() + timeout
         if not self._closed:
             self._batcher.flush(timeout)
+            self._artifacts.drain(deadline)
         if self.mode == "online":
             self._delivery.wait_delivered(deadline)
         return self._report()
@@ -276,6 +301,8 @@ class Run:
         """
         status_number(status)  # validate before anything is queued
         if self.primary and not self._closed:
+            # Artifacts first: a finished run's record is then complete.
+            self._artifacts.drain(time.monotonic() + timeout)
             self._delivery.control.submit({"op": "finish", "status": status})
         return self.close(timeout)
 
@@ -294,6 +321,8 @@ class Run:
             if self._sys is not None:
                 self._sys.stop()
             self._batcher.flush(max(0.0, deadline - time.monotonic()))
+            self._artifacts.drain(deadline)
+            self._artifacts.stop()
             self._batcher.stop(max(0.05, min(1.0, deadline - time.monotonic())))
             if self.mode == "online":
                 self._delivery.wait_delivered(deadline)

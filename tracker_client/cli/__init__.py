@@ -18,6 +18,7 @@ from types import ModuleType
 import grpc
 
 from tracker_client.cli import (
+    artifacts,
     best,
     compare,
     experiments,
@@ -30,7 +31,8 @@ from tracker_client.cli import (
 )
 from tracker_client.cli._common import Client, CliError, add_global_options
 
-COMMANDS: list[ModuleType] = [experiments, runs, best, compare, metrics, plot, sync, slurm, imports]
+COMMANDS: list[ModuleType] = [experiments, runs, best, compare, metrics, plot, sync, slurm, imports,
+                              artifacts]
 
 
 def build_parser() -> argparse.ArgumentParser:
