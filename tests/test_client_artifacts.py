@@ -5,6 +5,7 @@ the read API (kinds, ``best(..., with_checkpoint=True)``) and ``tracker artifact
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -219,3 +220,46 @@ def test_cli_ls_and_verify_find_deleted_truncated_and_rewritten_checkpoints(
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["artifacts", "ls", rid, "--kind", "weights", *server_flag])
     assert exit_info.value.code == 2 and "invalid choice: 'weights'" in capsys.readouterr().err
+
+
+def test_compare_best_cli_and_async_name_the_checkpoint_at_the_best_step(
+        server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shared = tmp_path / "shared"
+    ids = []
+    for i, best_at in enumerate((3, 7)):
+        run = tracker_client.init(experiment="art-cmp", server=server.address,
+                                  options=fast(tmp_path / f"spool{i}"))
+        for step in range(10):
+            run.log({"val_loss": abs(step - best_at) + i}, step=step)
+            if step % 2 == 0:
+                run.log_artifact(_ckpt(shared / str(i), f"{step}.ckpt", 10))
+        assert run.finish(timeout=20).durable
+        ids.append(str(run.run_id))
+    with tracker_client.Api(server=server.address) as api:
+        cmp = api.compare(ids, checkpoint_metric="val_loss", mode="min")
+        # Best steps 3 and 7 fall between two checkpoints: the later one is named.
+        assert {r: c.step for r, c in cmp.checkpoints.items()} == {ids[0]: 4, ids[1]: 8}
+        (row,) = [r for r in cmp.rows() if r["field"] == "checkpoint"]
+        assert row[ids[0]] == str(shared / "0" / "4.ckpt")
+        assert api.compare(ids).checkpoints == {}
+        assert api.compare(ids, checkpoint_metric="nope").checkpoints == {ids[0]: None,
+                                                                          ids[1]: None}
+
+    async def read() -> tuple[list[int | None], list[int | None]]:
+        async with tracker_client.AsyncApi(server=server.address) as aapi:
+            ranked = await aapi.best("art-cmp", "val_loss", on="min", with_checkpoint=True)
+            run = await aapi.run(ids[1])
+            return ([r.checkpoint.step for r in ranked if r.checkpoint],
+                    [a.step for a in await run.artifacts(min_step=5)])
+
+    assert asyncio.run(read()) == ([4, 8], [6, 8])
+
+    assert cli_main(["best", "art-cmp", "--metric", "val_loss", "--min", "--on", "min",
+                     "--checkpoint", "--json", "--server", server.address]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert [(r["run_id"], r["checkpoint"]["step"]) for r in ranked] == [(ids[0], 4),
+                                                                          (ids[1], 8)]
+    assert cli_main(["best", "art-cmp", "--metric", "val_loss", "--min", "--on", "min",
+                     "--checkpoint", "--server", server.address]) == 0
+    out = capsys.readouterr().out
+    assert "CHECKPOINT" in out and str(shared / "1" / "8.ckpt") in out

@@ -246,11 +246,20 @@ class AsyncApi:
         return [dataclasses.replace(r, checkpoint=await self.checkpoint(r.run_id, r.step))
                 for r in ranked]
 
-    async def compare(self, runs: Sequence[str | RunData]) -> Comparison:
-        """Params and metric summaries of runs side by side."""
+    async def compare(self, runs: Sequence[str | RunData],
+                      checkpoint_metric: str | None = None, mode: Goal = "min"
+                      ) -> Comparison:
+        """Params and metric summaries of runs side by side (``checkpoint_metric``: see
+        :meth:`tracker_client.Api.compare`)."""
         resp = await self._call(self._query.CompareRuns,
                                 q.CompareRunsRequest(run_ids=run_ids(list(runs))))
-        return Comparison.from_proto(resp)
+        comparison = Comparison.from_proto(resp)
+        if checkpoint_metric is None:
+            return comparison
+        steps = comparison.best_steps(checkpoint_metric, mode)
+        return dataclasses.replace(comparison, checkpoints={
+            r: None if step is None else await self.checkpoint(r, step)
+            for r, step in steps.items()})
 
     async def close(self) -> None:
         """Close the channel."""

@@ -291,11 +291,19 @@ class Api:
         return [dataclasses.replace(r, checkpoint=self.checkpoint(r.run_id, r.step))
                 for r in ranked]
 
-    def compare(self, runs: Sequence[str | RunData] | Runs) -> Comparison:
-        """Params and metric summaries of runs side by side (``.to_pandas()``)."""
+    def compare(self, runs: Sequence[str | RunData] | Runs,
+                checkpoint_metric: str | None = None, mode: Goal = "min") -> Comparison:
+        """Params and metric summaries of runs side by side (``.to_pandas()``);
+        ``checkpoint_metric``: with each run's checkpoint nearest its best step of that
+        metric (``mode`` min or max) in ``checkpoints`` and a ``checkpoint`` row."""
         ids = run_ids(list(runs))
         resp = self._call(self._query.CompareRuns, q.CompareRunsRequest(run_ids=ids))
-        return Comparison.from_proto(resp)
+        comparison = Comparison.from_proto(resp)
+        if checkpoint_metric is None:
+            return comparison
+        steps = comparison.best_steps(checkpoint_metric, mode)
+        return dataclasses.replace(comparison, checkpoints={
+            r: None if step is None else self.checkpoint(r, step) for r, step in steps.items()})
 
     # -- lifetime ----------------------------------------------------------------------
 

@@ -171,6 +171,17 @@ class Comparison:
     """Metric key -> one summary per run (None where the run never logged it)."""
     differs: dict[str, bool]
     """``params.<name>`` / ``metrics.<key>`` -> whether the runs disagree."""
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+    """With ``compare(..., checkpoint_metric=KEY)``: run id -> the run's checkpoint
+    (:class:`tracker_client.Artifact`) nearest its best step of KEY, None when it has
+    none (or never logged KEY)."""
+
+    def best_steps(self, metric: str, mode: Goal = "min") -> dict[str, int | None]:
+        """Run id -> the step of the run's best value of ``metric`` (its ``min_step``
+        or ``max_step``), None where the run lacks it."""
+        cells = self.metrics.get(metric, [None] * len(self.run_ids))
+        return {r: (None if s is None else s.min_step if mode == "min" else s.max_step)
+                for r, s in zip(self.run_ids, cells, strict=True)}
 
     @classmethod
     def from_proto(cls, resp: query_pb2.CompareRunsResponse) -> Comparison:
@@ -203,6 +214,10 @@ class Comparison:
                 out.append({"field": name, "differs": self.differs[name],
                             **{r: (s.last if s is not None else math.nan)
                                for r, s in zip(self.run_ids, summaries, strict=True)}})
+        if self.checkpoints:
+            out.append({"field": "checkpoint", "differs": True,
+                        **{r: getattr(self.checkpoints.get(r), "uri", None)
+                           for r in self.run_ids}})
         return out
 
     def to_pandas(self, only_differences: bool = False) -> Any:
