@@ -56,9 +56,12 @@ def test_lightning_checkpoints_are_recorded_with_their_steps(server: ServerThrea
             assert a.size_bytes == path.stat().st_size and len(a.sha256) == 64
             assert a.metadata["source"] == "lightning"
             assert a.metadata["monitor"] == "train_loss" and "score" in a.metadata
-        # last.ckpt is recorded each time it is written, at that step.
-        last = sorted(a.step for a in found if a.uri == str(shared / "last.ckpt"))
-        assert last and max(last) == max(steps)  # type: ignore[type-var]
+        # last.ckpt, rewritten at every save: one record without a step, last written
+        # at the final step (so "nearest the best step" never picks it).
+        (last,) = [a for a in found if a.uri == str(shared / "last.ckpt")]
+        assert last.step is None and last.metadata["last"] == "true"
+        assert last.metadata["step"] == str(max(steps))
+        assert last.size_bytes == (shared / "last.ckpt").stat().st_size
         assert set(by_uri) == {str(p) for p in shared.iterdir()}
         assert run.tags["checkpoint.last"] == str(shared / "last.ckpt")
 

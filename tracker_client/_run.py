@@ -239,10 +239,17 @@ class Run:
         then goes through the spool like params, so it survives outages and offline
         mode (``tracker sync``), and is stored once per (run, uri, step).
         """
-        if self._closed:
-            raise RuntimeError("run is closed: log_artifact() needs an open run")
         if step is None and kind == "checkpoint" and self._step >= 0:
             step = self._step
+        self._record_artifact(path_or_uri, kind, step, compute_hash, metadata)
+
+    def _record_artifact(self, path_or_uri: str | os.PathLike[str], kind: str,
+                         step: int | None, compute_hash: bool,
+                         metadata: Mapping[str, Any] | None) -> None:
+        # ``step`` taken as given (None: no step), for integrations that know better
+        # than the last logged step.
+        if self._closed:
+            raise RuntimeError("run is closed: log_artifact() needs an open run")
         self._artifacts.log(path_or_uri, kind, step, compute_hash, metadata)
 
     # -- durability --------------------------------------------------------------------

@@ -205,7 +205,8 @@ class TrackerLoggerCore:
             callback, "last_model_path", "")
         if not path:
             return
-        step = getattr(callback, "_last_global_step_saved", None)
+        saved_at = getattr(callback, "_last_global_step_saved", None)
+        step = int(saved_at) if isinstance(saved_at, int) else None
         metadata = {"source": "lightning"}
         monitor = getattr(callback, "monitor", None)
         score = numeric(getattr(callback, "current_score", None))
@@ -213,9 +214,16 @@ class TrackerLoggerCore:
             metadata["monitor"] = str(monitor)
         if score is not None:
             metadata["score"] = repr(score)
-        run.log_artifact(str(path), kind="checkpoint",
-                         step=int(step) if isinstance(step, int) else None,
-                         compute_hash=self._hash_checkpoints, metadata=metadata)
+        if path == getattr(callback, "last_model_path", None):
+            # save_last rewrites one file (last.ckpt) at every save: one record without a
+            # step, replaced each time, keeps "the checkpoint of step N" records true.
+            metadata["last"] = "true"
+            if step is not None:
+                metadata["step"] = str(step)
+            step = None
+        # The step as Lightning saved it, None included (log_artifact would default a
+        # missing one to the last step logged).
+        run._record_artifact(str(path), "checkpoint", step, self._hash_checkpoints, metadata)
 
     def __getstate__(self) -> dict[str, Any]:
         # ddp_spawn pickles the logger into each rank: the key travels, the Run does not.
