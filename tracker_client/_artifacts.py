@@ -128,12 +128,36 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_KEY_BYTES = 200
+MAX_METADATA_VALUE_BYTES = 1000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
-    """Metadata as strings (at most 32 entries, as the server allows)."""
+    """Metadata as strings, within the server's bounds (32 entries, keys 1..200 bytes,
+    values up to 1000 bytes, no NUL): ValueError otherwise."""
     values = {str(k): str(v) for k, v in (metadata or {}).items()}
-    if len(values) > 32:
-        raise ValueError("artifact metadata has more than 32 entries")
+    if len(values) > MAX_METADATA_ENTRIES:
+        raise ValueError(f"artifact metadata has more than {MAX_METADATA_ENTRIES} entries")
+    for key, value in values.items():
+        if not 0 < len(key.encode()) <= MAX_METADATA_KEY_BYTES or "\x00" in key:
+            raise ValueError(f"artifact metadata keys must be 1..{MAX_METADATA_KEY_BYTES} "
+                             "bytes without NUL")
+        if len(value.encode()) > MAX_METADATA_VALUE_BYTES or "\x00" in value:
+            raise ValueError(f"artifact metadata value of {key[:80]!r} is longer than "
+                             f"{MAX_METADATA_VALUE_BYTES} bytes or contains NUL")
     return values
+
+
+def check_step(step: int | None) -> int | None:
+    """A step in int64 (its smallest value is reserved for "no step")."""
+    if step is None:
+        return None
+    value = int(step)
+    if not INT64_MIN < value <= INT64_MAX:
+        raise ValueError(f"artifact step {value} is outside int64")
+    return value
 
 
 class ArtifactRecorder:
@@ -160,7 +184,7 @@ class ArtifactRecorder:
         """Check the arguments (ValueError) and queue the artifact; never blocks."""
         item = {
             "op": "artifact", "uri": normalize_uri(path_or_uri), "kind": kind_number(kind),
-            "step": None if step is None else int(step), "hash": bool(compute_hash),
+            "step": check_step(step), "hash": bool(compute_hash),
             "metadata": check_metadata(metadata), "rank": self._rank,
             "created_ns": time.time_ns(),
         }
