@@ -205,5 +205,10 @@ def test_rest_routes(rest: httpx.Client, database_url: str) -> None:
         err = problem(rest.post(url, json={"artifacts": [bad]}), 400)
         assert SECRET not in str(err)
     problem(rest.get(url, params={"kind": "weights"}), 400)
+    problem(rest.get(url, params={"min_step": 5, "max_step": 1}), 400)
+    problem(rest.get(url, params={"page_size": -1}), 400)
+    problem(rest.get(url, params={"page_token": "garbage"}), 400)
+    problem(rest.post(url, json={"artifacts": []}), 400)
+    problem(rest.post(url, json={"artifacts": [{"uri": "/a", "step": "x"}]}), 400)
     problem(rest.get(f"{API}/runs/{uuid.uuid4()}/artifacts"), 404)
     assert len(_rows(database_url, run)) == 2
