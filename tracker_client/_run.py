@@ -307,11 +307,12 @@ class Run:
         the spool and is delivered by the next start or ``tracker sync``.
         """
         status_number(status)  # validate before anything is queued
+        deadline = time.monotonic() + timeout
         if self.primary and not self._closed:
             # Artifacts first: a finished run's record is then complete.
-            self._artifacts.drain(time.monotonic() + timeout)
+            self._artifacts.drain(deadline)
             self._delivery.control.submit({"op": "finish", "status": status})
-        return self.close(timeout)
+        return self.close(max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float = 30.0) -> DeliveryReport:
         """Deliver for at most ``timeout`` seconds, then stop the background threads.
