@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 import tracker_client
 from tests.client_support import fast, wait_for
 from tests.support import ServerThread
+from tests.test_client_old_server import _Calls, old_server  # noqa: F401  (fixture)
 from tracker_client._control import read_ops
 from tracker_client._sync import main as sync_main
 from tracker_client.cli import main as cli_main
@@ -263,3 +264,14 @@ def test_compare_best_cli_and_async_name_the_checkpoint_at_the_best_step(
                      "--checkpoint", "--server", server.address]) == 0
     out = capsys.readouterr().out
     assert "CHECKPOINT" in out and str(shared / "1" / "8.ckpt") in out
+
+
+def test_a_server_without_artifacts_refuses_once_and_training_goes_on(
+        old_server: tuple[str, _Calls], tmp_path: Path) -> None:  # noqa: F811  (fixture)
+    address, calls = old_server
+    run = tracker_client.init(experiment="old", server=address, options=fast(tmp_path))
+    run.log_artifact(_ckpt(tmp_path / "shared", "a.ckpt", 10), step=1)
+    report = run.finish(timeout=10)
+    assert report.ops_pending == 0
+    assert any(m.startswith("artifact not applied: UNIMPLEMENTED") for m in report.ops_failed)
+    assert calls.seen["LogArtifacts"] == 1  # not retried
