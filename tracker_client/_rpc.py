@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from tracker_client._artifacts import deliver as deliver_artifact
 from tracker_client._enums import FINAL_RUN_STATUS, RunStatus
 from tracker_client._env import TlsConfig
 from tracker_client._meta import SpoolMeta
@@ -112,10 +113,7 @@ def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata:
                                                     tags=_strings(op["values"])),
                      timeout=timeout_s, metadata=md)
     elif kind == "artifact":
-        # Imported here: the artifact module builds on this one's channel helpers.
-        from tracker_client._artifacts import deliver
-
-        deliver(channel, op, ref.run_id, metadata, timeout_s)
+        deliver_artifact(channel, op, ref.run_id, metadata, timeout_s)
     elif kind == "finish":
         stub.FinishRun(experiments_pb2.FinishRunRequest(run_id=ref.run_id,
                                                         status=status_number(op["status"])),

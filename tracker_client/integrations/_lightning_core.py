@@ -200,7 +200,7 @@ class TrackerLoggerCore:
     def _record_checkpoint(self, run: tracker_client.Run, callback: Any) -> None:
         # ModelCheckpoint._save_checkpoint sets these two just before calling the
         # loggers; without them (another checkpoint callback) the last path is recorded
-        # at the run's last step.
+        # without a step.
         path = getattr(callback, "_last_checkpoint_saved", "") or getattr(
             callback, "last_model_path", "")
         if not path:
