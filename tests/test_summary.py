@@ -182,7 +182,8 @@ def test_upgrade_repairs_summaries_of_keys_logged_by_several_attempts(
             conn.execute(
                 "INSERT INTO run_metric_summary VALUES (%s, %s, 13, 0, 7, 4.0, 1, 7, "
                 "-5.0, 8, 4.0, 7)", (run, key[0]))
-        assert migrate(url) == [10]
+        # 0010 and every migration after it (later ones are other features').
+        assert migrate(url) == [m.version for m in load_migrations() if m.version >= 10]
         with psycopg.connect(url) as conn:
             heads = conn.execute("SELECT rank, attempt, first_step, last_step FROM "
                                  "metric_series_heads").fetchall()
