@@ -13,8 +13,11 @@ import numpy as np
 from tests.fakes.services import FakeServices
 from tests.query_support import log_points, new_experiment, new_run, query_stub
 from tests.support import Api
+from tracker_proto.v1 import artifacts_pb2 as ar
+from tracker_proto.v1 import artifacts_pb2_grpc
 from tracker_proto.v1 import experiments_pb2 as ex
 from tracker_proto.v1 import query_pb2 as q
+from tracker_server.domain.artifact_service import ArtifactIn, VerificationIn
 
 # (params, tags, last loss) per run; None: not set. Texts sort by code point in the fake
 # and by collation in PostgreSQL, so the texts here sort alike under both; no two
@@ -153,3 +156,65 @@ def test_series_agree(api: Api) -> None:
         (fake_s.count, fake_s.first_step, fake_s.last_step, fake_s.last_value,
          fake_s.min_value, fake_s.min_step, fake_s.max_value, fake_s.max_step)
     assert uuid.UUID(latest.run_id) == uuid.UUID(pg_run)
+
+
+def test_artifact_store_fake_answers_like_postgres(api: Api) -> None:
+    """The same artifact calls through the server and through the fake: the same
+    listings (filters, pages), the same created counts, the same verification rules."""
+    stub = artifacts_pb2_grpc.ArtifactServiceStub(api.channel)
+    fx = FakeServices()
+    pg_run = new_run(api, new_experiment(api))
+    eid = str(asyncio.run(fx.experiments.create_experiment("e"))[0].experiment_id)
+    fake_run = str(asyncio.run(fx.runs.create_run(eid))[0].run_id)
+    batches = [
+        [ArtifactIn("/c/b", 1, step=5, size_bytes=1), ArtifactIn("/c/a", 1, step=5),
+         ArtifactIn("/m", 2), ArtifactIn("/c/z", 1, step=-3)],
+        [ArtifactIn("/c/a", 1, step=5, size_bytes=9), ArtifactIn("/d", 3, step=7),
+         ArtifactIn("/c/a", 1, step=6)],
+    ]
+    for batch in batches:
+        req = ar.LogArtifactsRequest(run_id=pg_run)
+        for a in batch:
+            msg = req.artifacts.add(uri=a.uri, kind=a.kind)  # type: ignore[arg-type]
+            if a.step is not None:
+                msg.step = a.step
+            if a.size_bytes is not None:
+                msg.size_bytes = a.size_bytes
+        assert stub.LogArtifacts(req).created == asyncio.run(
+            fx.artifacts.log_artifacts(fake_run, batch))
+    for kinds, lo, hi in [((), None, None), ((1,), None, None), ((1, 3), 0, None),
+                          ((), None, 5), ((), -3, 6)]:
+        for size in (1, 2, 50):
+            req = ar.ListArtifactsRequest(run_id=pg_run, kinds=kinds,  # type: ignore[arg-type]
+                                          page_size=size)
+            if lo is not None:
+                req.min_step = lo
+            if hi is not None:
+                req.max_step = hi
+            pg: list[tuple[str, int | None, int | None]] = []
+            while True:
+                page = stub.ListArtifacts(req)
+                pg += [(a.uri, a.step if a.HasField("step") else None,
+                        a.size_bytes if a.HasField("size_bytes") else None)
+                       for a in page.artifacts]
+                if not page.next_page_token:
+                    break
+                req.page_token = page.next_page_token
+            fake: list[tuple[str, int | None, int | None]] = []
+            token = ""
+            while True:
+                got = asyncio.run(fx.artifacts.list_artifacts(
+                    fake_run, kinds, lo, hi, size, token))
+                fake += [(a.uri, a.step, a.size_bytes) for a in got.items]
+                token = got.next_page_token
+                if not token:
+                    break
+            assert pg == fake, (kinds, lo, hi, size)
+    stub.RecordVerification(ar.RecordVerificationRequest(run_id=pg_run, results=[
+        ar.Verification(uri="/m", state=ar.VERIFY_STATE_MISSING)]))
+    asyncio.run(fx.artifacts.record_verification(fake_run, [VerificationIn("/m", None, 2)]))
+    pg_states = {a.uri: a.verify_state for a in stub.ListArtifacts(
+        ar.ListArtifactsRequest(run_id=pg_run)).artifacts}
+    fake_states = {a.uri: int(a.verify_state) for a in asyncio.run(
+        fx.artifacts.list_artifacts(fake_run)).items}
+    assert pg_states == fake_states

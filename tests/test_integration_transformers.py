@@ -61,9 +61,9 @@ def arguments(tmp_path: Path, **changes: Any) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=BATCH,
         per_device_eval_batch_size=BATCH, num_train_epochs=EPOCHS, learning_rate=1e-3,
-        logging_steps=2, eval_strategy="steps", eval_steps=4, save_strategy="no",
+        logging_steps=2, eval_strategy="steps", eval_steps=4,
         report_to=[], use_cpu=True, disable_tqdm=True, seed=7, dataloader_num_workers=0,
-        **changes)
+        **{"save_strategy": "no", **changes})
 
 
 def test_trainer_logs_params_metrics_and_finishes(server: ServerThread, tmp_path: Path

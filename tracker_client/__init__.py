@@ -12,6 +12,7 @@ once, surviving server restarts, network loss and killed trainers. See docs/clie
 from tracker_client._aio_api import AsyncApi, AsyncApiRun, AsyncRuns
 from tracker_client._api import Api, ApiRun, Runs
 from tracker_client._api_types import Comparison, Experiment, MetricSummary, RankedRun
+from tracker_client._artifact_types import Artifact
 from tracker_client._history import HistoryArrays
 from tracker_client._options import Options
 from tracker_client._recover import SyncResult
@@ -19,7 +20,7 @@ from tracker_client._run import DeliveryReport, Run, TrackerError, init
 from tracker_client._stats import RunStats
 from tracker_client._summary import RunSummary
 
-__all__ = ["Api", "ApiRun", "AsyncApi", "AsyncApiRun", "AsyncRuns", "Comparison",
+__all__ = ["Api", "ApiRun", "Artifact", "AsyncApi", "AsyncApiRun", "AsyncRuns", "Comparison",
            "DeliveryReport", "Experiment", "HistoryArrays", "MetricSummary",
            "Options", "RankedRun", "Run", "RunStats", "RunSummary", "Runs", "SyncResult",
            "TrackerError", "init"]

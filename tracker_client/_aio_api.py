@@ -10,6 +10,7 @@ and everything else is awaited:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -29,11 +30,12 @@ from tracker_client._api_types import (
     frame_of_rows,
     run_ids,
 )
+from tracker_client._artifact_types import Artifact, list_request, nearest
 from tracker_client._env import TlsOption
 from tracker_client._history import Aggregation, Columns, key_list, result, series_request
 from tracker_client._history import stream_request as _stream_request
+from tracker_proto.v1 import artifacts_pb2_grpc, experiments_pb2_grpc, query_pb2_grpc
 from tracker_proto.v1 import experiments_pb2 as ex
-from tracker_proto.v1 import experiments_pb2_grpc, query_pb2_grpc
 from tracker_proto.v1 import query_pb2 as q
 
 
@@ -55,6 +57,12 @@ class AsyncApiRun(RunData):
     def metric_keys(self) -> list[str]:
         """Metric keys the run logged."""
         return sorted(self.metrics)
+
+    async def artifacts(self, kind: str | Sequence[str] | None = None,
+                        min_step: int | None = None, max_step: int | None = None
+                        ) -> list[Artifact]:
+        """The run's recorded artifacts (see :meth:`tracker_client.Api.artifacts`)."""
+        return await self._api.artifacts(self.run_id, kind, min_step, max_step)
 
 
 class AsyncRuns:
@@ -101,6 +109,7 @@ class AsyncApi:
                                                     options=rq.CHANNEL_OPTIONS)
         self._experiments = experiments_pb2_grpc.ExperimentServiceStub(self._channel)
         self._query = query_pb2_grpc.MetricsQueryServiceStub(self._channel)
+        self._artifacts = artifacts_pb2_grpc.ArtifactServiceStub(self._channel)
 
     @property
     def address(self) -> str:
@@ -210,21 +219,49 @@ class AsyncApi:
             cols.add_series((await self._call(self._query.GetMetricSeries, req)).series)
         return result(cols, as_frame)
 
+    async def artifacts(self, run: str | RunData, kind: str | Sequence[str] | None = None,
+                        min_step: int | None = None, max_step: int | None = None,
+                        page_size: int = rq.PAGE_SIZE) -> list[Artifact]:
+        """Artifacts a run recorded (see :meth:`tracker_client.Api.artifacts`)."""
+        req = list_request(run_ids(run)[0], kind, min_step, max_step, page_size)
+        return [Artifact.from_proto(a)
+                async for page in self._pages(self._artifacts.ListArtifacts, req, "artifacts")
+                for a in page]
+
+    async def checkpoint(self, run: str | RunData, step: int) -> Artifact | None:
+        """The run's checkpoint nearest ``step`` (a tie: the later one), None if none."""
+        return nearest(await self.artifacts(run, "checkpoint"), step)
+
     async def best(self, experiment: str | Experiment | Sequence[str | Experiment],
                    metric: str, mode: Goal | None = None, on: SummaryOn = "last",
-                   limit: int = 10, filter: str = "") -> list[RankedRun]:
+                   limit: int = 10, filter: str = "",
+                   with_checkpoint: bool = False) -> list[RankedRun]:
         """The best runs of experiments by one summary value of ``metric`` (``mode``
-        None: the goal the runs defined)."""
+        None: the goal the runs defined; ``with_checkpoint``: see
+        :meth:`tracker_client.Api.best`)."""
         req = rq.best_runs(await self._experiment_ids(experiment), metric, mode, on, limit,
                            filter)
         resp = await self._call(self._query.GetBestRuns, req)
-        return [RankedRun.from_proto(r) for r in resp.runs]
+        ranked = [RankedRun.from_proto(r) for r in resp.runs]
+        if not with_checkpoint:
+            return ranked
+        return [dataclasses.replace(r, checkpoint=await self.checkpoint(r.run_id, r.step))
+                for r in ranked]
 
-    async def compare(self, runs: Sequence[str | RunData]) -> Comparison:
-        """Params and metric summaries of runs side by side."""
+    async def compare(self, runs: Sequence[str | RunData],
+                      checkpoint_metric: str | None = None, mode: Goal | None = None
+                      ) -> Comparison:
+        """Params and metric summaries of runs side by side (``checkpoint_metric``: see
+        :meth:`tracker_client.Api.compare`)."""
         resp = await self._call(self._query.CompareRuns,
                                 q.CompareRunsRequest(run_ids=run_ids(list(runs))))
-        return Comparison.from_proto(resp)
+        comparison = Comparison.from_proto(resp)
+        if checkpoint_metric is None:
+            return comparison
+        steps = comparison.best_steps(checkpoint_metric, mode)
+        return dataclasses.replace(comparison, checkpoints={
+            r: None if step is None else await self.checkpoint(r, step)
+            for r, step in steps.items()})
 
     async def close(self) -> None:
         """Close the channel."""

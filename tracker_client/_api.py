@@ -10,6 +10,7 @@ Pagination is hidden: listings are iterators that fetch pages as they go.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
@@ -28,12 +29,13 @@ from tracker_client._api_types import (
     frame_of_rows,
     run_ids,
 )
+from tracker_client._artifact_types import Artifact, list_request, nearest
 from tracker_client._env import TlsOption
 from tracker_client._history import Aggregation, Columns, key_list, result, series_request
 from tracker_client._history import stream_request as _stream_request
 from tracker_client._rpc import make_channel
+from tracker_proto.v1 import artifacts_pb2_grpc, experiments_pb2_grpc, query_pb2_grpc
 from tracker_proto.v1 import experiments_pb2 as ex
-from tracker_proto.v1 import experiments_pb2_grpc, query_pb2_grpc
 from tracker_proto.v1 import query_pb2 as q
 
 
@@ -56,6 +58,11 @@ class ApiRun(RunData):
     def metric_keys(self) -> list[str]:
         """Metric keys the run logged."""
         return sorted(self.metrics)
+
+    def artifacts(self, kind: str | Sequence[str] | None = None, min_step: int | None = None,
+                  max_step: int | None = None) -> list[Artifact]:
+        """The run's recorded artifacts (see :meth:`Api.artifacts`)."""
+        return self._api.artifacts(self.run_id, kind, min_step, max_step)
 
 
 class Runs:
@@ -123,6 +130,7 @@ class Api:
         self._channel = make_channel(self._conn.address, rq.CHANNEL_OPTIONS, self._conn.tls)
         self._experiments = experiments_pb2_grpc.ExperimentServiceStub(self._channel)
         self._query = query_pb2_grpc.MetricsQueryServiceStub(self._channel)
+        self._artifacts = artifacts_pb2_grpc.ArtifactServiceStub(self._channel)
 
     @property
     def address(self) -> str:
@@ -250,23 +258,56 @@ class Api:
             cols.add_series(self._call(self._query.GetMetricSeries, req).series)
         return result(cols, as_frame)
 
+    # -- artifacts ---------------------------------------------------------------------
+
+    def artifacts(self, run: str | RunData, kind: str | Sequence[str] | None = None,
+                  min_step: int | None = None, max_step: int | None = None,
+                  page_size: int = rq.PAGE_SIZE) -> list[Artifact]:
+        """Artifacts a run recorded (checkpoints, models, ...: references, never the
+        files), by step (none first), then uri; ``kind`` one name or several, steps in
+        [``min_step``, ``max_step``]. Each carries the last verification's outcome."""
+        req = list_request(run_ids(run)[0], kind, min_step, max_step, page_size)
+        return [Artifact.from_proto(a)
+                for page in self._pages(self._artifacts.ListArtifacts, req, "artifacts")
+                for a in page]
+
+    def checkpoint(self, run: str | RunData, step: int) -> Artifact | None:
+        """The run's checkpoint nearest ``step`` (a tie: the later one), None if none."""
+        return nearest(self.artifacts(run, "checkpoint"), step)
+
     # -- rankings ----------------------------------------------------------------------
 
     def best(self, experiment: str | Experiment | Sequence[str | Experiment], metric: str,
              mode: Goal | None = None, on: SummaryOn = "last", limit: int = 10,
-             filter: str = "") -> list[RankedRun]:
+             filter: str = "", with_checkpoint: bool = False) -> list[RankedRun]:
         """The best runs of experiments by one summary value (``on``) of ``metric``.
 
         ``mode`` None ranks by the goal the runs defined with ``run.define_metric``
-        (the server refuses with INVALID_ARGUMENT when none or both goals are defined)."""
+        (the server refuses with INVALID_ARGUMENT when none or both goals are defined).
+        ``with_checkpoint``: each with ``checkpoint``, the run's checkpoint nearest the
+        best step (the one to reload)."""
         req = rq.best_runs(self._experiment_ids(experiment), metric, mode, on, limit, filter)
-        return [RankedRun.from_proto(r) for r in self._call(self._query.GetBestRuns, req).runs]
+        ranked = [RankedRun.from_proto(r)
+                  for r in self._call(self._query.GetBestRuns, req).runs]
+        if not with_checkpoint:
+            return ranked
+        return [dataclasses.replace(r, checkpoint=self.checkpoint(r.run_id, r.step))
+                for r in ranked]
 
-    def compare(self, runs: Sequence[str | RunData] | Runs) -> Comparison:
-        """Params and metric summaries of runs side by side (``.to_pandas()``)."""
+    def compare(self, runs: Sequence[str | RunData] | Runs,
+                checkpoint_metric: str | None = None, mode: Goal | None = None) -> Comparison:
+        """Params and metric summaries of runs side by side (``.to_pandas()``);
+        ``checkpoint_metric``: with each run's checkpoint nearest its best step of that
+        metric (``mode`` min or max; None: the goal the runs defined for it) in
+        ``checkpoints`` and a ``checkpoint`` row."""
         ids = run_ids(list(runs))
         resp = self._call(self._query.CompareRuns, q.CompareRunsRequest(run_ids=ids))
-        return Comparison.from_proto(resp)
+        comparison = Comparison.from_proto(resp)
+        if checkpoint_metric is None:
+            return comparison
+        steps = comparison.best_steps(checkpoint_metric, mode)
+        return dataclasses.replace(comparison, checkpoints={
+            r: None if step is None else self.checkpoint(r, step) for r, step in steps.items()})
 
     # -- lifetime ----------------------------------------------------------------------
 

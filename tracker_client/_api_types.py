@@ -156,6 +156,9 @@ class RankedRun:
     value: float
     step: int
     summary: MetricSummary
+    checkpoint: Any = None
+    """With ``best(..., with_checkpoint=True)``: the run's checkpoint
+    (:class:`tracker_client.Artifact`) nearest ``step``, None when it recorded none."""
 
     @classmethod
     def from_proto(cls, r: query_pb2.RankedRun) -> RankedRun:
@@ -184,6 +187,23 @@ class Comparison:
     """Metric key -> id of the run whose last value is best by its goal."""
     summary: dict[str, list[float | None]] = field(default_factory=dict)
     """User summary key -> one value per run (``run.summary[key] = value``)."""
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+    """With ``compare(..., checkpoint_metric=KEY)``: run id -> the run's checkpoint
+    (:class:`tracker_client.Artifact`) nearest its best step of KEY, None when it has
+    none (or never logged KEY)."""
+
+    def best_steps(self, metric: str, mode: Goal | None = None) -> dict[str, int | None]:
+        """Run id -> the step of the run's best value of ``metric`` (its ``min_step``
+        or ``max_step``), None where the run lacks it. ``mode`` None: the goal the runs
+        defined for ``metric`` (ValueError when they define none)."""
+        if mode is None:
+            if metric not in self.goals:
+                raise ValueError(f"the runs define no goal for {metric!r}: pass mode='min' "
+                                 "or 'max', or call run.define_metric")
+            mode = self.goals[metric]
+        cells = self.metrics.get(metric, [None] * len(self.run_ids))
+        return {r: (None if s is None else s.min_step if mode == "min" else s.max_step)
+                for r, s in zip(self.run_ids, cells, strict=True)}
 
     @classmethod
     def from_proto(cls, resp: query_pb2.CompareRunsResponse) -> Comparison:
@@ -235,6 +255,10 @@ class Comparison:
                 out.append({"field": name, "differs": self.differs[name],
                             **{r: (v if v is not None else math.nan)
                                for r, v in zip(self.run_ids, values, strict=True)}})
+        if self.checkpoints:
+            out.append({"field": "checkpoint", "differs": True,
+                        **{r: getattr(self.checkpoints.get(r), "uri", None)
+                           for r in self.run_ids}})
         return out
 
     def to_pandas(self, only_differences: bool = False) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from tracker_client._artifacts import deliver as deliver_artifact
 from tracker_client._enums import FINAL_RUN_STATUS, RunStatus
 from tracker_client._env import TlsConfig
 from tracker_client._meta import SpoolMeta
@@ -145,8 +146,8 @@ def _attach_by_id(stub: experiments_pb2_grpc.ExperimentServiceStub, meta: SpoolM
 
 def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata: Metadata,
                timeout_s: float) -> None:
-    """Send one control operation (``params``, ``tags``, ``summary``, ``goals`` or
-    ``finish``).
+    """Send one control operation (``params``, ``tags``, ``summary``, ``goals``,
+    ``artifact`` or ``finish``).
 
     Raises grpc.RpcError as the server answered (a server without the RPC answers
     UNIMPLEMENTED) and ValueError for an op this client cannot send.
@@ -171,6 +172,8 @@ def deliver_op(channel: grpc.Channel, op: dict[str, Any], ref: RunRef, metadata:
         stub.DefineMetrics(experiments_pb2.DefineMetricsRequest(run_id=ref.run_id,
                                                                 goals=_strings(op["values"])),
                            timeout=timeout_s, metadata=md)
+    elif kind == "artifact":
+        deliver_artifact(channel, op, ref.run_id, metadata, timeout_s)
     elif kind == "finish":
         stub.FinishRun(experiments_pb2.FinishRunRequest(run_id=ref.run_id,
                                                         status=status_number(op["status"])),

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from tracker_client import _env, _metadata
+from tracker_client._artifacts import ArtifactRecorder
 from tracker_client._batcher import Batcher, as_series
 from tracker_client._delivery import Delivery
 from tracker_client._env import MODES
@@ -121,6 +122,7 @@ class Run:
         self.summary = RunSummary(self._op)
         """User summary values: ``run.summary["test/acc"] = 0.93`` (see RunSummary)."""
         self._sys: SystemMetrics | None = None
+        self._artifacts = ArtifactRecorder(delivery.control.submit, rank)
         self._batcher.start()
         delivery.start()
         if options.system_metrics_interval_s:
@@ -234,6 +236,35 @@ class Run:
             self._delivery.control.wait(ticket, time.monotonic() + timeout)
         return self._report()
 
+    # -- artifacts ---------------------------------------------------------------------
+
+    def log_artifact(self, path_or_uri: str | os.PathLike[str], kind: str = "checkpoint",
+                     step: int | None = None, compute_hash: bool = False,
+                     metadata: Mapping[str, Any] | None = None) -> None:
+        """Record where a checkpoint, model, data set or other file is (never uploaded).
+
+        ``path_or_uri``: a path on shared storage (made absolute) or a URI (``s3://``,
+        ``gs://``, ``file://`` ...; credentials in it are refused with ValueError).
+        ``kind``: ``checkpoint``, ``model``, ``dataset`` or ``other``. ``step``: the
+        training step it belongs to; by default a checkpoint gets the last step logged
+        (none before the first), other kinds none. Never blocks: the file's size and,
+        with ``compute_hash``, its SHA-256 are read by a background thread; the record
+        then goes through the spool like params, so it survives outages and offline
+        mode (``tracker sync``), and is stored once per (run, uri, step).
+        """
+        if step is None and kind == "checkpoint" and self._step >= 0:
+            step = self._step
+        self._record_artifact(path_or_uri, kind, step, compute_hash, metadata)
+
+    def _record_artifact(self, path_or_uri: str | os.PathLike[str], kind: str,
+                         step: int | None, compute_hash: bool,
+                         metadata: Mapping[str, Any] | None) -> None:
+        # ``step`` taken as given (None: no step), for integrations that know better
+        # than the last logged step.
+        if self._closed:
+            raise RuntimeError("run is closed: log_artifact() needs an open run")
+        self._artifacts.log(path_or_uri, kind, step, compute_hash, metadata)
+
     # -- durability --------------------------------------------------------------------
 
     @property
@@ -262,7 +293,7 @@ class Run:
 
     def _report(self) -> DeliveryReport:
         st = self.stats
-        ops = self._delivery.pending_ops
+        ops = self._delivery.pending_ops + self._artifacts.pending
         return DeliveryReport(
             durable=st.points_pending == 0 and st.batches_pending == 0 and ops == 0
             and self._delivery.attached.is_set(),
@@ -277,6 +308,7 @@ class Run:
         deadline = time.monotonic() + timeout
         if not self._closed:
             self._batcher.flush(timeout)
+            self._artifacts.drain(deadline)
         if self.mode == "online":
             self._delivery.wait_delivered(deadline)
         return self._report()
@@ -288,9 +320,12 @@ class Run:
         the spool and is delivered by the next start or ``tracker sync``.
         """
         status_number(status)  # validate before anything is queued
+        deadline = time.monotonic() + timeout
         if self.primary and not self._closed:
+            # Artifacts first: a finished run's record is then complete.
+            self._artifacts.drain(deadline)
             self._delivery.control.submit({"op": "finish", "status": status})
-        return self.close(timeout)
+        return self.close(max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float = 30.0) -> DeliveryReport:
         """Deliver for at most ``timeout`` seconds, then stop the background threads.
@@ -307,6 +342,8 @@ class Run:
             if self._sys is not None:
                 self._sys.stop()
             self._batcher.flush(max(0.0, deadline - time.monotonic()))
+            self._artifacts.drain(deadline)
+            self._artifacts.stop()
             self._batcher.stop(max(0.05, min(1.0, deadline - time.monotonic())))
             if self.mode == "online":
                 self._delivery.wait_delivered(deadline)

@@ -73,6 +73,12 @@ class Settings:
     max_keys_per_batch: int = 10_000
     """Largest key table in one batch."""
 
+    max_artifact_uri_bytes: int = 2048
+    """Longest artifact URI, in UTF-8 bytes (INVALID_ARGUMENT beyond)."""
+
+    max_artifacts_per_call: int = 100
+    """Most artifacts in one LogArtifacts call (INVALID_ARGUMENT beyond)."""
+
     slow_down_ms: int = 200
     """retry_after sent with SlowDown while the budget is exhausted."""
 
@@ -210,6 +216,8 @@ _ENV = {
     "max_batch_points": "TRACKER_MAX_BATCH_POINTS",
     "max_key_bytes": "TRACKER_MAX_KEY_BYTES",
     "max_keys_per_batch": "TRACKER_MAX_KEYS_PER_BATCH",
+    "max_artifact_uri_bytes": "TRACKER_MAX_ARTIFACT_URI_BYTES",
+    "max_artifacts_per_call": "TRACKER_MAX_ARTIFACTS_PER_CALL",
     "slow_down_ms": "TRACKER_SLOW_DOWN_MS",
     "db_pool_size": "TRACKER_DB_POOL_SIZE",
     "db_pool_timeout_ms": "TRACKER_DB_POOL_TIMEOUT_MS",
@@ -322,6 +330,7 @@ def validate(settings: Settings) -> None:
         "db_pool_size", "db_pool_timeout_ms", "db_lock_timeout_ms", "db_statement_timeout_ms",
         "db_idle_in_transaction_timeout_ms", "keepalive_time_ms", "keepalive_timeout_ms",
         "max_streams", "stream_open_timeout_s", "max_keys_per_run",
+        "max_artifact_uri_bytes", "max_artifacts_per_call",
     )
     for name in positive:
         if getattr(settings, name) <= 0:

@@ -20,8 +20,15 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from tracker_proto.v1 import experiments_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc
+from tracker_proto.v1 import (
+    artifacts_pb2_grpc,
+    experiments_pb2_grpc,
+    ingest_pb2_grpc,
+    query_pb2_grpc,
+)
 from tracker_server.config import Settings, is_loopback, listen_addresses, validate_security
+from tracker_server.domain.artifact_service import ArtifactService
+from tracker_server.domain.artifacts import ArtifactLimits
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.ingest import EngineConfig, IngestEngine
 from tracker_server.domain.ingest_service import IngestService
@@ -35,6 +42,7 @@ from tracker_server.domain.user_summaries import UserSummaries
 from tracker_server.http.app import create_app
 from tracker_server.http.context import RateLimits
 from tracker_server.http.serving import HttpServer, start_http
+from tracker_server.storage.artifact_store import PgArtifactStore
 from tracker_server.storage.compactor import Compactor
 from tracker_server.storage.embedded import start_embedded
 from tracker_server.storage.experiment_store import PgExperimentStore
@@ -51,6 +59,7 @@ from tracker_server.storage.session_settings import SessionTimeouts
 from tracker_server.storage.summary_repair import SummaryRepair
 from tracker_server.storage.user_summary_store import PgUserSummaryStore
 from tracker_server.telemetry import Telemetry, setup_telemetry
+from tracker_server.transport.artifacts_servicer import ArtifactServicer
 from tracker_server.transport.auth import Authenticator, KeyCache
 from tracker_server.transport.call_steps import standard_steps
 from tracker_server.transport.experiments_servicer import ExperimentServicer
@@ -65,6 +74,7 @@ SERVICE_NAMES = (
     "tracker.v1.IngestService",
     "tracker.v1.ExperimentService",
     "tracker.v1.MetricsQueryService",
+    "tracker.v1.ArtifactService",
 )
 
 
@@ -77,6 +87,7 @@ class Services:
     query: QueryService
     ingest: IngestService
     summaries: UserSummaries
+    artifacts: ArtifactService
 
 
 def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Settings,
@@ -90,6 +101,7 @@ def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Se
         query=QueryService(reader, runs, SeriesQuery(reader), goals=summaries),
         ingest=IngestService(engine, limits(settings), key_limit),
         summaries=UserSummaries(summaries),
+        artifacts=ArtifactService(PgArtifactStore(pool), artifact_limits(settings)),
     )
 
 
@@ -193,6 +205,12 @@ def limits(settings: Settings) -> Limits:
         max_key_bytes=settings.max_key_bytes,
         max_keys_per_batch=settings.max_keys_per_batch,
     )
+
+
+def artifact_limits(settings: Settings) -> ArtifactLimits:
+    """Artifact record bounds from settings."""
+    return ArtifactLimits(max_uri_bytes=settings.max_artifact_uri_bytes,
+                          max_per_call=settings.max_artifacts_per_call)
 
 
 async def auth_required(settings: Settings, keys: KeyStore) -> bool:
@@ -314,6 +332,9 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     )
     query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(
         MetricsQueryServicer(services.query), server
+    )
+    artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(
+        ArtifactServicer(services.artifacts), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from tracker_server.domain.access import Role
+from tracker_server.domain.artifacts import Artifact
 from tracker_server.domain.errors import check_all_found
 from tracker_server.domain.runs import Experiment, Run
 from tracker_server.domain.summaries import MetricSummary
@@ -76,6 +77,8 @@ class InMemoryDatabase:
     user_summary: dict[uuid.UUID, dict[str, float]] = field(default_factory=dict)
     metric_goals: dict[uuid.UUID, dict[str, str]] = field(default_factory=dict)
     api_keys: dict[str, StoredKey] = field(default_factory=dict)
+    artifacts: dict[uuid.UUID, dict[tuple[int, str], Artifact]] = field(default_factory=dict)
+    """Artifact records per run by (step key, uri), the primary key's order."""
     ticks: int = 0
 
     def reset(self) -> None:

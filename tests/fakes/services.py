@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tests.fakes.artifact_store import FakeArtifactStore
 from tests.fakes.experiment_store import FakeExperimentStore
 from tests.fakes.memory import InMemoryDatabase
 from tests.fakes.metric_reader import FakeMetricReader
 from tests.fakes.run_search import FakeRunSearch
 from tests.fakes.run_store import FakeRunStore
 from tests.fakes.user_summary_store import FakeUserSummaryStore
+from tracker_server.domain.artifact_service import ArtifactService
 from tracker_server.domain.experiment_service import ExperimentService
 from tracker_server.domain.query_service import QueryService
 from tracker_server.domain.run_service import RunService
@@ -35,3 +37,5 @@ class FakeServices:
         self.query = QueryService(self.reader, self.run_store, SeriesQuery(self.reader),
                                   goals=self.summary_store)
         self.summaries = UserSummaries(self.summary_store)
+        self.artifact_store = FakeArtifactStore(self.db)
+        self.artifacts = ArtifactService(self.artifact_store)

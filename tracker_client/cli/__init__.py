@@ -19,6 +19,7 @@ import grpc
 
 import tracker_client
 from tracker_client.cli import (
+    artifacts,
     best,
     compare,
     completion,
@@ -33,7 +34,7 @@ from tracker_client.cli import (
 from tracker_client.cli._common import Client, CliError, add_global_options
 
 COMMANDS: list[ModuleType] = [experiments, runs, best, compare, metrics, plot, sync, slurm, imports,
-                              completion]
+                              completion, artifacts]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from tracker_client import _enums
+from tracker_client._artifact_types import Artifact, list_request, nearest
 from tracker_client.cli._common import (
     RUN_STATUS,
     Client,
@@ -14,6 +15,7 @@ from tracker_client.cli._common import (
     print_table,
     to_dict,
 )
+from tracker_proto.v1 import artifacts_pb2_grpc
 from tracker_proto.v1 import query_pb2 as q
 
 _ON = _enums.SUMMARY_FIELD
@@ -32,6 +34,8 @@ def register(sub: Any) -> None:
                         help="summary value to rank by (default: last)")
     parser.add_argument("--limit", type=int, default=10, help="how many runs")
     parser.add_argument("--filter", default="", help="restrict candidates (filter language)")
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="also show each run's checkpoint nearest its best step")
     parser.set_defaults(func=run, maximize=None)
 
 
@@ -47,12 +51,30 @@ def run(args: argparse.Namespace, client: Client) -> int:
         filter=args.filter,
     )
     ranked = client.call(client.query.GetBestRuns, req).runs
+    checkpoints = ([_checkpoint(client, r.run_id, r.step) for r in ranked]
+                   if args.checkpoint else [])
     if args.json:
-        print_json([to_dict(r) for r in ranked])
+        entries = [to_dict(r) for r in ranked]
+        for entry, ckpt in zip(entries, checkpoints, strict=False):
+            entry["checkpoint"] = ckpt.row() if ckpt is not None else None
+        print_json(entries)
         return 0
-    print_table(
-        ["#", "RUN", "NAME", "STATUS", f"{args.metric} ({args.on})", "STEP"],
-        [[i + 1, r.run_id, r.run_name, RUN_STATUS.get(r.status, "?"), r.value, r.step]
-         for i, r in enumerate(ranked)],
-    )
+    headers = ["#", "RUN", "NAME", "STATUS", f"{args.metric} ({args.on})", "STEP"]
+    table: list[list[Any]] = [
+        [i + 1, r.run_id, r.run_name, RUN_STATUS.get(r.status, "?"), r.value, r.step]
+        for i, r in enumerate(ranked)]
+    if args.checkpoint:
+        headers += ["CKPT STEP", "CHECKPOINT"]
+        for line, ckpt in zip(table, checkpoints, strict=True):
+            line += ["-", "-"] if ckpt is None else [ckpt.step, ckpt.uri]
+    print_table(headers, table)
     return 0
+
+
+def _checkpoint(client: Client, run_id: str, step: int) -> Artifact | None:
+    """The run's checkpoint nearest ``step``."""
+    stub = artifacts_pb2_grpc.ArtifactServiceStub(client.channel)
+    found = client.paginate(stub.ListArtifacts,
+                            list_request(run_id, "checkpoint", None, None, 1000),
+                            lambda p: p.artifacts, 10**9)
+    return nearest([Artifact.from_proto(a) for a in found], step)

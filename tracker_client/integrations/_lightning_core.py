@@ -77,6 +77,8 @@ class TrackerLoggerCore:
         resume: bool = False,
         all_ranks: bool = True,
         prefix: str = "",
+        log_checkpoints: bool = True,
+        hash_checkpoints: bool = False,
         **init_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -87,6 +89,8 @@ class TrackerLoggerCore:
         self._resume = resume
         self._all_ranks = all_ranks
         self._prefix = prefix
+        self._log_checkpoints = log_checkpoints
+        self._hash_checkpoints = hash_checkpoints
         self._init_kwargs = init_kwargs
         self._run: tracker_client.Run | None = None
         self._run_pid = 0
@@ -176,9 +180,14 @@ class TrackerLoggerCore:
         self._run = None
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        """Tag the run with the best and last checkpoint paths (rank 0)."""
+        """Record the checkpoint just saved as an artifact at the step it was saved
+        (with ``log_checkpoints``), and tag the run with the best and last checkpoint
+        paths (rank 0: Lightning calls this on the global-zero rank only)."""
         if self._global_rank() != 0:
             return
+        run = self._attach()
+        if self._log_checkpoints:
+            self._record_checkpoint(run, checkpoint_callback)
         tags = {}
         for attr, tag in (("best_model_path", "checkpoint.best"),
                           ("last_model_path", "checkpoint.last")):
@@ -186,7 +195,35 @@ class TrackerLoggerCore:
             if path:
                 tags[tag] = str(path)
         if tags:
-            self._attach().set_tags(tags)
+            run.set_tags(tags)
+
+    def _record_checkpoint(self, run: tracker_client.Run, callback: Any) -> None:
+        # ModelCheckpoint._save_checkpoint sets these two just before calling the
+        # loggers; without them (another checkpoint callback) the last path is recorded
+        # without a step.
+        path = getattr(callback, "_last_checkpoint_saved", "") or getattr(
+            callback, "last_model_path", "")
+        if not path:
+            return
+        saved_at = getattr(callback, "_last_global_step_saved", None)
+        step = int(saved_at) if isinstance(saved_at, int) else None
+        metadata = {"source": "lightning"}
+        monitor = getattr(callback, "monitor", None)
+        score = numeric(getattr(callback, "current_score", None))
+        if monitor:
+            metadata["monitor"] = str(monitor)
+        if score is not None:
+            metadata["score"] = repr(score)
+        if path == getattr(callback, "last_model_path", None):
+            # save_last rewrites one file (last.ckpt) at every save: one record without a
+            # step, replaced each time, keeps "the checkpoint of step N" records true.
+            metadata["last"] = "true"
+            if step is not None:
+                metadata["step"] = str(step)
+            step = None
+        # The step as Lightning saved it, None included (log_artifact would default a
+        # missing one to the last step logged).
+        run._record_artifact(str(path), "checkpoint", step, self._hash_checkpoints, metadata)
 
     def __getstate__(self) -> dict[str, Any]:
         # ddp_spawn pickles the logger into each rank: the key travels, the Run does not.

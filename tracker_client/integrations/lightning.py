@@ -37,8 +37,11 @@ class TrackerLogger(TrackerLoggerCore, Logger):
     Arguments: ``experiment`` (default ``$TRACKER_EXPERIMENT``), ``name`` (run name),
     ``run_key`` (default: shared by the job's ranks), ``tags``, ``resume`` (start a new
     attempt of the run, for a job resumed from a checkpoint), ``all_ranks`` (False: only
-    rank 0 logs metrics), ``prefix`` (prepended to metric keys); other keyword arguments
-    go to :func:`tracker_client.init` (``server``, ``api_key``, ``options``, ...).
+    rank 0 logs metrics), ``prefix`` (prepended to metric keys), ``log_checkpoints``
+    (record every checkpoint Lightning saves as an artifact at its step; default True),
+    ``hash_checkpoints`` (with their SHA-256, computed off the training thread); other
+    keyword arguments go to :func:`tracker_client.init` (``server``, ``api_key``,
+    ``options``, ...).
     """
 
     _global_rank = staticmethod(_global_rank)

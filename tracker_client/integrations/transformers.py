@@ -8,7 +8,8 @@
 
 At train begin the run gets the ``TrainingArguments`` as params and the model config as
 ``model.*`` params; every ``on_log`` and ``on_evaluate`` logs the numeric values at
-``state.global_step``; train end finishes the run. An exception out of ``train()``
+``state.global_step``; every ``on_save`` records the checkpoint folder as an artifact;
+train end finishes the run. An exception out of ``train()``
 marks it failed (``killed`` for Ctrl-C). Like the Trainer's own integrations, only the
 world's process zero logs. See docs/client.md, "Hugging Face Transformers".
 """
@@ -16,6 +17,7 @@ world's process zero logs. See docs/client.md, "Hugging Face Transformers".
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Mapping
 from types import FrameType
@@ -23,6 +25,7 @@ from typing import Any
 
 try:
     from transformers import Trainer, TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("tracker_client.integrations.transformers needs transformers: "
                       "pip install 'tracker[transformers]'") from exc
@@ -40,13 +43,16 @@ class TrackerCallback(TrainerCallback):
     Arguments: ``experiment`` (default ``$TRACKER_EXPERIMENT``), ``name`` (default: the
     arguments' ``run_name``), ``run_key`` (default: the job's, as ``init()``; without one
     each ``train()`` starts a new run), ``tags``, ``resume``, ``model_config`` (False:
-    leave the model config out of the params); other keyword arguments go to
-    :func:`tracker_client.init`.
+    leave the model config out of the params), ``log_checkpoints`` (record each
+    ``checkpoint-<step>`` folder the Trainer saves as an artifact; default True),
+    ``hash_checkpoints`` (with a SHA-256 over its files, computed off the training
+    thread); other keyword arguments go to :func:`tracker_client.init`.
     """
 
     def __init__(self, experiment: str | None = None, name: str | None = None,
                  run_key: str | None = None, tags: Mapping[str, str] | None = None,
                  resume: bool = False, model_config: bool = True,
+                 log_checkpoints: bool = True, hash_checkpoints: bool = False,
                  **init_kwargs: Any) -> None:
         self._experiment = experiment
         self._name = name
@@ -54,6 +60,8 @@ class TrackerCallback(TrainerCallback):
         self._tags = dict(tags or {})
         self._resume = resume
         self._model_config = model_config
+        self._log_checkpoints = log_checkpoints
+        self._hash_checkpoints = hash_checkpoints
         self._init_kwargs = init_kwargs
         self._run: tracker_client.Run | None = None
         self._last: dict[str, tuple[int, float]] = {}
@@ -99,6 +107,21 @@ class TrackerCallback(TrainerCallback):
                     metrics: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """Log the evaluation metrics at the global step."""
         self._log(state, metrics)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Record the checkpoint folder just saved (``<output_dir>/checkpoint-<step>``,
+        the Trainer's naming) as an artifact at the global step."""
+        run = self._run
+        if run is None or not self._log_checkpoints:
+            return
+        step = int(state.global_step)
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        metadata = {"source": "transformers"}
+        best = getattr(state, "best_model_checkpoint", None)
+        if best:
+            metadata["best"] = str(os.path.abspath(best) == os.path.abspath(folder)).lower()
+        run.log_artifact(folder, kind="checkpoint", step=step,
+                         compute_hash=self._hash_checkpoints, metadata=metadata)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Finish the run."""

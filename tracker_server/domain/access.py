@@ -52,6 +52,7 @@ class Role(enum.IntEnum):
 _EXPERIMENTS = "/tracker.v1.ExperimentService/"
 _INGEST = "/tracker.v1.IngestService/"
 _QUERY = "/tracker.v1.MetricsQueryService/"
+_ARTIFACTS = "/tracker.v1.ArtifactService/"
 _HEALTH = "/grpc.health.v1.Health/"
 
 METHOD_ROLES: Mapping[str, Role | None] = MappingProxyType({
@@ -75,6 +76,10 @@ METHOD_ROLES: Mapping[str, Role | None] = MappingProxyType({
     _QUERY + "GetLatestMetrics": Role.VIEWER,
     _QUERY + "GetBestRuns": Role.VIEWER,
     _QUERY + "CompareRuns": Role.VIEWER,
+    _ARTIFACTS + "LogArtifacts": Role.OPERATOR,
+    _ARTIFACTS + "ListArtifacts": Role.VIEWER,
+    # A verification outcome changes what everyone sees on the run page.
+    _ARTIFACTS + "RecordVerification": Role.OPERATOR,
     # Load-balancer and Kubernetes probes carry no key.
     _HEALTH + "Check": None,
     _HEALTH + "List": None,

@@ -17,6 +17,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tracker_server.domain.api_keys import KeyRecord
+from tracker_server.domain.artifacts import (
+    Artifact,
+    ArtifactFilter,
+    NewArtifact,
+    Verification,
+)
 from tracker_server.domain.paging import KeysetPage
 from tracker_server.domain.run_filter import Node, OrderKey
 from tracker_server.domain.runs import Experiment, ExperimentStatus, NewRun, Run, RunStatus
@@ -219,4 +225,28 @@ class KeyStore(KeyLookup, Protocol):
 
     async def active_count(self) -> int:
         """Keys not revoked."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Artifact records of runs (references to files, never the files)."""
+
+    async def log_artifacts(self, run_id: uuid.UUID, artifacts: list[NewArtifact]) -> int:
+        """Upsert on (run, uri, step), all or nothing; NOT_FOUND for an unknown run.
+        A record whose size or hash changed loses its verification. Returns how many
+        (uri, step) pairs were new."""
+        ...
+
+    async def list_artifacts(
+        self, run_id: uuid.UUID, where: ArtifactFilter, limit: int, after: list[Any] | None
+    ) -> KeysetPage[Artifact]:
+        """By (step, no step first; then uri), strictly after the position ``after``
+        (the previous page's last [step key, uri]); NOT_FOUND for an unknown run."""
+        ...
+
+    async def record_verification(
+        self, run_id: uuid.UUID, results: list[Verification]
+    ) -> None:
+        """Store outcomes, all or nothing; NOT_FOUND naming the first (uri, step) the
+        run has no record of."""
         ...

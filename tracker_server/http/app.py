@@ -23,7 +23,7 @@ from tracker_server.http import docs_page, errors, schemas
 from tracker_server.http.context import DEFAULT_DIST, HttpContext, HttpOptions, RateLimits
 from tracker_server.http.encoding import ENCODING_DOC, JsonResponse
 from tracker_server.http.middleware import FrontDoor
-from tracker_server.http.routes import experiments, health, metrics, runs, session
+from tracker_server.http.routes import artifacts, experiments, health, metrics, runs, session
 from tracker_server.http.security import cors_options
 from tracker_server.http.sessions import SessionCodec
 from tracker_server.http.static import DashboardFiles
@@ -34,7 +34,8 @@ from tracker_server.transport.auth import Authenticator
 if TYPE_CHECKING:
     from tracker_server.server import Services
 
-ROUTERS = (experiments.router, runs.router, metrics.router, session.router, health.router)
+ROUTERS = (experiments.router, runs.router, metrics.router, artifacts.router, session.router,
+           health.router)
 """Every router of the app (each carries its full path prefix)."""
 
 DESCRIPTION = ("REST API of tracker: experiments, runs and metrics, the same operations "

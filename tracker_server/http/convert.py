@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tracker_server.domain.artifacts import Artifact, ArtifactKind
 from tracker_server.domain.errors import invalid
 from tracker_server.domain.points import RawColumns
 from tracker_server.domain.query_service import KeySeries
@@ -183,3 +184,27 @@ def _rows(points: list[schemas.PointIn]) -> RawColumns:
         wall_ns=int_column([p.wall_time_ns if p.wall_time_ns is not None else now
                             for p in points], "points.wall_time_ns"),
     )
+
+
+def artifact(a: Artifact) -> dict[str, Any]:
+    """An artifact record."""
+    return {
+        "run_id": str(a.run_id),
+        "uri": a.uri,
+        "kind": a.kind.name.lower(),
+        "step": enc_int(a.step),
+        "size_bytes": enc_int(a.size_bytes),
+        "sha256": a.sha256,
+        "metadata": a.metadata,
+        "rank": a.rank,
+        "created_at": a.created_at,
+        "verify_state": a.verify_state.name.lower(),
+        "verify_detail": a.verify_detail,
+        "verified_at": a.verified_at,
+    }
+
+
+def artifact_kind(name: str) -> int:
+    """``checkpoint`` / ``model`` / ``dataset`` / ``other`` -> the kind number (names
+    pre-validated by the schema)."""
+    return int(ArtifactKind[name.upper()])

@@ -20,6 +20,7 @@ API_PREFIX = "/api/v1"
 _EXP = "/tracker.v1.ExperimentService/"
 _INGEST = "/tracker.v1.IngestService/"
 _QUERY = "/tracker.v1.MetricsQueryService/"
+_ARTIFACTS = "/tracker.v1.ArtifactService/"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ ROUTE_RPCS: Mapping[tuple[str, str], Rpc] = MappingProxyType({
         _QUERY + "GetMetricSeries", {"run_ids": "run_id", "keys": "key", "start_step": "start",
                                      "end_step": "end", "downsampling": "method",
                                      "aggregation": "aggregate"}),
+    ("GET", f"{_P}/runs/{{run_id}}/artifacts"): Rpc(_ARTIFACTS + "ListArtifacts",
+                                                    {"kinds": "kind"}),
+    ("POST", f"{_P}/runs/{{run_id}}/artifacts"): Rpc(_ARTIFACTS + "LogArtifacts"),
     ("GET", f"{_P}/compare"): Rpc(_QUERY + "CompareRuns", {"run_ids": "run_id"}),
     ("POST", f"{_P}/session"): SESSION,
     ("GET", f"{_P}/session"): SESSION,

@@ -345,3 +345,61 @@ class Problem(BaseModel):
     code: str
     request_id: str | None = None
     errors: list[ProblemField] | None = None
+
+
+ArtifactKindName = Literal["checkpoint", "model", "dataset", "other"]
+VerifyStateName = Literal["unverified", "ok", "missing", "size_mismatch", "hash_mismatch",
+                          "unchecked"]
+
+
+class Artifact(BaseModel):
+    """A recorded artifact: a reference to a file on shared storage, never the file."""
+
+    run_id: str
+    uri: str
+    kind: ArtifactKindName
+    step: WireInt | None
+    size_bytes: WireInt | None
+    sha256: str
+    metadata: dict[str, str]
+    rank: int
+    created_at: datetime
+    verify_state: VerifyStateName
+    verify_detail: str
+    verified_at: datetime | None
+
+
+class ArtifactList(BaseModel):
+    """A page of a run's artifacts, by step (none first), then uri."""
+
+    artifacts: list[Artifact]
+    next_page_token: str
+
+
+class ArtifactIn(BaseModel):
+    """One artifact to record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(description="absolute path on shared storage or a URI, no credentials")
+    kind: ArtifactKindName = "checkpoint"
+    step: Int64In | None = None
+    size_bytes: Int64In | None = None
+    sha256: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    rank: Int32In = 0
+    created_at: datetime | None = None
+
+
+class ArtifactsIn(BaseModel):
+    """Artifacts to record, idempotently on (run, uri, step)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifacts: list[ArtifactIn]
+
+
+class ArtifactsLogged(BaseModel):
+    """How many of the artifacts were new."""
+
+    created: int

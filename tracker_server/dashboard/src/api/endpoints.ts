@@ -97,6 +97,21 @@ export async function listMetricKeys(runId: string, signal?: AbortSignal): Promi
   }));
 }
 
+/** Every artifact of a run (all pages), by step (none first), then uri. */
+export async function listArtifacts(runId: string, signal?: AbortSignal): Promise<m.Artifact[]> {
+  const out: m.Artifact[] = [];
+  let token = '';
+  do {
+    const d = await request<wire.ArtifactList>('GET', `/runs/${enc(runId)}/artifacts`, {
+      query: { page_size: 1000, page_token: token || undefined },
+      signal,
+    });
+    out.push(...(d.artifacts ?? []).map(m.toArtifact));
+    token = d.next_page_token ?? '';
+  } while (token);
+  return out;
+}
+
 export interface SeriesParams {
   /** First step, inclusive (exact decimal text). */
   start?: string;

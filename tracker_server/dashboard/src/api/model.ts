@@ -93,6 +93,24 @@ export interface Series {
   lastStep: string | null;
 }
 
+/** A recorded artifact: a reference to a file on shared storage (never the file). */
+export interface Artifact {
+  runId: string;
+  uri: string;
+  kind: wire.Artifact['kind'];
+  /** Exact decimal text of the step, null for an artifact without one. */
+  step: string | null;
+  /** Size when written (rounded beyond 2^53), null when unknown. */
+  sizeBytes: number | null;
+  sha256: string;
+  metadata: Record<string, string>;
+  rank: number;
+  createdAt: string;
+  verifyState: wire.Artifact['verify_state'];
+  verifyDetail: string;
+  verifiedAt: string | null;
+}
+
 export interface BestRun {
   runId: string;
   runName: string;
@@ -188,5 +206,22 @@ export function toComparison(c: wire.Comparison): Comparison {
       key: m.key,
       summaries: m.summaries.map((s) => (s ? toSummary(s) : null)),
     })),
+  };
+}
+
+export function toArtifact(a: wire.Artifact): Artifact {
+  return {
+    runId: a.run_id,
+    uri: a.uri,
+    kind: a.kind,
+    step: a.step === null || a.step === undefined ? null : int64Text(a.step),
+    sizeBytes: a.size_bytes === null || a.size_bytes === undefined ? null : parseInt64(a.size_bytes),
+    sha256: a.sha256,
+    metadata: a.metadata ?? {},
+    rank: a.rank,
+    createdAt: a.created_at,
+    verifyState: a.verify_state,
+    verifyDetail: a.verify_detail,
+    verifiedAt: a.verified_at ?? null,
   };
 }

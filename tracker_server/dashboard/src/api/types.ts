@@ -6,6 +6,8 @@
 import type * as gen from './generated';
 
 export type {
+  Artifact,
+  ArtifactList,
   Comparison,
   Experiment,
   ExperimentCreate,

@@ -2,15 +2,18 @@
 // with a chart of every metric, live while the run is running.
 import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import {
+  type Artifact,
   finishRun,
   getExperiment,
   getRun,
   isAbort,
+  listArtifacts,
   listMetricKeys,
   type MetricKey,
   type Run,
   type RunStatus,
 } from '../api';
+import { ArtifactsTable } from '../components/ArtifactsTable';
 import { ErrorBox, KeyValueTable, Loading, sortedEntries, StatusBadge } from '../components/common';
 import { MetricChart } from '../components/MetricChart';
 import { RunMetadataView } from '../components/RunMetadata';
@@ -23,8 +26,13 @@ import { canWrite, useSession } from '../session';
 
 const RUN_POLL_MS = 2000;
 const KEYS_POLL_MS = 5000;
+const ARTIFACTS_POLL_MS = 5000;
 
 function sameRun(a: Run, b: Run): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function sameArtifacts(a: Artifact[], b: Artifact[]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
@@ -139,6 +147,20 @@ export function RunPage({ runId }: { runId: string }) {
     }
   });
 
+  const artifactsLoad = useFetch((signal) => listArtifacts(runId, signal), [runId]);
+  const [artifacts, setArtifacts] = useState<Artifact[] | null>(null);
+  useEffect(() => {
+    if (artifactsLoad.data) setArtifacts(artifactsLoad.data);
+  }, [artifactsLoad.data]);
+  usePolling(live, ARTIFACTS_POLL_MS, async (signal) => {
+    try {
+      const fresh = await listArtifacts(runId, signal);
+      setArtifacts((old) => (old && sameArtifacts(old, fresh) ? old : fresh));
+    } catch (err) {
+      if (!isAbort(err)) throw err;
+    }
+  });
+
   // Handlers read the view through a ref so the charts get stable callbacks.
   const viewRef = useRef(view);
   viewRef.current = view;
@@ -202,6 +224,11 @@ export function RunPage({ runId }: { runId: string }) {
               <RunMetadataView metadata={run.metadata} />
             </section>
           </div>
+          <section className="panel artifacts" data-testid="artifacts">
+            <h2>Artifacts{artifacts ? ` (${artifacts.length})` : ''}</h2>
+            <ErrorBox error={artifactsLoad.error} onRetry={artifactsLoad.reload} />
+            {artifacts ? <ArtifactsTable artifacts={artifacts} /> : artifactsLoad.loading ? <Loading what="Loading artifacts" /> : null}
+          </section>
         </>
       ) : loaded.loading ? (
         <Loading />

@@ -5,6 +5,150 @@ export type ClientOptions = {
 };
 
 /**
+ * Artifact
+ *
+ * A recorded artifact: a reference to a file on shared storage, never the file.
+ */
+export type Artifact = {
+    /**
+     * Run Id
+     */
+    run_id: string;
+    /**
+     * Uri
+     */
+    uri: string;
+    /**
+     * Kind
+     */
+    kind: 'checkpoint' | 'model' | 'dataset' | 'other';
+    /**
+     * Step
+     */
+    step: number | string | null;
+    /**
+     * Size Bytes
+     */
+    size_bytes: number | string | null;
+    /**
+     * Sha256
+     */
+    sha256: string;
+    /**
+     * Metadata
+     */
+    metadata: {
+        [key: string]: string;
+    };
+    /**
+     * Rank
+     */
+    rank: number;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Verify State
+     */
+    verify_state: 'unverified' | 'ok' | 'missing' | 'size_mismatch' | 'hash_mismatch' | 'unchecked';
+    /**
+     * Verify Detail
+     */
+    verify_detail: string;
+    /**
+     * Verified At
+     */
+    verified_at: string | null;
+};
+
+/**
+ * ArtifactIn
+ *
+ * One artifact to record.
+ */
+export type ArtifactIn = {
+    /**
+     * Uri
+     *
+     * absolute path on shared storage or a URI, no credentials
+     */
+    uri: string;
+    /**
+     * Kind
+     */
+    kind?: 'checkpoint' | 'model' | 'dataset' | 'other';
+    /**
+     * Step
+     */
+    step?: number | string | null;
+    /**
+     * Size Bytes
+     */
+    size_bytes?: number | string | null;
+    /**
+     * Sha256
+     */
+    sha256?: string;
+    /**
+     * Metadata
+     */
+    metadata?: {
+        [key: string]: string;
+    };
+    /**
+     * Rank
+     *
+     * int64: a JSON number when |v| <= 2^53, else a decimal string
+     */
+    rank?: number | string;
+    /**
+     * Created At
+     */
+    created_at?: string | null;
+};
+
+/**
+ * ArtifactList
+ *
+ * A page of a run's artifacts, by step (none first), then uri.
+ */
+export type ArtifactList = {
+    /**
+     * Artifacts
+     */
+    artifacts: Array<Artifact>;
+    /**
+     * Next Page Token
+     */
+    next_page_token: string;
+};
+
+/**
+ * ArtifactsIn
+ *
+ * Artifacts to record, idempotently on (run, uri, step).
+ */
+export type ArtifactsIn = {
+    /**
+     * Artifacts
+     */
+    artifacts: Array<ArtifactIn>;
+};
+
+/**
+ * ArtifactsLogged
+ *
+ * How many of the artifacts were new.
+ */
+export type ArtifactsLogged = {
+    /**
+     * Created
+     */
+    created: number;
+};
+
+/**
  * BestRuns
  *
  * The best runs, best first.
@@ -1414,6 +1558,101 @@ export type GetSeriesResponses = {
 };
 
 export type GetSeriesResponse = GetSeriesResponses[keyof GetSeriesResponses];
+
+export type ListArtifactsData = {
+    body?: never;
+    path: {
+        /**
+         * Run Id
+         */
+        run_id: string;
+    };
+    query?: {
+        /**
+         * Kind
+         *
+         * repeatable; default every kind
+         */
+        kind?: Array<'checkpoint' | 'model' | 'dataset' | 'other'> | null;
+        /**
+         * Min Step
+         *
+         * only steps >= this
+         */
+        min_step?: number | null;
+        /**
+         * Max Step
+         *
+         * only steps <= this
+         */
+        max_step?: number | null;
+        /**
+         * Page Size
+         */
+        page_size?: number;
+        /**
+         * Page Token
+         */
+        page_token?: string;
+    };
+    url: '/api/v1/runs/{run_id}/artifacts';
+};
+
+export type ListArtifactsErrors = {
+    /**
+     * a client error, as application/problem+json
+     */
+    '4XX': Problem;
+    /**
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
+     */
+    '5XX': Problem;
+};
+
+export type ListArtifactsError = ListArtifactsErrors[keyof ListArtifactsErrors];
+
+export type ListArtifactsResponses = {
+    /**
+     * Successful Response
+     */
+    200: ArtifactList;
+};
+
+export type ListArtifactsResponse = ListArtifactsResponses[keyof ListArtifactsResponses];
+
+export type LogArtifactsData = {
+    body: ArtifactsIn;
+    path: {
+        /**
+         * Run Id
+         */
+        run_id: string;
+    };
+    query?: never;
+    url: '/api/v1/runs/{run_id}/artifacts';
+};
+
+export type LogArtifactsErrors = {
+    /**
+     * a client error, as application/problem+json
+     */
+    '4XX': Problem;
+    /**
+     * 503: retry after Retry-After seconds; 504: a deadline ran out
+     */
+    '5XX': Problem;
+};
+
+export type LogArtifactsError = LogArtifactsErrors[keyof LogArtifactsErrors];
+
+export type LogArtifactsResponses = {
+    /**
+     * Successful Response
+     */
+    200: ArtifactsLogged;
+};
+
+export type LogArtifactsResponse = LogArtifactsResponses[keyof LogArtifactsResponses];
 
 export type LogoutData = {
     body?: never;
