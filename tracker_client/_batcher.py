@@ -157,11 +157,9 @@ class Batcher:
         if not points:
             return
         seq = self._spool.append(payload, points)
-        if seq is None:  # counted in spool.counters.dropped_points
-            if self._spool.counters.dropped_batches == 1:
-                log.warning("tracker_client: spool %s is full (%d bytes); policy %s drops "
-                            "points (see run.stats)", self._spool.path, self._spool.max_bytes,
-                            self._spool.policy)
+        if seq is None:  # full spool or full disk: counted in spool.counters.dropped_points
+            if self._spool.write_error:
+                self._stats.last_error = f"spool write failed: {self._spool.write_error}"
             return
         self._stats.points_spooled += points
         self._on_batch()
