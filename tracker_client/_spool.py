@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Literal
 
 from tracker_client._meta import SpoolMeta, read_meta, write_meta
+from tracker_client._tail import TAIL_FILE, Tail, create_tail, recover_tail
 
 try:  # POSIX only; elsewhere a spool is simply not protected against a second owner
     import fcntl
@@ -215,9 +216,15 @@ class Spool:
         cache_bytes: int = 64 << 20,
         fsync: bool = False,
         io: DiskIO = DISK,
+        tail_bytes: int = 0,
+        max_batch_points: int = 100_000,
     ) -> None:
         """Open (creating or recovering) the spool in ``path``; raise SpoolLocked when
-        a live process owns it. ``io`` is where writes go (a fake in tests)."""
+        a live process owns it. ``io`` is where writes go (a fake in tests).
+
+        A ``tail.bin`` left by a dead owner is recovered into batches (exactly once,
+        see ``_tail``); ``tail_bytes`` > 0 then makes a fresh tail for this owner's
+        ``log()`` calls (:attr:`tail`)."""
         if policy not in FULL_POLICIES:
             raise ValueError(f"spool policy must be one of {', '.join(FULL_POLICIES)}, "
                              f"got {policy!r}")
@@ -248,6 +255,9 @@ class Spool:
         self._write_fd: int | None = None
         self._closed = False
         self._recover()
+        self.tail_recovered_points = recover_tail(self, self.append, max_batch_points)
+        """Points a dead owner had logged but not spooled, spooled now from its tail."""
+        self.tail: Tail | None = create_tail(path, tail_bytes, 0) if tail_bytes > 0 else None
 
     # -- opening -----------------------------------------------------------------------
 
@@ -611,6 +621,13 @@ class Spool:
                 if seg.read_fd is not None:
                     os.close(seg.read_fd)
                     seg.read_fd = None
+            tail = self.tail
+            if tail is not None:
+                tail.close()
+                if tail.persistent and tail.covered >= tail.write_pos:
+                    # Everything in it is spooled: give its disk back.
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.path / TAIL_FILE).unlink()
             os.close(self._lock_fd)
 
     def destroy(self) -> None:
@@ -629,9 +646,13 @@ class SpoolOptions:
     cache_bytes: int = 64 << 20
     fsync: bool = False
     io: DiskIO = DISK
+    tail_bytes: int = 32 << 20
+    max_batch_points: int = 100_000
 
-    def open(self, path: Path) -> Spool:
-        """Open the spool in ``path`` with these options."""
+    def open(self, path: Path, *, tail: bool = False) -> Spool:
+        """Open the spool in ``path`` with these options; ``tail``: for a live writer
+        (its log() calls go to a fresh tail), not for delivering an orphan."""
         return Spool(path, max_bytes=self.max_bytes, policy=self.policy,
                      segment_bytes=self.segment_bytes, cache_bytes=self.cache_bytes,
-                     fsync=self.fsync, io=self.io)
+                     fsync=self.fsync, io=self.io, tail_bytes=self.tail_bytes if tail else 0,
+                     max_batch_points=self.max_batch_points)
