@@ -194,7 +194,8 @@ def test_a_sigkilled_process_loses_nothing_it_logged(tmp_path: Path) -> None:
 
 def test_values_round_trip_bit_for_bit(tmp_path: Path) -> None:
     tail = create_tail(tmp_path, 64 << 10, 0)
-    odd = (float("nan"), -0.0, float("inf"), 5e-324, struct.unpack("<d", b"\x01\0\0\0\0\0\xf8\x7f")[0])
+    nan_payload = struct.unpack("<d", b"\x01\0\0\0\0\0\xf8\x7f")[0]
+    odd = (float("nan"), -0.0, float("inf"), 5e-324, nan_payload)
     tail.log_scalars(tuple("abcde"), odd, 2**62, -1)
     ((_kind, (keys, values, step, wall), _end),) = list(tail.read())
     assert keys == tuple("abcde") and step == 2**62 and wall == -1
