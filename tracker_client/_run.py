@@ -46,7 +46,7 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     # Reconnect quickly after a server restart: the stream's own back-off paces retries.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
     # With a DNS name that resolves to several replicas (a Kubernetes headless Service,
     # "dns:///tracker-headless...:50051"), spread streams over all of them.
     ("grpc.lb_policy_name", "round_robin"),
