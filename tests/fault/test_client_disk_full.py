@@ -68,7 +68,7 @@ def test_spool_disk_full_while_the_server_is_down(database_url: str, tmp_path: P
         srv = ServerProc(database_url, tmp_path / "server.log")
         srv.start()
         writers = start_writers(srv.address, "disk-full", 3, spool_root,
-                                spool_segment_bytes=64 << 10)
+                                spool_segment_bytes=64 << 10, spool_tail_bytes=128 << 10)
         with closing_all(srv):
             wait_until(lambda: all(w.acked > 0 for w in writers), 30, "first acks")
             srv.kill()
