@@ -3,7 +3,11 @@
 A batch is cut when it holds ``batch_points`` points or ``flush_interval_s`` after its
 first point, whichever comes first. Each cut batch is appended to the spool (which
 assigns its seq) and the sender is woken. The training thread never waits for any of
-this; it only appends to :attr:`Batcher.records` and sometimes sets an Event.
+this: it writes its record into the spool's memory-mapped tail (``_tail``; records the
+tail cannot hold go to :attr:`Batcher.records`) and sometimes sets an Event.
+
+Each cut marks the tail covered up to the batch's last record, in the three steps that
+make a killed process's tail recovered exactly once (see ``_tail``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from tracker_client._columns import ColumnBuilder
 from tracker_client._options import Options
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats
+from tracker_client._tail import KIND_SCALARS
 
 log = logging.getLogger("tracker_client")
 
@@ -45,6 +50,8 @@ class Batcher:
         self.idle = True
         """No partial batch is waiting: the next record should wake the thread."""
         self._spool = spool
+        self.tail = spool.tail
+        self._tail_end = spool.tail.covered if spool.tail is not None else 0
         self._opt = options
         self._stats = stats
         self._on_batch = on_batch
@@ -105,11 +112,15 @@ class Batcher:
                 if builder.points and (due or flush_ticket > self._flush_done
                                        or self._stopped):
                     self._cut(builder)
+                elif not builder.points and self.tail is not None and (
+                        self._tail_end > self.tail.covered):
+                    self.tail.commit(self._tail_end)  # records that added no point
                 if flush_ticket > self._flush_done:
                     with self._cv:
                         self._flush_done = flush_ticket
                         self._cv.notify_all()
-                if self._stopped and not self.records:
+                if self._stopped and not self.records and (
+                        self.tail is None or self.tail.read_pos >= self.tail.write_pos):
                     return
         except Exception:  # a bug here must not kill training; it is visible in stats
             log.exception("tracker_client: batcher thread failed")
@@ -122,6 +133,23 @@ class Batcher:
         records = self.records
         limit = self._opt.batch_points
         max_points = self._opt.max_batch_points
+        tail = self.tail
+        if tail is not None and tail.read_pos < tail.write_pos:
+            for kind, rec, end in tail.read():
+                if kind == KIND_SCALARS:
+                    builder.add_scalars(*rec)
+                    self.consumed_points += len(rec[0])
+                else:
+                    n = int(rec[1].shape[0])
+                    # A tail series goes into one batch whole: its tail entry is covered
+                    # by one cut, so a kill can never recover half of it twice.
+                    if builder.points and builder.points + n > max_points:
+                        self._cut(builder)
+                    builder.add_series(*rec)
+                    self.consumed_points += n
+                self._tail_end = end
+                if builder.points >= limit:
+                    self._cut(builder)
         while records:
             rec = records.popleft()
             if isinstance(rec[0], tuple):
@@ -154,14 +182,20 @@ class Batcher:
 
     def _cut(self, builder: ColumnBuilder) -> None:
         payload, points = builder.build()
+        tail = self.tail
+        end = self._tail_end
         if not points:
+            if tail is not None and end > tail.covered:  # e.g. only invalid names
+                tail.commit(end)
             return
+        if tail is not None:
+            tail.begin(self._spool.last_seq + 1, end)
         seq = self._spool.append(payload, points)
-        if seq is None:  # counted in spool.counters.dropped_points
-            if self._spool.counters.dropped_batches == 1:
-                log.warning("tracker_client: spool %s is full (%d bytes); policy %s drops "
-                            "points (see run.stats)", self._spool.path, self._spool.max_bytes,
-                            self._spool.policy)
+        if tail is not None:  # spooled, or dropped and counted: covered either way
+            tail.commit(end)
+        if seq is None:  # full spool or full disk: counted in spool.counters.dropped_points
+            if self._spool.write_error:
+                self._stats.last_error = f"spool write failed: {self._spool.write_error}"
             return
         self._stats.points_spooled += points
         self._on_batch()

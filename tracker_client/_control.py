@@ -11,8 +11,11 @@ not implement) is not retried: it is counted as done and reported in ``errors``,
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +63,9 @@ class ControlQueue:
         self._timeout = timeout_s
         self._backoff = backoff or Backoff()
         self._ops = read_ops(spool.path)
+        self._saved = len(self._ops)  # ops written to ops.jsonl; the rest are in _unsaved
+        self._unsaved: list[str] = []
+        self._persist_warned = False
         self._done = spool.meta.ops_done
         self._ref: RunRef | None = None
         self._cv = threading.Condition()
@@ -80,14 +86,57 @@ class ControlQueue:
         return len(self._ops) - self._done
 
     def submit(self, op: dict[str, Any]) -> int:
-        """Persist an op and queue it; returns its ticket for :meth:`wait`."""
+        """Persist an op and queue it; returns its ticket for :meth:`wait`.
+
+        Never raises OSError: when the disk refuses the line (full), the op is still
+        delivered by this process and written to ``ops.jsonl`` at the next submit or
+        delivery that finds space (lines stay in submission order)."""
         line = json.dumps(op, sort_keys=True, default=str)
         with self._cv:
-            with open(self._spool.path / OPS_FILE, "a", encoding="utf-8") as f:
-                f.write(line + "\n")
             self._ops.append(op)
+            self._unsaved.append(line + "\n")
+            self._persist()
             self._cv.notify_all()
             return len(self._ops)
+
+    def _persist(self) -> None:
+        """Append the unsaved lines to ``ops.jsonl``, all or none (under ``_cv``)."""
+        if not self._unsaved:
+            return
+        data = "".join(self._unsaved).encode("utf-8")
+        path = self._spool.path / OPS_FILE
+        io = self._spool.io
+        try:
+            fd = io.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            self._persist_failed(exc)
+            return
+        try:
+            start = os.fstat(fd).st_size
+            view = memoryview(data)
+            done = 0
+            try:
+                while done < len(data):
+                    n = io.write(fd, view[done:])
+                    if n <= 0:
+                        raise OSError(errno.ENOSPC, "write returned 0")
+                    done += n
+            except OSError as exc:
+                if done:  # no torn line: read_ops would stop at it and lose the rest
+                    with contextlib.suppress(OSError):
+                        io.ftruncate(fd, start)
+                self._persist_failed(exc)
+                return
+        finally:
+            os.close(fd)
+        self._saved += len(self._unsaved)
+        self._unsaved.clear()
+
+    def _persist_failed(self, exc: OSError) -> None:
+        if not self._persist_warned:
+            log.warning("tracker_client: cannot write %s (%s); the op is delivered from "
+                        "memory and written when space returns", OPS_FILE, exc)
+            self._persist_warned = True
 
     def attach(self, ref: RunRef) -> None:
         """The run exists: start delivering."""
@@ -132,7 +181,9 @@ class ControlQueue:
             self._backoff.reset()
             with self._cv:
                 self._done += 1
-                self._spool.update_meta(_ops_done(self._done))
+                self._persist()
+                # meta counts lines of ops.jsonl: never more than are written there.
+                self._spool.update_meta(_ops_done(min(self._done, self._saved)))
                 self._cv.notify_all()
 
     def _fail(self, op: dict[str, Any], message: str) -> None:

@@ -29,6 +29,8 @@ from tracker_proto.v1 import ingest_pb2
 
 log = logging.getLogger("tracker_client")
 
+RETRY_PREFIXES = tuple(f"{code.name}:" for code in RETRYABLE_CODES)
+
 
 def ref_from_meta(meta: SpoolMeta) -> RunRef | None:
     """The run a spool belongs to, when it was attached already."""
@@ -105,6 +107,8 @@ class Delivery:
                     return
                 self._stop.wait(backoff.next_delay())
                 continue
+            if self.stats.last_error.startswith(RETRY_PREFIXES):
+                self.stats.last_error = ""  # reachable now: the attach error is history
             if not self._stop.is_set():
                 log.info("tracker_client: server reachable, run %s attached", ref.run_id)
                 self.attach(ref)

@@ -38,6 +38,11 @@ class Options:
     spool_fsync: bool = False
     """fsync every batch: survives a machine crash, costs throughput. Without it a killed
     process still loses nothing (the page cache keeps what was written)."""
+    spool_tail_bytes: int = 32 << 20
+    """Size of the memory-mapped tail that log() writes into (preallocated on the spool's
+    disk; at least 64 KiB). It survives a killed process, so the next start (or ``tracker
+    sync``) delivers even the records not yet cut into a batch. It is also the bound of
+    the log() queue: when the batcher is this far behind, log() drops (counted)."""
     backoff_initial_s: float = 0.1
     """First reconnect delay (doubled per failure, with jitter)."""
     backoff_max_s: float = 10.0
@@ -62,4 +67,6 @@ class Options:
         """The spool part of these options."""
         return SpoolOptions(max_bytes=self.spool_max_bytes, policy=self.spool_full_policy,
                             segment_bytes=self.spool_segment_bytes,
-                            cache_bytes=self.spool_cache_bytes, fsync=self.spool_fsync)
+                            cache_bytes=self.spool_cache_bytes, fsync=self.spool_fsync,
+                            tail_bytes=self.spool_tail_bytes,
+                            max_batch_points=self.max_batch_points)

@@ -49,7 +49,7 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     # Reconnect quickly after a server restart: the stream's own back-off paces retries.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
     # With a DNS name that resolves to several replicas (a Kubernetes headless Service,
     # "dns:///tracker-headless...:50051"), spread streams over all of them.
     ("grpc.lb_policy_name", "round_robin"),
@@ -115,9 +115,11 @@ class Run:
         self._close_lock = threading.Lock()
         self._batcher = Batcher(spool, options, self._stats, self._on_batch)
         self._records = self._batcher.records
+        self._tail = spool.tail  # log() writes here first: it survives a kill (see _tail)
         self._wakeup = self._batcher.wakeup
         self._max_queue = options.max_queue_records
         self._batch_points = options.batch_points
+        self._max_batch_points = options.max_batch_points
         self._recovery_stop = threading.Event()
         self.summary = RunSummary(self._op)
         """User summary values: ``run.summary["test/acc"] = 0.93`` (see RunSummary)."""
@@ -170,18 +172,25 @@ class Run:
             step = self._step + 1
         self._step = step
         keys = tuple(metrics)
-        values = [float(v) for v in metrics.values()]
-        records = self._records
+        values = tuple([float(v) for v in metrics.values()])
         n = len(keys)
-        if len(records) >= self._max_queue:
-            self._queue_dropped += n
-            return
-        wall_ns = time.time_ns() if wall_time is None else int(wall_time * 1e9)
-        records.append((keys, values, step, wall_ns))
         stats = self._stats
         stats.points_logged += n
+        wall_ns = time.time_ns() if wall_time is None else int(wall_time * 1e9)
+        # The tail holds the record as bytes: nothing for the GC to track, and a kill
+        # cannot lose it. Keys it cannot hold (not str) take the in-memory queue.
+        tail = self._tail
+        written = tail.log_scalars(keys, values, step, wall_ns) if tail is not None else -1
+        if written == 0:  # the batcher is a whole tail behind: drop, counted
+            self._queue_dropped += n
+            return
+        if written < 0:
+            if len(self._records) >= self._max_queue:
+                self._queue_dropped += n
+                return
+            self._records.append((keys, values, step, wall_ns))
         if not self._wakeup.is_set() and (
-            (self._batcher.idle and len(records) == 1)
+            self._batcher.idle
             or stats.points_logged - self._batcher.consumed_points >= self._batch_points
         ):
             self._wakeup.set()
@@ -192,8 +201,16 @@ class Run:
         n = int(s.shape[0])
         if not n:
             return
-        self._records.append((key, s, v, time.time_ns()))
+        wall_ns = time.time_ns()
         self._stats.points_logged += n
+        tail = self._tail
+        written = (tail.log_series(key, s, v, wall_ns, self._max_batch_points)
+                   if tail is not None else -1)
+        if written == 0:
+            self._queue_dropped += n
+            return
+        if written < 0:  # too big for the tail: queued in memory (spooled within ms)
+            self._records.append((key, s, v, wall_ns))
         self._step = max(self._step, int(s.max()))
         if not self._wakeup.is_set():
             self._wakeup.set()
@@ -487,7 +504,7 @@ def init(
         metadata=_metadata.collect(seed, rank, _env.world_size()),
         created_ns=time.time_ns(),
     )
-    spool = opt.spool().open(root / writer_id)
+    spool = opt.spool().open(root / writer_id, tail=True)
     spool.update_meta(lambda _: meta)
     if resume and not resumes:
         log.info("tracker_client: rank %d attaches to the attempt the primary rank resumes",

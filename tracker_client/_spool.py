@@ -23,12 +23,21 @@ so the writer's seqs stay contiguous.
 Writes are plain ``write()`` calls (no fsync by default): a killed process loses
 nothing that reached the page cache; only a machine crash can. ``fsync=True`` trades
 throughput for surviving that too.
+
+Out of disk (``ENOSPC``/``EDQUOT``, or any other write error) is handled like the
+``max_bytes`` limit: the batch is dropped (``drop_oldest`` first evicts older segments
+and retries), counted in :class:`SpoolCounters`, and nothing raises to the caller. A
+record is either written whole or cut back off the segment, so a short ``write()``
+never leaves a torn record counted as spooled. A ``meta.json`` that cannot be written
+keeps the previous one on disk (it is only ever replaced atomically) and is written
+again at the next chance.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -42,6 +51,7 @@ from pathlib import Path
 from typing import Literal
 
 from tracker_client._meta import SpoolMeta, read_meta, write_meta
+from tracker_client._tail import TAIL_FILE, Tail, create_tail, recover_tail
 
 try:  # POSIX only; elsewhere a spool is simply not protected against a second owner
     import fcntl
@@ -55,6 +65,9 @@ _CRC_FIELDS = struct.Struct("<QIQ")  # seq, points, created_ns (covered by the C
 HEADER_BYTES = _HEADER.size
 LOCK_FILE = "lock"
 SEGMENT_SUFFIX = ".seg"
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""Write errors meaning "no space": the full policy applies as for ``max_bytes``."""
 
 FullPolicy = Literal["drop_new", "drop_oldest"]
 FULL_POLICIES: tuple[FullPolicy, ...] = ("drop_new", "drop_oldest")
@@ -96,6 +109,41 @@ class SpoolCounters:
     trimmed_points: int = 0
     """Points of acknowledged (committed or rejected) batches since the spool was opened;
     updated under the same lock as the acknowledged seq, so the two always agree."""
+    write_errors: int = 0
+    """Batches dropped because the disk refused them (out of space, quota, I/O error);
+    included in ``dropped_batches``."""
+    meta_write_errors: int = 0
+    """Failed writes of ``meta.json`` (the previous one stays; retried later)."""
+    last_write_error: str = ""
+    """The most recent write error, "" when none happened."""
+
+
+class DiskIO:
+    """The system calls the spool writes through. Tests substitute a disk that fills up
+    (``tests/fakes/disk.py``); everything else uses these plain ``os`` calls."""
+
+    def open(self, path: Path, flags: int, mode: int) -> int:
+        """os.open."""
+        return os.open(path, flags, mode)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        """os.write: may write less than asked."""
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        """os.fsync."""
+        os.fsync(fd)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        """os.ftruncate."""
+        os.ftruncate(fd, length)
+
+    def write_meta(self, directory: Path, meta: SpoolMeta) -> None:
+        """Replace meta.json atomically (see :func:`tracker_client._meta.write_meta`)."""
+        write_meta(directory, meta)
+
+
+DISK = DiskIO()
 
 
 @dataclass
@@ -105,6 +153,9 @@ class _Segment:
     size: int = 0
     last_seq: int = 0
     read_fd: int | None = None
+    sealed: bool = False
+    """No more appends (a failed write could not be cut back): the next record starts a
+    new segment, and recovery skips the unreadable end of this one."""
 
 
 @dataclass
@@ -164,9 +215,16 @@ class Spool:
         segment_bytes: int = 16 << 20,
         cache_bytes: int = 64 << 20,
         fsync: bool = False,
+        io: DiskIO = DISK,
+        tail_bytes: int = 0,
+        max_batch_points: int = 100_000,
     ) -> None:
         """Open (creating or recovering) the spool in ``path``; raise SpoolLocked when
-        a live process owns it."""
+        a live process owns it. ``io`` is where writes go (a fake in tests).
+
+        A ``tail.bin`` left by a dead owner is recovered into batches (exactly once,
+        see ``_tail``); ``tail_bytes`` > 0 then makes a fresh tail for this owner's
+        ``log()`` calls (:attr:`tail`)."""
         if policy not in FULL_POLICIES:
             raise ValueError(f"spool policy must be one of {', '.join(FULL_POLICIES)}, "
                              f"got {policy!r}")
@@ -178,6 +236,10 @@ class Spool:
         self._segment_bytes = max(64 << 10, min(segment_bytes, max_bytes // 8))
         self._cache_bytes = cache_bytes
         self._fsync = fsync
+        self._io = io
+        self._failing = ""  # the write error of the current out-of-disk episode
+        self._full = False  # inside a spool-full (max_bytes) episode
+        self._meta_dirty = False
         self._lock = threading.Lock()
         self.counters = SpoolCounters()
         path.mkdir(parents=True, exist_ok=True)
@@ -193,6 +255,9 @@ class Spool:
         self._write_fd: int | None = None
         self._closed = False
         self._recover()
+        self.tail_recovered_points = recover_tail(self, self.append, max_batch_points)
+        """Points a dead owner had logged but not spooled, spooled now from its tail."""
+        self.tail: Tail | None = create_tail(path, tail_bytes, 0) if tail_bytes > 0 else None
 
     # -- opening -----------------------------------------------------------------------
 
@@ -268,29 +333,58 @@ class Spool:
     def _write_meta(self) -> None:
         # The seq counters are the spool's own: whatever a caller passed, persist the truth.
         self._meta = replace(self._meta, acked_seq=self._acked, last_seq=self._next_seq - 1)
-        write_meta(self.path, self._meta)
+        try:
+            self._io.write_meta(self.path, self._meta)
+        except OSError as exc:
+            # The old meta.json stays whole (replaced atomically). It is older, never
+            # wrong: a smaller acked_seq only resends what the server drops as committed,
+            # a missing run id is found again by run key. So keep going and retry later.
+            self.counters.meta_write_errors += 1
+            if not self._meta_dirty:
+                log.warning("tracker_client: spool %s: cannot write %s (%s); keeping the "
+                            "previous one, will retry", self.path, "meta.json", exc)
+            self._meta_dirty = True
+            with contextlib.suppress(OSError):
+                (self.path / "meta.json.tmp").unlink()
+            return
+        self._meta_dirty = False
 
     # -- writing -----------------------------------------------------------------------
 
     def append(self, payload: bytes, points: int) -> int | None:
-        """Store one batch and return its seq, or None when the full policy dropped it."""
+        """Store one batch and return its seq, or None when it was dropped: the spool is
+        full (``max_bytes``) or the disk refused the write. Never raises OSError."""
         created = time.time_ns()
         with self._lock:
             if self._closed:
                 raise RuntimeError("spool is closed")
             need = HEADER_BYTES + len(payload)
             if self._bytes + need > self.max_bytes and not self._make_room(need):
-                self.counters.dropped_batches += 1
-                self.counters.dropped_points += points
+                if not self._full:
+                    self._full = True
+                    log.warning("tracker_client: spool %s is full (%d bytes); policy %s "
+                                "drops points (see run.stats)", self.path, self.max_bytes,
+                                self.policy)
+                self._drop(points)
                 return None
+            self._full = False
             seq = self._next_seq
             data = encode_record(seq, payload, points, created)
-            seg = self._active_segment(len(data))
-            fd = self._write_fd
-            assert fd is not None
-            os.write(fd, data)
-            if self._fsync:
-                os.fsync(fd)
+            while True:
+                try:
+                    seg = self._write_record(data)
+                    break
+                except OSError as exc:
+                    if (exc.errno in DISK_FULL_ERRNOS and self.policy == "drop_oldest"
+                            and self._evict_oldest()):
+                        continue  # freed a segment: try again
+                    self._write_failed(exc)
+                    self._drop(points)
+                    return None
+            if self._failing:
+                log.warning("tracker_client: spool %s: writes succeed again after %s",
+                            self.path, self._failing)
+                self._failing = ""
             entry = _Entry(seg, seg.size + HEADER_BYTES, len(payload), points, created)
             seg.size += len(data)
             seg.last_seq = seq
@@ -301,38 +395,112 @@ class Spool:
             if self._cached + len(payload) <= self._cache_bytes:
                 self._cache[seq] = payload
                 self._cached += len(payload)
+            if self._meta_dirty:  # space is back: persist what could not be written
+                self._write_meta()
             return seq
+
+    def _write_record(self, data: bytes) -> _Segment:
+        """Write one whole record at the end of the active segment, or raise OSError
+        with the segment as it was (a partial write is cut back off)."""
+        seg = self._active_segment(len(data))
+        fd = self._write_fd
+        assert fd is not None
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):  # write() may be short (e.g. the disk just filled)
+                n = self._io.write(fd, view[done:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, "write returned 0")
+                done += n
+            if self._fsync:
+                self._io.fsync(fd)
+        except OSError:
+            if done:
+                self._cut_back(seg)
+            raise
+        return seg
+
+    def _cut_back(self, seg: _Segment) -> None:
+        """Remove a partly written record from the end of ``seg``."""
+        assert self._write_fd is not None
+        try:
+            self._io.ftruncate(self._write_fd, seg.size)
+        except OSError as exc:
+            # Cannot cut: never append after the torn bytes. Recovery stops reading this
+            # segment at them (they fail the CRC); the next record opens a new segment.
+            log.warning("tracker_client: spool %s: cannot truncate %s after a failed write "
+                        "(%s); starting a new segment", self.path, seg.path.name, exc)
+            seg.sealed = True
+            os.close(self._write_fd)
+            self._write_fd = None
+
+    def _write_failed(self, exc: OSError) -> None:
+        self.counters.write_errors += 1
+        self.counters.last_write_error = f"{errno.errorcode.get(exc.errno or 0, 'OSError')}: " \
+                                         f"{exc.strerror or exc}"
+        if not self._failing:
+            log.warning("tracker_client: spool %s: cannot write (%s); policy %s drops "
+                        "points until writes succeed (see run.stats)", self.path,
+                        self.counters.last_write_error, self.policy)
+        self._failing = self.counters.last_write_error
+
+    def _drop(self, points: int) -> None:
+        self.counters.dropped_batches += 1
+        self.counters.dropped_points += points
+
+    @property
+    def io(self) -> DiskIO:
+        """Where this spool's writes go (ops.jsonl is written through it too)."""
+        return self._io
+
+    @property
+    def write_error(self) -> str:
+        """The error of the current out-of-disk episode, "" while writes succeed."""
+        return self._failing
 
     def _active_segment(self, need: int) -> _Segment:
         seg = self._segments[-1] if self._segments else None
-        if seg is not None and self._write_fd is not None and (
+        if seg is not None and self._write_fd is not None and not seg.sealed and (
                 seg.size == 0 or seg.size + need <= self._segment_bytes):
             return seg
         if self._write_fd is not None:
             os.close(self._write_fd)
             self._write_fd = None
-        if seg is None or (seg.size > 0 and seg.size + need > self._segment_bytes):
-            seg = _Segment(self._next_seq, self.path / f"{self._next_seq:020d}{SEGMENT_SUFFIX}")
-            self._segments.append(seg)
-        self._write_fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        if seg is None or seg.sealed or (seg.size > 0 and seg.size + need > self._segment_bytes):
+            new = _Segment(self._next_seq, self.path / f"{self._next_seq:020d}{SEGMENT_SUFFIX}")
+            # Opened before it is listed: a failed open (no space for the file) leaves
+            # the spool as it was.
+            self._write_fd = self._io.open(new.path, flags, 0o644)
+            self._segments.append(new)
+            return new
+        self._write_fd = self._io.open(seg.path, flags, 0o644)
         return seg
 
     def _make_room(self, need: int) -> bool:
         if self.policy != "drop_oldest":
             return False
-        # Evict whole unacknowledged segments, oldest first, never the one being written.
-        while self._bytes + need > self.max_bytes and len(self._segments) > 1:
-            seg = self._segments.popleft()
-            for seq in range(seg.first_seq, seg.last_seq + 1):
-                entry = self._index.pop(seq, None)
-                if entry is not None:
-                    self._pending_points -= entry.points
-                    self.counters.dropped_batches += 1
-                    self.counters.dropped_points += entry.points
-                    self._uncache(seq)
-            self._bytes -= seg.size
-            self._unlink(seg)
+        while self._bytes + need > self.max_bytes and self._evict_oldest():
+            pass
         return self._bytes + need <= self.max_bytes
+
+    def _evict_oldest(self) -> bool:
+        """Evict the oldest unacknowledged segment, never the one being written; False
+        when there is none."""
+        if len(self._segments) <= 1:
+            return False
+        seg = self._segments.popleft()
+        for seq in range(seg.first_seq, seg.last_seq + 1):
+            entry = self._index.pop(seq, None)
+            if entry is not None:
+                self._pending_points -= entry.points
+                self.counters.dropped_batches += 1
+                self.counters.dropped_points += entry.points
+                self._uncache(seq)
+        self._bytes -= seg.size
+        self._unlink(seg)
+        return True
 
     # -- reading -----------------------------------------------------------------------
 
@@ -453,6 +621,13 @@ class Spool:
                 if seg.read_fd is not None:
                     os.close(seg.read_fd)
                     seg.read_fd = None
+            tail = self.tail
+            if tail is not None:
+                tail.close()
+                if tail.persistent and tail.covered >= tail.write_pos:
+                    # Everything in it is spooled: give its disk back.
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.path / TAIL_FILE).unlink()
             os.close(self._lock_fd)
 
     def destroy(self) -> None:
@@ -470,9 +645,14 @@ class SpoolOptions:
     segment_bytes: int = 16 << 20
     cache_bytes: int = 64 << 20
     fsync: bool = False
+    io: DiskIO = DISK
+    tail_bytes: int = 32 << 20
+    max_batch_points: int = 100_000
 
-    def open(self, path: Path) -> Spool:
-        """Open the spool in ``path`` with these options."""
+    def open(self, path: Path, *, tail: bool = False) -> Spool:
+        """Open the spool in ``path`` with these options; ``tail``: for a live writer
+        (its log() calls go to a fresh tail), not for delivering an orphan."""
         return Spool(path, max_bytes=self.max_bytes, policy=self.policy,
                      segment_bytes=self.segment_bytes, cache_bytes=self.cache_bytes,
-                     fsync=self.fsync)
+                     fsync=self.fsync, io=self.io, tail_bytes=self.tail_bytes if tail else 0,
+                     max_batch_points=self.max_batch_points)

@@ -6,11 +6,19 @@ the spooled batches after it, in order and contiguous; acks trim the spool. Fail
 reconnect with exponential back-off and jitter (at least the server's RetryInfo
 delay); SlowDown pauses sending. Errors that retrying cannot fix stop delivery and
 leave the spool on disk for a later ``tracker sync``.
+
+Reconnecting is prompt: the thread watches the channel's connectivity, and when the
+channel becomes READY again (the restarted server accepted a connection) a back-off
+in progress ends at once and the back-off starts over. Without that, the back-off grown
+through an outage (plus gRPC's own reconnect back-off) roughly doubled it. A normal
+close half-closes the stream and lets the server end it (status OK); only a stop at
+the deadline cancels.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -69,6 +77,32 @@ class _Session:
     inflight_bytes: int = 0
 
 
+class ChannelWatch:
+    """Sets ``event`` whenever ``channel`` goes into READY from another state."""
+
+    def __init__(self, channel: grpc.Channel, event: threading.Event) -> None:
+        self._channel: grpc.Channel | None = channel
+        self._event = event
+        self._state: grpc.ChannelConnectivity | None = None
+        try:
+            channel.subscribe(self._on_change, try_to_connect=False)
+        except (AttributeError, NotImplementedError, TypeError):  # fakes: no connectivity
+            self._channel = None
+
+    def _on_change(self, state: grpc.ChannelConnectivity) -> None:
+        before, self._state = self._state, state
+        if state == grpc.ChannelConnectivity.READY and before is not None and (
+                before != grpc.ChannelConnectivity.READY):
+            self._event.set()
+
+    def close(self) -> None:
+        """Stop watching."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(Exception):  # the channel may be closed already
+                channel.unsubscribe(self._on_change)
+
+
 class StreamSender:
     """Delivers one spool. ``attach()`` it to a run to start; ``close()`` to stop."""
 
@@ -85,6 +119,7 @@ class StreamSender:
         drain_only: bool = False,
     ) -> None:
         """``drain_only``: end once the spool is empty (orphan spools, ``tracker sync``)."""
+        self._channel = channel
         self._call_stream = channel.stream_stream(
             STREAM_METHOD,
             request_serializer=_identity,  # requests are pre-serialized bytes
@@ -100,6 +135,10 @@ class StreamSender:
         self._open: ingest_pb2.Open | None = None
         self._cv = threading.Condition()
         self._stop = threading.Event()
+        # Ends a back-off early: set by stop() and when the channel becomes READY again.
+        self._wake = threading.Event()
+        self._watch: ChannelWatch | None = None
+        self._error = ""  # last_error as this thread set it (cleared once streaming again)
         self._closing = False
         # (seq, monotonic time of its first send), in seq order; popped by acks.
         self._sent_at: collections.deque[tuple[int, float]] = collections.deque()
@@ -114,6 +153,7 @@ class StreamSender:
     def attach(self, open_msg: ingest_pb2.Open) -> None:
         """Set the writer identity and start streaming."""
         self._open = open_msg
+        self._watch = ChannelWatch(self._channel, self._wake)
         self._thread.start()
 
     @property
@@ -145,14 +185,21 @@ class StreamSender:
             self._closing = True  # lets the request stream half-close once all is sent
             self._cv.notify_all()
         done = self._open is not None and self.wait_acked(target, deadline)
+        if done and self._thread.is_alive():
+            # Everything is acked and the requests are half-closed: the server ends the
+            # stream (OK) at once. Cancelling instead would log a CANCELLED call.
+            self.finished.wait(max(0.0, min(2.0, deadline - self._clock.monotonic())))
         self.stop(max(0.05, deadline - self._clock.monotonic()))
         return done or self._spool.pending_batches == 0
 
     def stop(self, join_timeout_s: float = 2.0) -> None:
         """Stop now (cancels the stream); whatever is unacknowledged stays spooled."""
         self._stop.set()
+        self._wake.set()
         with self._cv:
             self._cv.notify_all()
+        if self._watch is not None:
+            self._watch.close()
         call = self._call
         if call is not None:
             call.cancel()
@@ -169,6 +216,8 @@ class StreamSender:
             self.stats.last_error = f"stream thread failed: {exc!r}"
             self.stats.state = "failed"
         finally:
+            if self.stats.state != "failed":
+                self.stats.state = "closed"  # not "connecting": nothing will connect now
             self.finished.set()
             with self._cv:
                 self._cv.notify_all()
@@ -182,13 +231,22 @@ class StreamSender:
                     self._cv.wait(0.5)
             if self._stop.is_set():
                 return
+            self._wake.clear()  # a READY from now on ends the back-off after this stream
             hint = self._one_stream()
+            failed_at = self._clock.monotonic()
             if self._stop.is_set() or self.fatal is not None:
                 return
             if self._spool.pending_batches == 0:
                 continue
             self.stats.reconnects += 1
-            self._clock.sleep(self._backoff.next_delay(hint), self._stop)
+            delay = self._backoff.next_delay(hint)
+            if self._clock.sleep(delay, self._wake) and not self._stop.is_set():
+                # The channel is READY again: the server is back, try now and start the
+                # back-off over (a hint from the server still holds).
+                self._backoff.reset()
+                rest = hint - (self._clock.monotonic() - failed_at)
+                if rest > 0:
+                    self._clock.sleep(rest, self._stop)
 
     def _one_stream(self) -> float:
         """Run one stream until it ends; return the server's retry hint (seconds)."""
@@ -204,7 +262,7 @@ class StreamSender:
             if self._stop.is_set():
                 return 0.0
             code = exc.code()
-            self.stats.last_error = f"{code.name}: {exc.details()}"
+            self.stats.last_error = self._error = f"{code.name}: {exc.details()}"
             if code in FATAL_CODES:
                 log.error("tracker_client: delivery stopped (%s); the spool %s keeps the "
                           "data for `tracker sync`", self.stats.last_error, self._spool.path)
@@ -229,6 +287,9 @@ class StreamSender:
                 self._cv.notify_all()
             self.stats.state = "streaming"
             self._backoff.reset()
+            if self._error and self.stats.last_error == self._error:
+                self.stats.last_error = ""  # recovered: the outage's error is history
+            self._error = ""
             self._on_ack(resp.opened.committed_seq)
         elif kind == "ack":
             self._on_ack(resp.ack.committed_through_seq)

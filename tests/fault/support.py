@@ -77,6 +77,8 @@ class Writer(threading.Thread):
         self.report: Any = None
         self.error: BaseException | None = None
         self.started_at = time.monotonic()
+        self.slowest_log_s = 0.0
+        """The longest single log() call so far (the training loop must never stall)."""
 
     def run_loop(self) -> None:
         import tracker_client
@@ -89,7 +91,9 @@ class Writer(threading.Thread):
         next_at = time.monotonic()
         while not self.stop_logging.is_set():
             metrics = {k: value_of(self.rank, i, self.step) for i, k in enumerate(KEYS)}
+            t0 = time.perf_counter()
             self.tracker_run.log(metrics, step=self.step)
+            self.slowest_log_s = max(self.slowest_log_s, time.perf_counter() - t0)
             for k, v in metrics.items():
                 self.logged[(k, self.rank)][self.step] = v
             self.step += 1
