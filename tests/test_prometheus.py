@@ -4,13 +4,17 @@ either worker) reports both workers and their counters add up to what was sent."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from tests.client_support import wait_for
 from tests.prometheus_support import by_worker, names, scrape, total
@@ -18,6 +22,9 @@ from tests.stream_writer import Writer
 from tests.support import Api, ServerProcess, ServerThread, batch_req, columns, free_port, open_req
 from tests.test_auth import make_key
 from tracker_server.config import Settings
+from tracker_server.domain.ingest import FlushReport
+from tracker_server.http.prometheus import Exposition, Peers
+from tracker_server.telemetry import setup_telemetry
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -161,3 +168,69 @@ def test_two_workers_report_the_whole_server(database_url: str) -> None:
     finally:
         api.close()
         srv.terminate()
+
+
+def test_a_worker_that_does_not_answer_is_counted_missing(tmp_path: Path) -> None:
+    """Three workers' expositions in one loop: worker 2 never started (restarting), and
+    worker 1 holds its socket open without answering (frozen): both are left out within
+    the timeout, and what the others report is still there."""
+
+    async def main() -> tuple[list[Sample], float]:
+        tel = [setup_telemetry("off", prometheus=True) for _ in range(2)]
+        for i, t in enumerate(tel):
+            t.on_flush(FlushReport(points=100 * (i + 1), rows=1, batches=1, nbytes=10,
+                                   started_ns=0, duration_s=0.001, ok=True))
+        expo = [Exposition(t, _up, 0.5, Peers(tmp_path, 3, i)) for i, t in enumerate(tel)]
+        await expo[0].start()
+        frozen = await asyncio.start_unix_server(
+            lambda r, w: asyncio.sleep(5), str(tmp_path / "worker-1.sock"))
+        try:
+            started = time.monotonic()
+            text = await expo[0].scrape()
+            took = time.monotonic() - started
+        finally:
+            frozen.close()
+            await expo[0].stop()
+            for t in tel:
+                t.shutdown()
+        return [s for f in text_string_to_metric_families(text.decode())
+                for s in f.samples], took
+
+    samples, took = asyncio.run(main())
+    assert took < 2  # bounded by the timeout, not by the frozen peer
+    assert total(samples, "tracker_metrics_workers") == 3
+    assert total(samples, "tracker_metrics_workers_missing") == 2
+    assert by_worker(samples, POINTS) == {"0": 100}
+
+
+def test_two_expositions_merge_by_name(tmp_path: Path) -> None:
+    async def main() -> list[Sample]:
+        tel = [setup_telemetry("off", prometheus=True) for _ in range(2)]
+        for i, t in enumerate(tel):
+            t.on_flush(FlushReport(points=100 * (i + 1), rows=1, batches=1, nbytes=10,
+                                   started_ns=0, duration_s=0.001, ok=i == 0))
+        expo = [Exposition(t, _up, 2.0, Peers(tmp_path, 2, i)) for i, t in enumerate(tel)]
+        for e in expo:
+            await e.start()
+        try:
+            text = await expo[1].scrape()
+        finally:
+            for e in expo:
+                await e.stop()
+            for t in tel:
+                t.shutdown()
+        families = list(text_string_to_metric_families(text.decode()))
+        counts: dict[str, int] = {}
+        for f in families:
+            counts[f.name] = counts.get(f.name, 0) + 1
+        assert all(n == 1 for n in counts.values()), counts  # one block per metric
+        return [s for f in families for s in f.samples]
+
+    samples = asyncio.run(main())
+    assert by_worker(samples, POINTS) == {"0": 100, "1": 0}  # worker 1's flush failed
+    assert by_worker(samples, "tracker_ingest_flush_failures_total") == {"0": 0, "1": 1}
+    assert total(samples, "tracker_metrics_workers_missing") == 0
+
+
+async def _up() -> bool:
+    return True
