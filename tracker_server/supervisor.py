@@ -56,6 +56,9 @@ WORKER_ENV = "TRACKER_WORKER_PIPE"
 _RESTART_MIN_S = 0.5
 _RESTART_MAX_S = 30.0
 _STABLE_S = 30.0  # a worker that lived this long resets its restart back-off
+DRAIN_MARGIN_S = 5.0
+"""On SIGTERM the workers get ``shutdown_grace_s`` plus this (closing pools and
+exporters) before they are killed; a pod's terminationGracePeriodSeconds covers both."""
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -284,7 +287,7 @@ class Supervisor:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     p.terminate()
-        limit = self.settings.shutdown_grace_s + 5.0
+        limit = self.settings.shutdown_grace_s + DRAIN_MARGIN_S
         try:
             codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), limit)
         except TimeoutError:
