@@ -171,25 +171,29 @@ def test_two_workers_report_the_whole_server(database_url: str) -> None:
 
 
 def test_a_worker_that_does_not_answer_is_counted_missing(tmp_path: Path) -> None:
-    """Three workers' expositions in one loop: worker 2 never started (restarting), and
-    worker 1 holds its socket open without answering (frozen): both are left out within
-    the timeout, and what the others report is still there."""
+    """Four workers' sockets in one loop: worker 1 holds its connection open without
+    answering (frozen), worker 2 never started (restarting), worker 3 hangs up without
+    its metrics: all three are left out within the timeout, and worker 0's report is
+    still there."""
 
     async def main() -> tuple[list[Sample], float]:
         tel = [setup_telemetry("off", prometheus=True) for _ in range(2)]
         for i, t in enumerate(tel):
             t.on_flush(FlushReport(points=100 * (i + 1), rows=1, batches=1, nbytes=10,
                                    started_ns=0, duration_s=0.001, ok=True))
-        expo = [Exposition(t, _up, 0.5, Peers(tmp_path, 3, i)) for i, t in enumerate(tel)]
+        expo = [Exposition(t, _up, 0.5, Peers(tmp_path, 4, i)) for i, t in enumerate(tel)]
         await expo[0].start()
         frozen = await asyncio.start_unix_server(
             lambda r, w: asyncio.sleep(5), str(tmp_path / "worker-1.sock"))
+        mute = await asyncio.start_unix_server(
+            lambda r, w: w.close(), str(tmp_path / "worker-3.sock"))
         try:
             started = time.monotonic()
             text = await expo[0].scrape()
             took = time.monotonic() - started
         finally:
             frozen.close()
+            mute.close()
             await expo[0].stop()
             for t in tel:
                 t.shutdown()
@@ -198,8 +202,8 @@ def test_a_worker_that_does_not_answer_is_counted_missing(tmp_path: Path) -> Non
 
     samples, took = asyncio.run(main())
     assert took < 2  # bounded by the timeout, not by the frozen peer
-    assert total(samples, "tracker_metrics_workers") == 3
-    assert total(samples, "tracker_metrics_workers_missing") == 2
+    assert total(samples, "tracker_metrics_workers") == 4
+    assert total(samples, "tracker_metrics_workers_missing") == 3
     assert by_worker(samples, POINTS) == {"0": 100}
 
 

@@ -193,6 +193,8 @@ class Exposition:
                     writer.close()
                     with contextlib.suppress(OSError):
                         await writer.wait_closed()
+            if not text:
+                raise ValueError("empty answer")  # it closed without its metrics
             return parse(text)
         except (OSError, TimeoutError, ValueError) as exc:
             log.warning("metrics.worker_missing", worker=index, error=type(exc).__name__)
@@ -215,8 +217,10 @@ class Exposition:
         try:
             writer.write(render(await self.local()))
             await writer.drain()
-        except (OSError, ConnectionError):
+        except OSError:
             pass  # the asking worker gave up (its timeout); nothing to clean up
+        except Exception:  # the asking worker counts this one missing; say why here
+            log.exception("metrics.answer_failed", worker=self.peers and self.peers.index)
         finally:
             writer.close()
 
