@@ -26,6 +26,7 @@ from yamllint.config import YamlLintConfig
 
 from tracker_server.config import Settings, env_var, load_settings
 from tracker_server.server import SERVICE_NAMES
+from tracker_server.supervisor import DRAIN_MARGIN_S
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -79,6 +80,11 @@ def mebibytes(quantity: str) -> float:
     match = re.fullmatch(r"(\d+)(Mi|Gi)", quantity)
     assert match, quantity
     return int(match[1]) * (1024 if match[2] == "Gi" else 1)
+
+
+def cores(quantity: str) -> float:
+    """A CPU quantity (``250m``, ``"2"``) in cores."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
 
 
 def pod_spec(objs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -193,8 +199,9 @@ def test_rollout_and_shutdown_timing(rendered: tuple[str, list[dict[str, Any]]])
     assert sleep[0] == "sleep"
     grace = float(config(objs).get("TRACKER_SHUTDOWN_GRACE_S", Settings().shutdown_grace_s))
     # SIGTERM comes after preStop; the server then takes up to the grace for streams and
-    # the last flush (RunningServer.stop), plus closing the pool: SIGKILL must wait.
-    assert pod["terminationGracePeriodSeconds"] >= float(sleep[1]) + grace + 5
+    # the last flush (RunningServer.stop), plus closing the pool, and the supervisor
+    # waits that long for its workers before it kills them: SIGKILL must wait for it.
+    assert pod["terminationGracePeriodSeconds"] >= float(sleep[1]) + grace + DRAIN_MARGIN_S
     hpa = one(objs, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                              "name": deployment["metadata"]["name"]}
@@ -205,14 +212,33 @@ def test_rollout_and_shutdown_timing(rendered: tuple[str, list[dict[str, Any]]])
 
 
 @needs_kubectl
-def test_resources_follow_the_memory_budget(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_resources_follow_the_memory_budget_and_the_workers(
+    rendered: tuple[str, list[dict[str, Any]]]
+) -> None:
     _, objs = rendered
-    budget = int(config(objs)["TRACKER_MEMORY_BUDGET_BYTES"]) / MiB
+    settings = load_settings(env=config(objs))
+    # Explicit: 0 would start one worker per core of the node (no CPU limit to read).
+    assert settings.workers >= 1
+    workers = settings.workers
+    budget = settings.memory_budget_bytes / MiB
     resources = pod_spec(objs)["containers"][0]["resources"]
-    # docs/deploy.md, sizing: peak RSS was measured at budget + ~150 MB.
-    assert mebibytes(resources["requests"]["memory"]) == budget + 256
-    assert mebibytes(resources["limits"]["memory"]) == budget + 512
+    # docs/deploy.md, "Size": budget + 256 MiB per worker process (one measured at
+    # ~100 MB idle and 160-175 MB after ingesting), twice that as the limit.
+    assert mebibytes(resources["requests"]["memory"]) == budget + 256 * workers
+    assert mebibytes(resources["limits"]["memory"]) == budget + 512 * workers
     assert "cpu" not in resources["limits"]
+    # A worker uses at most about one core: requesting more than workers wastes it.
+    assert cores(resources["requests"]["cpu"]) <= workers
+
+
+def test_flush_settings_are_the_measured_defaults(
+    rendered: tuple[str, list[dict[str, Any]]]
+) -> None:
+    _, objs = rendered
+    settings = load_settings(env=config(objs))
+    defaults = Settings()
+    assert settings.flush_interval_ms == defaults.flush_interval_ms  # group commit
+    assert settings.flush_lanes == defaults.flush_lanes
 
 
 @needs_kubectl

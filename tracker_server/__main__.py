@@ -76,7 +76,8 @@ async def serve(args: argparse.Namespace) -> None:
             raise SystemExit(code)
         return
     try:
-        telemetry = setup_telemetry(settings.otel)
+        telemetry = setup_telemetry(settings.otel,
+                                    prometheus=settings.metrics == "prometheus")
     except RuntimeError as exc:  # TRACKER_OTEL=otlp without the tracker[otel] extra
         print(f"tracker-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -180,6 +180,25 @@ class Settings:
     """OpenTelemetry traces and metrics: ``off``, ``console`` (stdout) or ``otlp`` (needs
     the ``[otel]`` extra; endpoint from the standard ``OTEL_EXPORTER_OTLP_*`` variables)."""
 
+    metrics: str = "prometheus"
+    """``GET /metrics`` on the HTTP port: ``prometheus`` (the server's OpenTelemetry
+    metrics in Prometheus' text format, for every worker process) or ``off``."""
+
+    metrics_require_key: bool = False
+    """``GET /metrics`` needs an API key (any role; ``Authorization: Bearer``) whenever
+    the server requires keys. Off by default: the metrics carry counts, method names and
+    route templates, no experiment, run or key names."""
+
+    metrics_timeout_ms: int = 2_000
+    """Bound on what one scrape waits for: the database probe (``tracker_database_up``)
+    and each other worker's metrics (a worker that does not answer in time is left out
+    of that scrape and counted in ``tracker_metrics_workers_missing``)."""
+
+    reflection: bool = True
+    """gRPC server reflection (``grpc.reflection.v1alpha``, which grpcurl falls back to),
+    so grpcurl-style tools can list and describe the API; it needs a key (any role) like
+    any other method."""
+
     http_listen: str = "127.0.0.1:8080"
     """HTTP listen address of the dashboard and the REST API (``/api/v1``), host:port, in
     the same process as gRPC; empty disables HTTP. Port 0 picks a free port (tests)."""
@@ -245,6 +264,10 @@ _ENV = {
     "rate_unary_per_s": "TRACKER_RATE_UNARY_PER_S",
     "rate_points_per_s": "TRACKER_RATE_POINTS_PER_S",
     "otel": "TRACKER_OTEL",
+    "metrics": "TRACKER_METRICS",
+    "metrics_require_key": "TRACKER_METRICS_REQUIRE_KEY",
+    "metrics_timeout_ms": "TRACKER_METRICS_TIMEOUT_MS",
+    "reflection": "TRACKER_REFLECTION",
     "http_listen": "TRACKER_HTTP_LISTEN",
     "http_max_body_bytes": "TRACKER_HTTP_MAX_BODY_BYTES",
     "http_cors_origins": "TRACKER_HTTP_CORS_ORIGINS",
@@ -257,11 +280,13 @@ _ORIGIN_RE = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1
 
 AUTH_MODES = ("auto", "required", "off")
 OTEL_MODES = ("off", "console", "otlp")
+METRICS_MODES = ("prometheus", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "auth": AUTH_MODES,
     "otel": OTEL_MODES,
+    "metrics": METRICS_MODES,
     "log_level": LOG_LEVELS,
 }
 """The settings that take one of a few words, and those words."""
@@ -329,7 +354,7 @@ def validate(settings: Settings) -> None:
         "max_message_bytes", "max_batch_points", "max_key_bytes", "max_keys_per_batch",
         "db_pool_size", "db_pool_timeout_ms", "db_lock_timeout_ms", "db_statement_timeout_ms",
         "db_idle_in_transaction_timeout_ms", "keepalive_time_ms", "keepalive_timeout_ms",
-        "max_streams", "stream_open_timeout_s", "max_keys_per_run",
+        "max_streams", "stream_open_timeout_s", "max_keys_per_run", "metrics_timeout_ms",
         "max_artifact_uri_bytes", "max_artifacts_per_call",
     )
     for name in positive:

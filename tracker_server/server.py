@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from tracker_proto.v1 import (
@@ -41,6 +42,7 @@ from tracker_server.domain.series_query import SeriesQuery
 from tracker_server.domain.user_summaries import UserSummaries
 from tracker_server.http.app import create_app
 from tracker_server.http.context import RateLimits
+from tracker_server.http.prometheus import Exposition, worker_peers
 from tracker_server.http.serving import HttpServer, start_http
 from tracker_server.storage.artifact_store import PgArtifactStore
 from tracker_server.storage.compactor import Compactor
@@ -139,6 +141,7 @@ class RunningServer:
     flush_pool: ConnectionPool | None = None
     http: HttpServer | None = None
     repair: SummaryRepair | None = None
+    metrics: Exposition | None = None
 
     @property
     def address(self) -> str:
@@ -174,6 +177,8 @@ class RunningServer:
             self.http.stop(grace_s) if self.http else asyncio.sleep(0))
         await self.engine.drain(grace_s)
         await asyncio.gather(stopping, http_stopping)
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.engine.stop(max(0.1, deadline - loop.time()))
         if self.flush_pool is not None:
             await asyncio.to_thread(self.flush_pool.close)
@@ -244,7 +249,8 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     """
     validate_security(settings)
     credentials = server_credentials(settings)  # fail on unreadable files before binding
-    telemetry = telemetry or setup_telemetry(settings.otel)
+    telemetry = telemetry or setup_telemetry(settings.otel,
+                                             prometheus=settings.metrics == "prometheus")
     embedded = None
     conninfo: str
     if settings.database_url:
@@ -338,18 +344,36 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.reflection:  # behind the interceptor: a key, like every tracker method
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if telemetry.metrics:
+        telemetry.watch_ingest(
+            budget_bytes=lambda: settings.memory_budget_bytes,
+            streams=lambda: ingest_servicer.active_streams,
+            slow_downs=lambda: ingest_servicer.slow_downs_sent)
     port = (server.add_secure_port(settings.listen, credentials) if credentials is not None
             else server.add_insecure_port(settings.listen))
     if port == 0:
         raise OSError(f"cannot bind {settings.listen}")
     http_server = None
+    metrics = None
     if settings.http_listen:
+        if telemetry.prometheus is not None:
+            metrics = Exposition(telemetry, lambda: database_up(pool),
+                                 settings.metrics_timeout_ms / 1000,
+                                 worker_peers(role.worker))
         app = create_app(services, authenticator, rate_limits, settings,
                          session_secret=await session_secret(settings, pool),
-                         ready=lambda: readiness(pool), telemetry=telemetry)
+                         ready=lambda: readiness(pool), telemetry=telemetry,
+                         metrics=metrics)
         try:
             http_server = await start_http(app, settings, reuse_port=role.reuse_port)
+            if metrics is not None:
+                await metrics.start()
         except BaseException:
+            if http_server is not None:
+                await http_server.stop(0)
             await repair.stop()
             await compactor.stop()
             await engine.stop(0)
@@ -362,7 +386,7 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
     running = RunningServer(
         server, port, engine, pool, conninfo, health_servicer, compactor, embedded,
         telemetry, required, services, flush_pool=flush_pool, http=http_server,
-        repair=repair,
+        repair=repair, metrics=metrics,
     )
     await running.set_serving(role.serving_at_start)
     log.info("server.started", listen=settings.listen, port=port, embedded=embedded is not None,
@@ -373,6 +397,11 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
              auth="required" if required else "off", tls=credentials is not None,
              mtls=bool(settings.tls_client_ca), otel=settings.otel)
     return running
+
+
+async def database_up(pool: AsyncConnectionPool) -> bool:
+    """The readiness check as one bit (``tracker_database_up``)."""
+    return (await readiness(pool)).ready
 
 
 async def session_secret(settings: Settings, pool: AsyncConnectionPool) -> bytes:

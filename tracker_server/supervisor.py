@@ -20,7 +20,10 @@ new connections over them, and clients need no change. The supervisor
   (streams stop being read, what was read is committed and acknowledged, streams end
   with UNAVAILABLE), then stops the embedded PostgreSQL and exits 0.
 
-Workers write ``ready <port>`` to a pipe once they serve. What lives in each worker
+Workers write ``ready <port>`` to a pipe once they serve. Each worker also answers on a
+Unix socket in a directory the supervisor makes (``TRACKER_WORKER_METRICS``) with its own
+metrics, so whichever worker a scrape of ``GET /metrics`` lands on reports every worker
+(``tracker_server/http/prometheus.py``). What lives in each worker
 process and not across them (rate-limit buckets, the key cache, the series read cache)
 is in ``docs/performance.md`` ("The ingest pipeline").
 """
@@ -30,16 +33,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from tracker_server.config import Settings, env_var, validate_security
+from tracker_server.http.prometheus import PEERS_ENV, peers_value
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +56,9 @@ WORKER_ENV = "TRACKER_WORKER_PIPE"
 _RESTART_MIN_S = 0.5
 _RESTART_MAX_S = 30.0
 _STABLE_S = 30.0  # a worker that lived this long resets its restart back-off
+DRAIN_MARGIN_S = 5.0
+"""On SIGTERM the workers get ``shutdown_grace_s`` plus this (closing pools and
+exporters) before they are killed; a pod's terminationGracePeriodSeconds covers both."""
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -76,7 +86,8 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
 
 
 def worker_env(settings: Settings, index: int, workers: int, conninfo: str, listen: str,
-               http_listen: str, pipe_fd: int) -> dict[str, str]:
+               http_listen: str, pipe_fd: int, metrics_dir: Path | None = None
+               ) -> dict[str, str]:
     """The environment of worker ``index``: every setting as resolved here (flags
     included), with the database, the shared port and the budget share filled in."""
     env = dict(os.environ)
@@ -94,6 +105,10 @@ def worker_env(settings: Settings, index: int, workers: int, conninfo: str, list
         else:
             env[var] = str(value)
     env[WORKER_ENV] = f"{index}:{pipe_fd}"
+    if metrics_dir is not None:
+        env[PEERS_ENV] = peers_value(metrics_dir, workers)
+    else:
+        env.pop(PEERS_ENV, None)
     return env
 
 
@@ -135,6 +150,8 @@ class Supervisor:
         """Exit code of a worker that could not start (then the supervisor gives up)."""
         self._embedded: Any = None
         self._reserved: list[socket.socket] = []
+        self.metrics_dir: Path | None = None
+        """Where the workers' metrics sockets live (with HTTP and metrics on)."""
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit code."""
@@ -147,6 +164,9 @@ class Supervisor:
         if self.settings.http_listen:  # the dashboard's port is shared the same way
             sock, self.http_listen = reserve_port(self.settings.http_listen)
             self._reserved.append(sock)
+        if self.settings.http_listen and self.settings.metrics != "off":
+            # Private to this server (0700): a scrape's peer requests never leave it.
+            self.metrics_dir = Path(tempfile.mkdtemp(prefix="tracker-metrics-"))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
@@ -180,6 +200,8 @@ class Supervisor:
                         w.proc.kill()
             for sock in self._reserved:
                 sock.close()
+            if self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
             if self._embedded is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self._embedded.cleanup)
@@ -196,7 +218,7 @@ class Supervisor:
     async def _spawn(self, w: _Worker) -> None:
         read_fd, write_fd = os.pipe()
         env = worker_env(self.settings, w.index, self.count, self.conninfo, self.listen,
-                         self.http_listen, write_fd)
+                         self.http_listen, write_fd, self.metrics_dir)
         try:
             w.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tracker_server", env=env, pass_fds=(write_fd,),
@@ -265,7 +287,7 @@ class Supervisor:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     p.terminate()
-        limit = self.settings.shutdown_grace_s + 5.0
+        limit = self.settings.shutdown_grace_s + DRAIN_MARGIN_S
         try:
             codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), limit)
         except TimeoutError:

@@ -8,13 +8,19 @@ flush, never per point or per batch, so the ingest hot path stays cheap. With
 Providers are owned by the server instead of being installed globally, so tests (and
 several servers in one process) each get their own, e.g. with ``InMemorySpanExporter``
 and ``InMemoryMetricReader``.
+
+Metrics are also read by Prometheus (``TRACKER_METRICS=prometheus``, the default, even
+with ``TRACKER_OTEL=off``): a ``PrometheusMetricReader`` of the
+``opentelemetry-exporter-prometheus`` package turns them into a ``prometheus_client``
+collector in a registry of this server's own (never the process-global one), which
+``GET /metrics`` renders (``tracker_server/http/prometheus.py``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -28,6 +34,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from tracker_server.domain.ingest import FlushReport
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 _SCOPE = "tracker_server"
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -39,13 +48,23 @@ class Telemetry:
         self,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
+        prometheus: CollectorRegistry | None = None,
     ) -> None:
+        """``prometheus``: the registry a ``PrometheusMetricReader`` of
+        ``meter_provider`` is registered in (None: no ``/metrics``)."""
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        self.prometheus = prometheus
         self.tracing = tracer_provider is not None
         self.metrics = meter_provider is not None
         self._tracer = tracer_provider.get_tracer(_SCOPE) if tracer_provider else None
         self._buffered: Callable[[], int] | None = None
+        self._budget: Callable[[], int] | None = None
+        self._streams: Callable[[], int] | None = None
+        self._slow_downs: Callable[[], int] | None = None
+        self.database_up: bool | None = None
+        """The last database probe (``GET /metrics`` runs one per scrape); None: never
+        probed, so ``tracker.database.up`` reports nothing rather than a guess."""
         if meter_provider is None:
             return
         meter = meter_provider.get_meter(_SCOPE)
@@ -62,17 +81,60 @@ class Telemetry:
         self._flush_duration = meter.create_histogram(
             "tracker.ingest.flush.duration", unit="ms",
             description="Flush transaction duration (COPY + summaries + offsets)")
+        self._flush_failures = meter.create_counter(
+            "tracker.ingest.flush.failures", unit="{flush}",
+            description="Flush transactions that failed (rolled back; retried with back-off)")
+        # Every counter exists from the start at 0: rate() and the alerts see a series
+        # before the first flush (or the first failure).
+        for counter in (self._points, self._batches, self._flush_bytes, self._flush_failures):
+            counter.add(0)
         meter.create_observable_gauge(
             "tracker.ingest.buffered_bytes", callbacks=[self._observe_buffered], unit="By",
             description="Bytes accepted and not yet committed")
+        meter.create_observable_gauge(
+            "tracker.ingest.budget_bytes", callbacks=[self._observe_budget], unit="By",
+            description="Memory budget of buffered points (over it: back-pressure, SlowDown)")
+        meter.create_observable_gauge(
+            "tracker.ingest.streams", callbacks=[self._observe_streams], unit="{stream}",
+            description="Ingest streams open")
+        # Read from a plain int the servicer increments: the stream's hot path does no
+        # OpenTelemetry call of its own.
+        meter.create_observable_counter(
+            "tracker.ingest.slow_downs", callbacks=[self._observe_slow_downs],
+            unit="{message}", description="SlowDown messages sent to streams")
+        meter.create_observable_gauge(
+            "tracker.database.up", callbacks=[self._observe_database], unit="1",
+            description="1 when the database answered the last probe with every migration")
 
     def watch_buffered_bytes(self, read: Callable[[], int]) -> None:
         """Report ``read()`` (the engine's buffered bytes) as an observable gauge."""
         self._buffered = read
 
+    def watch_ingest(self, *, budget_bytes: Callable[[], int], streams: Callable[[], int],
+                     slow_downs: Callable[[], int]) -> None:
+        """Report the memory budget, the open streams and the SlowDowns sent so far
+        (a cumulative count) as observable instruments."""
+        self._budget, self._streams, self._slow_downs = budget_bytes, streams, slow_downs
+
     def _observe_buffered(self, _: CallbackOptions) -> Iterable[Observation]:
         if self._buffered is not None:
             yield Observation(self._buffered())
+
+    def _observe_budget(self, _: CallbackOptions) -> Iterable[Observation]:
+        if self._budget is not None:
+            yield Observation(self._budget())
+
+    def _observe_streams(self, _: CallbackOptions) -> Iterable[Observation]:
+        if self._streams is not None:
+            yield Observation(self._streams())
+
+    def _observe_slow_downs(self, _: CallbackOptions) -> Iterable[Observation]:
+        if self._slow_downs is not None:
+            yield Observation(self._slow_downs())
+
+    def _observe_database(self, _: CallbackOptions) -> Iterable[Observation]:
+        if self.database_up is not None:
+            yield Observation(1 if self.database_up else 0)
 
     # RPCs ----------------------------------------------------------------------------
     def start_rpc_span(self, method: str, metadata: Mapping[str, str]) -> Any:
@@ -147,6 +209,8 @@ class Telemetry:
                 self._points.add(report.points)
                 self._batches.add(report.batches)
                 self._flush_bytes.add(report.nbytes)
+            else:
+                self._flush_failures.add(1)
 
     def shutdown(self) -> None:
         """Flush and stop exporters."""
@@ -164,19 +228,45 @@ def trace_id_of(span: Any) -> str | None:
     return trace.format_trace_id(ctx.trace_id) if ctx.is_valid else None
 
 
-def setup_telemetry(mode: str) -> Telemetry:
-    """Providers for ``TRACKER_OTEL`` = ``off`` / ``console`` / ``otlp``."""
+def prometheus_reader() -> tuple[MetricReader, CollectorRegistry]:
+    """A ``PrometheusMetricReader`` and the registry of this server it renders into.
+
+    A registry of its own, not ``prometheus_client``'s process-global ``REGISTRY``: several
+    servers in one process (tests) never render each other's metrics, and nothing else
+    that uses the global registry shows up on ``/metrics``. The instrumentation-scope
+    labels (``otel_scope_*``) are left out: every instrument here has the same scope.
+    """
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    return PrometheusMetricReader(scope_info_enabled=False, registry=registry), registry
+
+
+def setup_telemetry(mode: str, prometheus: bool = False) -> Telemetry:
+    """Providers for ``TRACKER_OTEL`` = ``off`` / ``console`` / ``otlp``; with
+    ``prometheus`` (``TRACKER_METRICS=prometheus``) metrics are also kept for
+    ``GET /metrics``, whatever ``mode`` is."""
+    readers: list[MetricReader] = []
+    registry = None
+    if prometheus:
+        reader, registry = prometheus_reader()
+        readers.append(reader)
+    resource = Resource.create(
+        {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "tracker-server"})
     if mode == "off":
-        return Telemetry()
+        if not readers:
+            return Telemetry()
+        return Telemetry(None, MeterProvider(resource=resource, metric_readers=readers),
+                         registry)
     span_exporter: SpanExporter
-    reader: MetricReader
     if mode == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         span_exporter = ConsoleSpanExporter()
-        reader = PeriodicExportingMetricReader(ConsoleMetricExporter(),
-                                               export_interval_millis=60_000)
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(),
+                                                     export_interval_millis=60_000))
     elif mode == "otlp":
         try:  # optional extra: tracker[otel]
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -190,11 +280,10 @@ def setup_telemetry(mode: str) -> Telemetry:
                 "TRACKER_OTEL=otlp needs the OTLP exporter: pip install 'tracker[otel]'"
             ) from exc
         span_exporter = OTLPSpanExporter()
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     else:
         raise ValueError(f"TRACKER_OTEL must be off, console or otlp; got {mode!r}")
-    resource = Resource.create(
-        {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "tracker-server"})
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    return Telemetry(tracer_provider, MeterProvider(resource=resource, metric_readers=[reader]))
+    return Telemetry(tracer_provider, MeterProvider(resource=resource, metric_readers=readers),
+                     registry)

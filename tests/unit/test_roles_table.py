@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 import tracker_proto.v1
 from tracker_server.domain.access import METHOD_ROLES, UNLISTED_ROLE, Role, required_role
@@ -20,7 +21,8 @@ _BEGIN, _END = "<!-- role-table: begin -->", "<!-- role-table: end -->"
 def _descriptor_modules() -> list[ModuleType]:
     names = [m.name for m in pkgutil.iter_modules(tracker_proto.v1.__path__)
              if m.name.endswith("_pb2")]
-    return [importlib.import_module(f"tracker_proto.v1.{n}") for n in names] + [health_pb2]
+    return [importlib.import_module(f"tracker_proto.v1.{n}") for n in names] + [
+        health_pb2, reflection_pb2]
 
 
 def _served_methods() -> set[str]:
@@ -40,7 +42,8 @@ def test_every_method_has_a_role_and_every_entry_is_a_method() -> None:
 def test_the_walk_sees_every_tracker_service_the_server_registers() -> None:
     walked = {m.split("/")[1] for m in _served_methods()}
     assert set(SERVICE_NAMES) <= walked
-    assert walked - set(SERVICE_NAMES) == {"grpc.health.v1.Health"}
+    assert walked - set(SERVICE_NAMES) == {"grpc.health.v1.Health",
+                                           "grpc.reflection.v1alpha.ServerReflection"}
 
 
 def test_only_health_is_open() -> None:

@@ -54,6 +54,7 @@ _INGEST = "/tracker.v1.IngestService/"
 _QUERY = "/tracker.v1.MetricsQueryService/"
 _ARTIFACTS = "/tracker.v1.ArtifactService/"
 _HEALTH = "/grpc.health.v1.Health/"
+_REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/"
 
 METHOD_ROLES: Mapping[str, Role | None] = MappingProxyType({
     _INGEST + "Stream": Role.OPERATOR,
@@ -84,6 +85,8 @@ METHOD_ROLES: Mapping[str, Role | None] = MappingProxyType({
     _HEALTH + "Check": None,
     _HEALTH + "List": None,
     _HEALTH + "Watch": None,
+    # Describes the API (grpcurl): any key may read what the protos already say.
+    _REFLECTION + "ServerReflectionInfo": Role.VIEWER,
 })
 """The least role for each full method name (``/pkg.Service/Method``); None: no key needed.
 

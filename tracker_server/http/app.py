@@ -23,7 +23,15 @@ from tracker_server.http import docs_page, errors, schemas
 from tracker_server.http.context import DEFAULT_DIST, HttpContext, HttpOptions, RateLimits
 from tracker_server.http.encoding import ENCODING_DOC, JsonResponse
 from tracker_server.http.middleware import FrontDoor
-from tracker_server.http.routes import artifacts, experiments, health, metrics, runs, session
+from tracker_server.http.routes import (
+    artifacts,
+    experiments,
+    health,
+    metrics,
+    prometheus,
+    runs,
+    session,
+)
 from tracker_server.http.security import cors_options
 from tracker_server.http.sessions import SessionCodec
 from tracker_server.http.static import DashboardFiles
@@ -32,10 +40,11 @@ from tracker_server.telemetry import Telemetry
 from tracker_server.transport.auth import Authenticator
 
 if TYPE_CHECKING:
+    from tracker_server.http.prometheus import Exposition
     from tracker_server.server import Services
 
 ROUTERS = (experiments.router, runs.router, metrics.router, artifacts.router, session.router,
-           health.router)
+           health.router, prometheus.router)
 """Every router of the app (each carries its full path prefix)."""
 
 DESCRIPTION = ("REST API of tracker: experiments, runs and metrics, the same operations "
@@ -55,8 +64,9 @@ def create_app(
     ready: Callable[[], Awaitable[Readiness]],
     telemetry: Telemetry | None = None,
     dist_dir: Path | None = None,
+    metrics: Exposition | None = None,
 ) -> FastAPI:
-    """The ASGI app of one server."""
+    """The ASGI app of one server; ``metrics`` serves ``GET /metrics``."""
     options = HttpOptions(
         body_limit_bytes=http_body_limit(settings),
         cors_origins=cors_origins(settings),
@@ -68,7 +78,8 @@ def create_app(
     app.state.tracker = HttpContext(
         services=services, auth=auth, limits=limits, options=options,
         sessions=SessionCodec(session_secret, settings.http_session_ttl_s),
-        telemetry=telemetry, ready=ready)
+        telemetry=telemetry, ready=ready, metrics=metrics,
+        metrics_require_key=settings.metrics_require_key)
     for router in ROUTERS:
         app.include_router(router)
     _describe(app)

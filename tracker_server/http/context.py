@@ -19,6 +19,7 @@ from tracker_server.transport.call import Call, CallKind
 from tracker_server.transport.ratelimit import RateLimiter
 
 if TYPE_CHECKING:  # server.py imports this package: no import cycle at run time
+    from tracker_server.http.prometheus import Exposition
     from tracker_server.server import Services
 
 DEFAULT_DIST: Path = DIST_DIR
@@ -54,6 +55,10 @@ class HttpContext:
     sessions: SessionCodec
     telemetry: Telemetry
     ready: Callable[[], Awaitable[Readiness]]
+    metrics: Exposition | None = None
+    """``GET /metrics`` (None: TRACKER_METRICS=off)."""
+    metrics_require_key: bool = False
+    """TRACKER_METRICS_REQUIRE_KEY."""
 
 
 def context(request: Request) -> HttpContext:

@@ -38,14 +38,13 @@ HTTP_STATUS: Mapping[Code, int] = {
     Code.FAILED_PRECONDITION: 412,
     Code.RESOURCE_EXHAUSTED: 429,
     Code.UNAVAILABLE: 503,
-    Code.DEADLINE_EXCEEDED: 504,
+    Code.DEADLINE_EXCEEDED: 504,  # as grpc-gateway maps it: the server gave up waiting
 }
 _CODE_OF_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                    404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "ALREADY_EXISTS",
                    412: "FAILED_PRECONDITION", 413: "PAYLOAD_TOO_LARGE",
                    415: "UNSUPPORTED_MEDIA_TYPE", 429: "RESOURCE_EXHAUSTED",
-                   500: "INTERNAL", 503: "UNAVAILABLE",
-                   504: "DEADLINE_EXCEEDED"}
+                   500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": Problem, "description": "a client error, as application/problem+json"},
     "5XX": {"model": Problem,

@@ -23,8 +23,8 @@ from tracker_server.telemetry import Telemetry, trace_id_of
 from tracker_server.transport.call import Call, CallKind
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_QUIET_PREFIX = "/health"
-"""Probes are not logged (a load balancer polls every few seconds), as on gRPC."""
+_QUIET_PREFIXES = ("/health", "/metrics")
+"""Probes and scrapes are not logged (they come every few seconds), as on gRPC."""
 
 log = structlog.get_logger("tracker_server.http")
 
@@ -115,7 +115,7 @@ class FrontDoor:
         fields = call.fields()
         self._telemetry.end_http(call.span, method, template, status, call.duration_s,
                                  fields)
-        if template.startswith(_QUIET_PREFIX) and status < 400:
+        if template.startswith(_QUIET_PREFIXES) and status < 400:
             return
         trace_id = trace_id_of(call.span)
         client = scope.get("client")

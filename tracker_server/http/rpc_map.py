@@ -69,6 +69,9 @@ ROUTE_RPCS: Mapping[tuple[str, str], Rpc] = MappingProxyType({
     ("DELETE", f"{_P}/session"): SESSION,
     ("GET", "/health"): OPEN,
     ("GET", "/health/ready"): OPEN,
+    # Checks TRACKER_METRICS_REQUIRE_KEY itself (any role may scrape); not rate-limited:
+    # Prometheus scrapes at its own pace and a refused scrape is a gap in every graph.
+    ("GET", "/metrics"): OPEN,
     ("GET", "/api/openapi.json"): OPEN,
     ("GET", "/api/docs"): OPEN,
     ("GET", "/api/docs.css"): OPEN,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -81,8 +81,10 @@ class _StreamSession:
 
     def __init__(self, engine: IngestEngine, limits: Limits, slow_down_s: float,
                  call: Call, key_limit: KeyLimit | None = None,
-                 open_timeout_s: float | None = None) -> None:
+                 open_timeout_s: float | None = None,
+                 sent_slow_down: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        self._sent_slow_down = sent_slow_down
         self.limits = limits
         self.slow_down_s = slow_down_s
         self.call = call
@@ -123,6 +125,8 @@ class _StreamSession:
         if item is _SLOW_DOWN:
             self._slow_down_queued = False
             delay, self._slow_down_s = self._slow_down_s, 0.0
+            if self._sent_slow_down is not None:
+                self._sent_slow_down()
             return ingest_pb2.StreamResponse(
                 slow_down=ingest_pb2.SlowDown(retry_after=_duration(delay)))
         return item
@@ -260,6 +264,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._open_timeout_s = open_timeout_s
         self.active_streams = 0
         """Stream calls being served now."""
+        self.slow_downs_sent = 0
+        """SlowDown messages sent so far, on every stream (telemetry reads it)."""
         self._ingest = IngestService(engine, limits, key_limit)
 
     async def Stream(
@@ -278,7 +284,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
         self.active_streams += 1
         session = _StreamSession(self._engine, self._limits, self._slow_down_s, call,
-                                 self._key_limit, self._open_timeout_s)
+                                 self._key_limit, self._open_timeout_s,
+                                 self._count_slow_down)
         reader = session.reader = asyncio.create_task(session.read(request_iterator))
         try:
             while True:
@@ -295,6 +302,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 await reader
             if session.info is not None:
                 self._engine.close(session.info.key, session)
+
+    def _count_slow_down(self) -> None:
+        self.slow_downs_sent += 1
 
     async def LogMetrics(
         self,
