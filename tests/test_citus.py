@@ -28,7 +28,8 @@ on_citus = pytest.mark.skipif(BACKEND != "citus",
                               reason="needs the Citus cluster (TRACKER_TEST_BACKEND=citus)")
 
 DISTRIBUTED = ["runs", "run_params", "run_tags", "metric_chunks", "run_metric_summary",
-               "metric_series_heads", "writer_offsets"]
+               "metric_series_heads", "writer_offsets", "run_user_summary", "run_metric_goals",
+               "run_artifacts"]
 REFERENCE = ["experiments", "metric_keys", "api_keys", "server_secrets"]
 
 

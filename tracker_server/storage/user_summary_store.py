@@ -15,7 +15,7 @@ from tracker_server.storage.existing import RUNS_FOR_KEY_SHARE, require_ids
 _UPSERT_SUMMARY = """
 INSERT INTO run_user_summary (run_id, key, value)
 SELECT %s, k, v FROM unnest(%s::text[], %s::float8[]) AS t(k, v)
-ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, updated_at = now()
+ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
 """
 _DELETE_SUMMARY = "DELETE FROM run_user_summary WHERE run_id = %s AND key = ANY(%s::text[])"
 _UPSERT_GOALS = """

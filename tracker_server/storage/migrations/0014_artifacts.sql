@@ -2,7 +2,7 @@
 -- models and data sets on shared storage, never the files. Keyed by run_id first like
 -- every table that grows with runs, so it distributes with the runs (Citus).
 CREATE TABLE run_artifacts (
-    run_id        uuid        NOT NULL REFERENCES runs ON DELETE CASCADE,
+    run_id        uuid        NOT NULL,
     uri           text        NOT NULL CHECK (length(uri) > 0),
     -- NULL: an artifact without a step. step_key gives it a place in the key (and sorts
     -- it first), since a primary key column cannot be NULL.
@@ -19,3 +19,20 @@ CREATE TABLE run_artifacts (
     verified_at   timestamptz,
     PRIMARY KEY (run_id, step_key, uri)
 );
+
+-- Citus schema mode (0011): run_artifacts distributed with the runs, co-located by run_id.
+-- The foreign key is added afterwards (Citus accepts it only between co-located
+-- distributed tables), inside the DO block on both backends: Citus propagates DDL on a
+-- distributed table from the statement's text, which must then be a single statement.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        IF EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'runs'::regclass) THEN
+            SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
+            PERFORM create_distributed_table('run_artifacts', 'run_id', colocate_with => 'runs');
+        END IF;
+    END IF;
+    ALTER TABLE run_artifacts ADD CONSTRAINT run_artifacts_run_id_fkey
+        FOREIGN KEY (run_id) REFERENCES runs ON DELETE CASCADE;
+END
+$$;
