@@ -84,7 +84,7 @@ def test_logged_artifacts_are_read_back_with_size_hash_and_best_checkpoint(
         (best,) = api.best("art", "val_loss", mode="min", on="min", with_checkpoint=True)
         assert best.step == 6 and best.checkpoint is not None
         assert best.checkpoint.step == 5 and best.checkpoint.uri == str(paths[5])
-        assert api.best("art", "val_loss", on="min")[0].checkpoint is None
+        assert api.best("art", "val_loss", mode="min", on="min")[0].checkpoint is None
 
 
 def test_hashing_never_blocks_the_training_thread(server: ServerThread, tmp_path: Path
@@ -230,6 +230,7 @@ def test_compare_best_cli_and_async_name_the_checkpoint_at_the_best_step(
     for i, best_at in enumerate((3, 7)):
         run = tracker_client.init(experiment="art-cmp", server=server.address,
                                   options=fast(tmp_path / f"spool{i}"))
+        run.define_metric("val_loss", goal="min")
         for step in range(10):
             run.log({"val_loss": abs(step - best_at) + i}, step=step)
             if step % 2 == 0:
@@ -242,13 +243,16 @@ def test_compare_best_cli_and_async_name_the_checkpoint_at_the_best_step(
         assert {r: c.step for r, c in cmp.checkpoints.items()} == {ids[0]: 4, ids[1]: 8}
         (row,) = [r for r in cmp.rows() if r["field"] == "checkpoint"]
         assert row[ids[0]] == str(shared / "0" / "4.ckpt")
+        # Without a mode: the goal the runs defined.
+        assert api.compare(ids, checkpoint_metric="val_loss").checkpoints == cmp.checkpoints
         assert api.compare(ids).checkpoints == {}
         assert api.compare(ids, checkpoint_metric="nope").checkpoints == {ids[0]: None,
                                                                           ids[1]: None}
 
     async def read() -> tuple[list[int | None], list[int | None]]:
         async with tracker_client.AsyncApi(server=server.address) as aapi:
-            ranked = await aapi.best("art-cmp", "val_loss", on="min", with_checkpoint=True)
+            ranked = await aapi.best("art-cmp", "val_loss", mode="min", on="min",
+                                    with_checkpoint=True)
             run = await aapi.run(ids[1])
             return ([r.checkpoint.step for r in ranked if r.checkpoint],
                     [a.step for a in await run.artifacts(min_step=5)])

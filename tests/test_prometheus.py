@@ -42,19 +42,24 @@ def test_counters_move_while_a_stream_ingests(settings: Settings) -> None:
         assert total(first, "tracker_ingest_budget_bytes") == settings.memory_budget_bytes
         assert total(first, "tracker_metrics_workers") == 1
         run_id = api.new_run()
-        writer = Writer(srv.address, run_id, rank=0, batches=40, per=500)
-        thread = threading.Thread(target=writer.run)
-        thread.start()
+        # Two writers one after the other: the counter is scraped between them (a single
+        # fast stream can finish between two scrapes), and while each streams.
         seen: list[float] = []
-        while thread.is_alive():
-            seen.append(total(scrape(srv.http_url), POINTS))
-            time.sleep(0.05)
-        thread.join()
-        assert writer.acked == 40, writer.errors
-        # Counted after the commit, maybe just after the ack: wait for the last flush.
-        wait_for(lambda: total(scrape(srv.http_url), POINTS) == 40 * 500, timeout=10)
+        for rank in (0, 1):
+            writer = Writer(srv.address, run_id, rank=rank, batches=20, per=500)
+            thread = threading.Thread(target=writer.run)
+            thread.start()
+            while thread.is_alive():
+                seen.append(total(scrape(srv.http_url), POINTS))
+                time.sleep(0.05)
+            thread.join()
+            assert writer.acked == 20, writer.errors
+            # Counted after the commit, maybe just after the ack: wait for the last flush.
+            done = (rank + 1) * 20 * 500
+            wait_for(lambda n=done: total(scrape(srv.http_url), POINTS) == n, timeout=10)
+            seen.append(done)
         assert seen == sorted(seen)  # a counter never goes back
-        assert any(0 < v < 40 * 500 for v in seen), seen  # and it moved during the stream
+        assert any(0 < v < 40 * 500 for v in seen), seen  # and it moved between the streams
         last = scrape(srv.http_url)
         assert total(last, "tracker_ingest_batches_total") == 40
         assert total(last, "tracker_ingest_flush_bytes_total") > 0

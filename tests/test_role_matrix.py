@@ -19,6 +19,7 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 import tracker_proto.v1
 from tests.support import ServerThread
@@ -32,7 +33,7 @@ REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 def _methods() -> list[MethodDescriptor]:
     modules = [importlib.import_module(f"tracker_proto.v1.{m.name}")
                for m in pkgutil.iter_modules(tracker_proto.v1.__path__)
-               if m.name.endswith("_pb2")] + [health_pb2]
+               if m.name.endswith("_pb2")] + [health_pb2, reflection_pb2]
     return [method for module in modules
             for service in module.DESCRIPTOR.services_by_name.values()
             for method in service.methods]

@@ -195,8 +195,8 @@ class Comparison:
     def best_steps(self, metric: str, mode: Goal | None = None) -> dict[str, int | None]:
         """Run id -> the step of the run's best value of ``metric`` (its ``min_step``
         or ``max_step``), None where the run lacks it. ``mode`` None: the goal the runs
-        defined for ``metric`` (ValueError when they define none)."""
-        if mode is None:
+        defined for ``metric`` (ValueError when they logged it but define none)."""
+        if mode is None and metric in self.metrics:
             if metric not in self.goals:
                 raise ValueError(f"the runs define no goal for {metric!r}: pass mode='min' "
                                  "or 'max', or call run.define_metric")

@@ -41,7 +41,7 @@ import numpy as np
 
 from tracker_server.domain.chunking import ChunkSet, SummarySet
 from tracker_server.domain.errors import TrackerError, failed_precondition, not_found, unavailable
-from tracker_server.domain.ingest import CommitPlan, IngestEngine
+from tracker_server.domain.ingest import CommitPlan, IngestEngine, Planner
 from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey, empty_batch
 
 
@@ -151,6 +151,9 @@ class FakeMetricStore:
         """Plans handed to ``prepare`` (built ahead of, or rebuilt in, a commit)."""
         self.prepared_during_commit = 0
         """Of those, the ones prepared while a commit of this store object ran."""
+        self.busy_runs: set[uuid.UUID] = set()
+        """Runs another transaction holds (a frozen peer): a commit defers their writers,
+        as ``PgMetricStore`` does when its run lock wait runs out."""
         self.on_commit: Callable[[CommitRecord], None] | None = None
         """Called as the last step of each of this object's commits, before it returns
         or raises (no other task runs in between)."""
@@ -265,10 +268,11 @@ class FakeMetricStore:
     async def commit(
         self,
         writers: list[WriterInfo],
-        plan: Callable[[dict[WriterKey, int]], CommitPlan],
+        plan: Planner,
     ) -> CommitPlan:
         """One transaction: lock, plan, write, commit (or fail as injected)."""
-        keys = tuple(sorted({w.key for w in writers}))
+        deferred = frozenset(w.key for w in writers if w.key.run_id in self.busy_runs)
+        keys = tuple(sorted({w.key for w in writers} - deferred))
         db = self._db
         failure = db.failures.popleft() if db.failures else None
         committed: dict[WriterKey, int] = {}
@@ -285,7 +289,7 @@ class FakeMetricStore:
                 await self._round_trip()  # SELECT ... FOR UPDATE
                 if failure is not None and failure.stage is Stage.BEFORE_PLAN:
                     raise failure.exception()
-                result = plan(dict(committed))
+                result = plan(dict(committed), deferred)
                 if self.hold is not None:
                     await self.hold.wait()
                 await self._round_trip()  # COPY, summary upsert, COMMIT

@@ -25,6 +25,7 @@ from tests.fault.checks import Logged, check_points, check_summaries
 from tests.fault.support import KEYS, ServerProc, closing_all, record, value_of, wait_until
 from tests.fault.support import Outcome as FaultOutcome
 from tracker_client._tail import tail_backlog
+from tracker_server.storage.points_export import materialize_points
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(os.name != "posix", reason="signals")]
 
@@ -107,6 +108,7 @@ def test_sigkilled_clients_restarted_deliver_exactly_once(database_url: str,
             (run_id,) = conn.execute("SELECT run_id FROM runs WHERE run_key = %s",
                                      ("client-kill",)).fetchone() or (None,)
             assert run_id is not None
+            materialize_points(conn, [run_id])
             rows = conn.execute(
                 "SELECT rank, max(step) FROM metric_points WHERE run_id = %s AND step < %s "
                 "GROUP BY rank", (run_id, SECOND_LIFE)).fetchall()

@@ -190,6 +190,31 @@ def test_a_failed_commit_puts_back_the_flush_built_behind_it_without_a_gap() -> 
     _run(body)
 
 
+def test_seqs_cut_behind_a_deferred_writer_go_back_with_it_without_a_gap() -> None:
+    async def body() -> None:
+        store = FakeMetricStore()
+        store.hold = asyncio.Event()
+        store.busy_runs.add(RUN)  # a frozen peer holds the run: its writers are deferred
+        engine = await _engine(store)
+        sub = RecordingSubscriber(store, W.key)
+        await engine.open(W, sub)
+        await stream_send(engine, W, _batch(1))
+        await _until(lambda: store.in_commit == 1)  # deferred seq 1, held in the commit
+        # Seq 2 is cut behind it, planned as if seq 1 were committing now.
+        await stream_send(engine, W, _batch(2))
+        await _until(lambda: store.prepared >= 2)
+        store.busy_runs.clear()
+        store.hold.set()
+        await _until(lambda: store.committed_seq(W.key) == 2)
+        assert not sub.aborts, sub.aborts  # seq 2 went back behind seq 1: no gap
+        assert sub.acks[-1] == 2 and not sub.problems()
+        assert _stored(store) == _tags(_batch(1), _batch(2))
+        engine.close(W.key, sub)
+        await engine.stop(1)
+
+    _run(body)
+
+
 def test_a_plan_built_for_seqs_another_replica_moved_on_is_rebuilt() -> None:
     async def body() -> None:
         store = FakeMetricStore()

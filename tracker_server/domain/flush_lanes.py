@@ -111,6 +111,8 @@ class Flush:
     built: float = 0.0
     """perf_counter when its plan was built (and when its commit began: ``committing``)."""
     committing: float = 0.0
+    deferred: frozenset[WriterKey] = frozenset()
+    """Writers the commit left for a later flush (their run was held elsewhere)."""
     only_deferred: bool = False
     """Committed nothing: every writer's run was held by another transaction."""
 
@@ -265,6 +267,8 @@ class FlushLanes:
                 ok = await committing
                 committing = None
                 if ok:
+                    if following is not None and ready.deferred:
+                        following = self._hold_back(following, ready.deferred)
                     if ready.only_deferred and following is None:
                         # Nothing but stuck runs waits: do not spin on their locks.
                         await asyncio.sleep(self._config.slow_down_s)
@@ -434,10 +438,27 @@ class FlushLanes:
             # for the next flush; the rest of this one is done.
             later = {k: flush.taken.pop(k) for k in plan.deferred if k in flush.taken}
             self._requeue_entries(lane, later, [])
+            flush.deferred = frozenset(plan.deferred)
             flush.only_deferred = not flush.taken and not flush.unseq
         self._host.complete(plan, flush.taken, flush.unseq)
         self._report(flush, plan)
         return True
+
+    def _hold_back(self, following: Flush, deferred: frozenset[WriterKey]) -> Flush | None:
+        """The flush cut behind one that deferred ``deferred`` took their later seqs,
+        planned as if the deferred ones committed: those go back too (after the ones just
+        put back, by seq), or the next flush would find a gap and abort their streams.
+        None when nothing else is left in it."""
+        later = {k: following.taken.pop(k) for k in deferred if k in following.taken}
+        if not later:
+            return following
+        self._requeue_entries(following.lane, later, [])
+        following.writers = [w for w in following.writers if w.key not in later]
+        following.assumed = {k: v for k, v in following.assumed.items() if k not in later}
+        following.plan = None  # planned for seqs it no longer holds: built in the commit
+        if not following.taken and not following.unseq:
+            return None
+        return following
 
     def _failed(self, flush: Flush, exc: Exception) -> None:
         flush.lane.failures += 1
