@@ -92,7 +92,18 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 180) -> MlflowServer:
-        """Start and wait for /health (the first start runs MLflow's migrations)."""
+        """Start and wait for /health (the first start runs MLflow's migrations).
+
+        A server that exits before printing anything is started once more (seen once in
+        CI, with no output to tell why); one that says why it exits is not."""
+        try:
+            return self._start(timeout_s)
+        except RuntimeError:
+            if self.log_tail().strip():
+                raise
+            return self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> MlflowServer:
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
                "--port", str(self.port), "--backend-store-uri", self.backend_uri,
                "--default-artifact-root", str(self.tmp / "artifacts")]
@@ -104,7 +115,8 @@ class MlflowServer:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError("mlflow server exited:\n" + self.log_tail())
+                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}:\n"
+                                   + self.log_tail())
             with contextlib.suppress(OSError), urllib.request.urlopen(
                     self.url + "/health", timeout=2) as resp:
                 if resp.status == 200:

@@ -357,7 +357,7 @@ class Run:
             atexit.unregister(self._atexit)
             self._recovery_stop.set()
             if self._sys is not None:
-                self._sys.stop()
+                self._sys.stop(max(0.0, min(1.0, deadline - time.monotonic())))
             self._batcher.flush(max(0.0, deadline - time.monotonic()))
             self._artifacts.drain(deadline)
             self._artifacts.stop()

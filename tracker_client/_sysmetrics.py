@@ -34,9 +34,12 @@ class SystemMetrics:
         """Start sampling."""
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop sampling (returns at once; the thread ends within one sample)."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop sampling and wait up to ``timeout`` s for a sample being taken: the run's
+        final flush must come after its last point, or that point stays undelivered."""
         self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         import psutil  # type: ignore[import-untyped]  # no stubs in the dependency set
@@ -54,6 +57,8 @@ class SystemMetrics:
                     "sys/process_rss_bytes": float(proc.memory_info().rss),
                 }
                 sample.update(self._gpu_sample())
+                if self._stop.is_set():  # stopped while sampling: the run is closing
+                    break
                 self._emit(sample, int(time.monotonic() - self._start))
             except Exception:  # never let sampling break the run
                 log.debug("tracker_client: system metrics sample failed", exc_info=True)
