@@ -10,7 +10,8 @@ Figures (JSON, plus a PNG of RSS and throughput over time):
 
 - ``points_logged``, ``points_stored``, ``points_lost``, ``duplicates``, ``errors``;
 - ``ingest_points_per_s`` (acknowledged, mean over the run) and ``queries_per_s``;
-- ``rss_mib`` (start, end, max) and ``rss_slope_mib_per_min`` over the second half:
+- ``rss_mib`` (start, end, max; the supervisor and its workers together) and
+  ``rss_slope_mib_per_min`` over the second half:
   flat memory means a slope near zero;
 - ``samples``: the time series behind the chart.
 """
@@ -18,6 +19,7 @@ Figures (JSON, plus a PNG of RSS and throughput over time):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import random
 import tempfile
@@ -157,6 +159,16 @@ def _stored(conninfo: str, run_ids: list[str]) -> tuple[int, int]:
     return int(row[0]), int(distinct[0])
 
 
+def _tree_rss(root: psutil.Process) -> int:
+    """Resident memory of the whole server: the supervisor and its worker processes
+    (``--workers``, one per core by default), not the supervisor alone."""
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
 def _slope_mib_per_min(samples: list[dict[str, float]]) -> float:
     half = samples[len(samples) // 2:]
     if len(half) < 3:
@@ -218,7 +230,7 @@ def soak(duration_s: float, streams: int, steps_per_s: float, conninfo: str,
             dt = now - prev[0]
             samples.append({
                 "t": round(now - started, 2),
-                "rss_mib": round(proc.memory_info().rss / (1 << 20), 1),
+                "rss_mib": round(_tree_rss(proc) / (1 << 20), 1),
                 "acked": acked, "logged": logged, "queries": counters.queries,
                 "acked_per_s": round((acked - prev[1]) / dt, 1),
                 "logged_per_s": round((logged - prev[2]) / dt, 1),

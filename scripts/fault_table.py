@@ -19,7 +19,8 @@ DOC = ROOT / "docs" / "reliability.md"
 DEFAULT = ROOT / "bench" / "results" / "faults"
 ORDER = ["server SIGKILL", "PostgreSQL sigkill", "PostgreSQL immediate",
          "network blackhole + reset", "PostgreSQL frozen", "COPY fails mid-transaction",
-         "server SIGTERM", "two servers: one killed", "two servers: one frozen in its flush"]
+         "server SIGTERM", "client SIGKILL", "spool disk full", "two servers: one killed",
+         "two servers: one frozen in its flush"]
 
 
 def _extra(extra: dict[str, object]) -> str:
