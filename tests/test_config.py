@@ -36,6 +36,7 @@ def test_flags_parse_into_overrides() -> None:
     ({"TRACKER_FLUSH_BYTES": "abc"}, "TRACKER_FLUSH_BYTES='abc'"),
     ({"TRACKER_MEMORY_BUDGET_BYTES": "0"}, "TRACKER_MEMORY_BUDGET_BYTES must be > 0"),
     ({"TRACKER_FLUSH_BYTES": "100", "TRACKER_MEMORY_BUDGET_BYTES": "10"}, "must not exceed"),
+    ({"TRACKER_SERIES_CACHE_BYTES": "-1"}, "TRACKER_SERIES_CACHE_BYTES must be >= 0"),
 ])
 def test_bad_values(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

@@ -112,6 +112,11 @@ class Settings:
     flush_retry_max_ms: int = 5_000
     """Longest back-off between retries of a failed flush (database unavailable)."""
 
+    series_cache_bytes: int = 256 * 1024 * 1024
+    """Memory of the series read cache, per server process (fully resolved series kept for
+    repeated reads; least recently used evicted; 0 disables it). With ``--workers N`` the
+    server holds up to N times this once reads have filled it."""
+
     compact_interval_s: float = 60.0
     """Seconds between compaction rounds merging small chunks (0 disables)."""
 
@@ -250,6 +255,7 @@ _ENV = {
     "stream_open_timeout_s": "TRACKER_STREAM_OPEN_TIMEOUT_S",
     "max_keys_per_run": "TRACKER_MAX_KEYS_PER_RUN",
     "flush_retry_max_ms": "TRACKER_FLUSH_RETRY_MAX_MS",
+    "series_cache_bytes": "TRACKER_SERIES_CACHE_BYTES",
     "compact_interval_s": "TRACKER_COMPACT_INTERVAL_S",
     "compact_max_series": "TRACKER_COMPACT_MAX_SERIES",
     "summary_repair_interval_ms": "TRACKER_SUMMARY_REPAIR_INTERVAL_MS",
@@ -363,6 +369,9 @@ def validate(settings: Settings) -> None:
     for name in ("flush_interval_ms", "workers"):
         if getattr(settings, name) < 0:
             raise ValueError(f"{_ENV[name]} must be >= 0, got {getattr(settings, name)}")
+    if settings.series_cache_bytes < 0:
+        raise ValueError("TRACKER_SERIES_CACHE_BYTES must be >= 0, got "
+                         f"{settings.series_cache_bytes}")
     if settings.summary_repair_interval_ms < 0:
         raise ValueError("TRACKER_SUMMARY_REPAIR_INTERVAL_MS must be >= 0, got "
                          f"{settings.summary_repair_interval_ms}")

@@ -100,7 +100,9 @@ def build_services(pool: AsyncConnectionPool, engine: IngestEngine, settings: Se
     return Services(
         experiments=ExperimentService(PgExperimentStore(pool), search),
         runs=RunService(runs, search),
-        query=QueryService(reader, runs, SeriesQuery(reader), goals=summaries),
+        query=QueryService(reader, runs,
+                           SeriesQuery(reader, cache_bytes=settings.series_cache_bytes),
+                           goals=summaries),
         ingest=IngestService(engine, limits(settings), key_limit),
         summaries=UserSummaries(summaries),
         artifacts=ArtifactService(PgArtifactStore(pool), artifact_limits(settings)),
