@@ -75,6 +75,17 @@ def _mlflow_db_url(db: Database) -> tuple[str, str]:
     return conninfo, url.render_as_string(hide_password=False)
 
 
+_EXEC_DYING_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+except (OSError, AttributeError):
+    pass
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+"""Run as ``python -c``: ask for SIGTERM when the parent dies, then exec the rest."""
+
+
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1:<free port> with a PostgreSQL backend store."""
 
@@ -94,8 +105,8 @@ class MlflowServer:
     def start(self, timeout_s: float = 180) -> MlflowServer:
         """Start and wait for /health (the first start runs MLflow's migrations).
 
-        A server that exits before printing anything is started once more (seen once in
-        CI, with no output to tell why); one that says why it exits is not."""
+        A server that exits before printing anything is started once more; one that says
+        why it exits is not."""
         try:
             return self._start(timeout_s)
         except RuntimeError:
@@ -104,14 +115,19 @@ class MlflowServer:
             return self._start(timeout_s)
 
     def _start(self, timeout_s: float) -> MlflowServer:
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+        # No preexec_fn: a Python callable there runs the at-fork hooks in the forked
+        # child, and OpenTelemetry's (registered by in-process servers of earlier tests)
+        # segfaulted in it in CI, so the server "exited" before printing anything. The
+        # parent-death signal is set by the exec'd interpreter instead (kept across exec).
+        cmd = [sys.executable, "-c", _EXEC_DYING_WITH_PARENT,
+               "-m", "mlflow", "server", "--host", "127.0.0.1",
                "--port", str(self.port), "--backend-store-uri", self.backend_uri,
                "--default-artifact-root", str(self.tmp / "artifacts")]
         if self.workers:
             cmd += ["--workers", str(self.workers)]
         log = open(self.log_path, "wb")  # noqa: SIM115 (lives as long as the process)
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=die_with_parent)
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:

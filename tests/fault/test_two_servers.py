@@ -62,7 +62,10 @@ def _in_flush(database_url: str, app: str) -> list[tuple[int, object]]:
 def _freeze_inside_flush(srv: ServerProc, database_url: str, app: str) -> int:
     """SIGSTOP ``srv`` while one of its flush transactions holds run locks; returns
     the backend pid left waiting inside that transaction."""
-    for _ in range(400):
+    # Flush transactions are short: poll for one for up to 30 s (a loaded CI machine
+    # can take many tries: a catch counts only if the backend still waits after the stop).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         if _in_flush(database_url, app):
             srv.freeze()
             time.sleep(0.3)  # a statement under way finishes; the backend then waits
