@@ -28,13 +28,34 @@ import psutil  # type: ignore[import-untyped]  # no stubs in the test extra
 def die_with_parent() -> None:
     """Linux: have the kernel send SIGTERM to this process when its parent dies, so a
     killed harness (timeout, Ctrl-C twice, OOM) leaves no server or client behind.
-    Used as ``preexec_fn`` and at the start of spawned workers; no-op elsewhere."""
+    Called at the start of spawned workers (for a subprocess, see
+    :func:`python_dying_with_parent`); no-op elsewhere."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+_EXEC_DYING_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+except (OSError, AttributeError):
+    pass
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+
+def python_dying_with_parent(*args: str) -> list[str]:
+    """The argv of ``python ARGS`` for a child that gets SIGTERM when its parent dies.
+
+    The started interpreter asks for the signal, then execs ``python ARGS`` (the request
+    survives exec; same pid). Not a ``preexec_fn``: a Python callable there runs the
+    at-fork hooks in the forked child, and OpenTelemetry's (registered by in-process
+    servers of earlier tests) segfaulted in one in CI before the child could exec."""
+    return [sys.executable, "-c", _EXEC_DYING_WITH_PARENT, *args]
 
 
 def exit_on_sigterm() -> None:
@@ -162,8 +183,8 @@ class ServerProcess:
         }
         err = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracker_server"], env=env,
-            stdout=subprocess.DEVNULL, stderr=err, preexec_fn=die_with_parent,
+            python_dying_with_parent("-m", "tracker_server"), env=env,
+            stdout=subprocess.DEVNULL, stderr=err,
         )
         wait_healthy(self.address, timeout_s, self.proc)
         return self

@@ -39,7 +39,14 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from bench.environment import CpuMeter, Database, die_with_parent, exit_on_sigterm, free_port
+from bench.environment import (
+    CpuMeter,
+    Database,
+    die_with_parent,
+    exit_on_sigterm,
+    free_port,
+    python_dying_with_parent,
+)
 from bench.ingest import Harness, IngestParams, environment_info, run_e2e
 from bench.report import Progress, si, table, write_json
 from bench.workload import StreamPoints, Workload
@@ -75,17 +82,6 @@ def _mlflow_db_url(db: Database) -> tuple[str, str]:
     return conninfo, url.render_as_string(hide_password=False)
 
 
-_EXEC_DYING_WITH_PARENT = """
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
-except (OSError, AttributeError):
-    pass
-os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
-"""
-"""Run as ``python -c``: ask for SIGTERM when the parent dies, then exec the rest."""
-
-
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1:<free port> with a PostgreSQL backend store."""
 
@@ -103,26 +99,11 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 180) -> MlflowServer:
-        """Start and wait for /health (the first start runs MLflow's migrations).
-
-        A server that exits before printing anything is started once more; one that says
-        why it exits is not."""
-        try:
-            return self._start(timeout_s)
-        except RuntimeError:
-            if self.log_tail().strip():
-                raise
-            return self._start(timeout_s)
-
-    def _start(self, timeout_s: float) -> MlflowServer:
-        # No preexec_fn: a Python callable there runs the at-fork hooks in the forked
-        # child, and OpenTelemetry's (registered by in-process servers of earlier tests)
-        # segfaulted in it in CI, so the server "exited" before printing anything. The
-        # parent-death signal is set by the exec'd interpreter instead (kept across exec).
-        cmd = [sys.executable, "-c", _EXEC_DYING_WITH_PARENT,
-               "-m", "mlflow", "server", "--host", "127.0.0.1",
-               "--port", str(self.port), "--backend-store-uri", self.backend_uri,
-               "--default-artifact-root", str(self.tmp / "artifacts")]
+        """Start and wait for /health (the first start runs MLflow's migrations)."""
+        cmd = python_dying_with_parent(
+            "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", self.backend_uri,
+            "--default-artifact-root", str(self.tmp / "artifacts"))
         if self.workers:
             cmd += ["--workers", str(self.workers)]
         log = open(self.log_path, "wb")  # noqa: SIM115 (lives as long as the process)
