@@ -42,9 +42,11 @@ def test_counters_move_while_a_stream_ingests(settings: Settings) -> None:
         assert total(first, "tracker_ingest_budget_bytes") == settings.memory_budget_bytes
         assert total(first, "tracker_metrics_workers") == 1
         run_id = api.new_run()
-        # Two writers one after the other: the counter is scraped between them (a single
-        # fast stream can finish between two scrapes), and while each streams.
+        # Two writers one after the other: the counter is scraped while each streams and
+        # between them (a single fast stream can finish between two scrapes), where it
+        # must read exactly the first writer's points: it counts commits as they happen.
         seen: list[float] = []
+        between: list[float] = []
         for rank in (0, 1):
             writer = Writer(srv.address, run_id, rank=rank, batches=20, per=500)
             thread = threading.Thread(target=writer.run)
@@ -57,9 +59,10 @@ def test_counters_move_while_a_stream_ingests(settings: Settings) -> None:
             # Counted after the commit, maybe just after the ack: wait for the last flush.
             done = (rank + 1) * 20 * 500
             wait_for(lambda n=done: total(scrape(srv.http_url), POINTS) == n, timeout=10)
-            seen.append(done)
+            between.append(total(scrape(srv.http_url), POINTS))
+            seen.append(between[-1])
         assert seen == sorted(seen)  # a counter never goes back
-        assert any(0 < v < 40 * 500 for v in seen), seen  # and it moved between the streams
+        assert between == [20 * 500, 40 * 500]  # the first writer's points before the second
         last = scrape(srv.http_url)
         assert total(last, "tracker_ingest_batches_total") == 40
         assert total(last, "tracker_ingest_flush_bytes_total") > 0
@@ -144,25 +147,33 @@ def test_two_workers_report_the_whole_server(database_url: str) -> None:
     api = Api(srv.address)
     try:
         run_id = api.new_run()
-        # Each writer has a connection of its own, so the kernel spreads them.
+        # Each writer has a connection of its own, so the kernel spreads them. Two waves
+        # of four: between them the sum must be exactly the first wave's points (a wave
+        # can end between two scrapes, so "it moved" is checked there).
         ws = [Writer(srv.address, run_id, rank, batches, per) for rank in range(writers)]
-        threads = [threading.Thread(target=w.run) for w in ws]
-        for t in threads:
-            t.start()
         sums: list[float] = []
-        while any(t.is_alive() for t in threads):
-            samples = scrape(http)  # a new connection each time: either worker answers
-            assert set(by_worker(samples, POINTS)) == {"0", "1"}
-            assert total(samples, "tracker_metrics_workers") == 2
-            assert total(samples, "tracker_metrics_workers_missing") == 0
-            sums.append(total(samples, POINTS))
-            time.sleep(0.05)
-        for t in threads:
-            t.join()
-        assert all(w.acked == batches for w in ws), [w.errors for w in ws]
+        between: list[float] = []
+        for wave in (ws[:writers // 2], ws[writers // 2:]):
+            threads = [threading.Thread(target=w.run) for w in wave]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                samples = scrape(http)  # a new connection each time: either worker answers
+                assert set(by_worker(samples, POINTS)) == {"0", "1"}
+                assert total(samples, "tracker_metrics_workers") == 2
+                assert total(samples, "tracker_metrics_workers_missing") == 0
+                sums.append(total(samples, POINTS))
+                time.sleep(0.05)
+            for t in threads:
+                t.join()
+            assert all(w.acked == batches for w in wave), [w.errors for w in wave]
+            done = (ws.index(wave[-1]) + 1) * batches * per  # points of the waves so far
+            wait_for(lambda n=done: total(scrape(http), POINTS) == n, timeout=10)
+            between.append(total(scrape(http), POINTS))
+            sums.append(between[-1])
         expected = writers * batches * per
-        wait_for(lambda: total(scrape(http), POINTS) == expected, timeout=10)
-        assert sums == sorted(sums) and any(0 < v < expected for v in sums), sums
+        assert sums == sorted(sums), sums  # counters never go back
+        assert between == [expected // 2, expected]
         final = scrape(http)
         per_worker = by_worker(final, POINTS)
         assert sum(per_worker.values()) == expected
@@ -243,3 +254,35 @@ def test_two_expositions_merge_by_name(tmp_path: Path) -> None:
 
 async def _up() -> bool:
     return True
+
+
+def test_a_large_answer_from_a_peer_is_read_whole(tmp_path: Path) -> None:
+    """A worker's exposition of ~2 MB (many label sets) arrives in many socket reads:
+    every sample of it is in the merged scrape, not the first read's worth."""
+    samples_per_peer = 40_000
+    lines = [f'tracker_test_total{{k="{i}"}} {i}' for i in range(samples_per_peer)]
+    body = ("# TYPE tracker_test_total counter\n" + "\n".join(lines) + "\n").encode()
+    assert len(body) > 1_000_000
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(body)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> list[Sample]:
+        tel = setup_telemetry("off", prometheus=True)
+        expo = Exposition(tel, _up, 5.0, Peers(tmp_path, 2, 0))
+        await expo.start()
+        peer = await asyncio.start_unix_server(answer, str(tmp_path / "worker-1.sock"))
+        try:
+            text = await expo.scrape()
+        finally:
+            peer.close()
+            await expo.stop()
+            tel.shutdown()
+        return [s for f in text_string_to_metric_families(text.decode()) for s in f.samples]
+
+    samples = asyncio.run(main())
+    got = [s for s in samples if s.name == "tracker_test_total" and s.labels.get("worker") == "1"]
+    assert len(got) == samples_per_peer
+    assert total(samples, "tracker_metrics_workers_missing") == 0

@@ -188,7 +188,15 @@ class Exposition:
             async with asyncio.timeout(self._timeout_s):
                 reader, writer = await asyncio.open_unix_connection(str(path))
                 try:
-                    text = await reader.read(_MAX_PEER_BYTES)
+                    # read(n) returns what has arrived so far: read up to EOF.
+                    parts: list[bytes] = []
+                    size = 0
+                    while chunk := await reader.read(1 << 16):
+                        size += len(chunk)
+                        if size > _MAX_PEER_BYTES:
+                            raise ValueError("answer over the size limit")
+                        parts.append(chunk)
+                    text = b"".join(parts)
                 finally:
                     writer.close()
                     with contextlib.suppress(OSError):
