@@ -215,7 +215,8 @@ def test_cli_ls_and_verify_find_deleted_truncated_and_rewritten_checkpoints(
     listed = json.loads(capsys.readouterr().out)
     assert [(a["step"], a["verify_state"]) for a in listed] == [
         (1, "missing"), (2, "size_mismatch"), (3, "hash_mismatch"), (4, "ok")]
-    assert cli_main(["artifacts", "ls", rid, *server_flag]) == 0
+    # RUN may be an id prefix, as for every command taking a run.
+    assert cli_main(["artifacts", "ls", rid[:8], *server_flag]) == 0
     table = capsys.readouterr().out
     assert "4.0 KiB" in table and "size_mismatch" in table and str(files[4]) in table
     with pytest.raises(SystemExit) as exit_info:
@@ -230,7 +231,8 @@ def test_compare_best_cli_and_async_name_the_checkpoint_at_the_best_step(
     for i, best_at in enumerate((3, 7)):
         run = tracker_client.init(experiment="art-cmp", server=server.address,
                                   options=fast(tmp_path / f"spool{i}"))
-        run.define_metric("val_loss", goal="min")
+        # "max" on purpose: a comparison without a mode must follow it, not default to min.
+        run.define_metric("val_loss", goal="max")
         for step in range(10):
             run.log({"val_loss": abs(step - best_at) + i}, step=step)
             if step % 2 == 0:
@@ -243,8 +245,9 @@ def test_compare_best_cli_and_async_name_the_checkpoint_at_the_best_step(
         assert {r: c.step for r, c in cmp.checkpoints.items()} == {ids[0]: 4, ids[1]: 8}
         (row,) = [r for r in cmp.rows() if r["field"] == "checkpoint"]
         assert row[ids[0]] == str(shared / "0" / "4.ckpt")
-        # Without a mode: the goal the runs defined.
-        assert api.compare(ids, checkpoint_metric="val_loss").checkpoints == cmp.checkpoints
+        # Without a mode: the goal the runs defined (max: steps 9 and 0).
+        by_goal = api.compare(ids, checkpoint_metric="val_loss").checkpoints
+        assert {r: c.step for r, c in by_goal.items()} == {ids[0]: 8, ids[1]: 0}
         assert api.compare(ids).checkpoints == {}
         assert api.compare(ids, checkpoint_metric="nope").checkpoints == {ids[0]: None,
                                                                           ids[1]: None}

@@ -114,10 +114,10 @@ def check(artifact: Artifact, hash_files: bool = True) -> Check:
     if path is None:
         return Check(artifact, "unchecked", "not a local or shared-storage path: "
                      "tracker does not read object stores")
-    if not path.exists():
-        return Check(artifact, "missing", f"{path} does not exist")
     want_hash = bool(artifact.sha256) and hash_files
     try:
+        if not path.exists():  # raises too: a name too long, a directory not readable
+            return Check(artifact, "missing", f"{path} does not exist")
         size, digest = measure(path, want_hash)
     except OSError as exc:
         return Check(artifact, "unchecked", f"cannot read {path}: {exc.strerror}")
@@ -130,12 +130,18 @@ def check(artifact: Artifact, hash_files: bool = True) -> Check:
     return Check(artifact, "ok", "")
 
 
+MAX_DETAIL_BYTES = 1000
+"""Longest verification detail the server stores (``domain.artifacts``)."""
+
+
 def verification_request(run_id: str, checks: Sequence[Check]
                          ) -> artifacts_pb2.RecordVerificationRequest:
     """The RecordVerification call storing ``checks``."""
     results = []
     for c in checks:
-        v = artifacts_pb2.Verification(uri=c.artifact.uri, detail=c.detail[:1000],
+        # The server takes at most MAX_DETAIL_BYTES of UTF-8: cut at a character boundary.
+        detail = c.detail.encode()[:MAX_DETAIL_BYTES].decode("utf-8", "ignore")
+        v = artifacts_pb2.Verification(uri=c.artifact.uri, detail=detail,
                                        state=artifacts_pb2.VerifyState.ValueType(
                                            VERIFY_STATE[c.state]))
         if c.artifact.step is not None:

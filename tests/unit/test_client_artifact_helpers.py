@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tracker_client._artifact_types import Artifact, check, nearest
+from tracker_client._artifact_types import (
+    MAX_DETAIL_BYTES,
+    Artifact,
+    check,
+    nearest,
+    verification_request,
+)
 from tracker_client._artifacts import (
     check_metadata,
     check_step,
@@ -111,3 +117,18 @@ def test_check_states(tmp_path: Path) -> None:
     if os.geteuid() != 0:  # root reads anything
         path.chmod(0)
         assert check(_artifact(str(path), size=3, sha=sha)).state == "unchecked"
+
+
+def test_a_path_the_os_refuses_is_unchecked_not_a_crash(tmp_path: Path) -> None:
+    # ENAMETOOLONG from the existence check itself.
+    result = check(_artifact(str(tmp_path / ("x" * 300)), size=3))
+    assert result.state == "unchecked" and "cannot read" in result.detail
+
+
+def test_a_long_non_ascii_detail_fits_the_servers_byte_limit(tmp_path: Path) -> None:
+    path = tmp_path.joinpath(*[c * 120 for c in "éüøåæ"], "gone.ckpt")  # 240 B each
+    found = check(_artifact(str(path), size=3))
+    assert found.state == "missing" and len(found.detail.encode()) > MAX_DETAIL_BYTES
+    (sent,) = verification_request("r", [found]).results
+    assert len(sent.detail.encode()) <= MAX_DETAIL_BYTES
+    assert found.detail.startswith(sent.detail)  # cut at a character, never mid-character

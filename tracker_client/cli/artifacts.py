@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
                             "check that each artifact exists with the recorded size and "
                             "hash; exit 1 when one differs")
     for p in (ls, verify):
-        p.add_argument("run", metavar="RUN", help="run id")
+        p.add_argument("run", metavar="RUN", help="run id, unique id prefix or run name")
         p.add_argument("--kind", action="append", choices=sorted(KINDS),
                        help="only this kind (repeatable)")
         p.add_argument("--min-step", type=int, default=None, help="only steps >= this")
@@ -47,14 +47,21 @@ def register(sub: Any) -> None:
     verify.set_defaults(func=run_verify)
 
 
-def _artifacts(args: argparse.Namespace, client: Client) -> list[Artifact]:
+def run_artifacts(client: Client, run_id: str, kind: str | list[str] | None = None,
+                  min_step: int | None = None, max_step: int | None = None
+                  ) -> list[Artifact]:
+    """Every artifact of a run (all pages), by step then uri."""
     stub = artifacts_pb2_grpc.ArtifactServiceStub(client.channel)
     try:
-        req = list_request(args.run, args.kind, args.min_step, args.max_step, 1000)
+        req = list_request(run_id, kind, min_step, max_step, 1000)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     found = client.paginate(stub.ListArtifacts, req, lambda p: p.artifacts, 10**9)
     return [Artifact.from_proto(a) for a in found]
+
+
+def _artifacts(args: argparse.Namespace, client: Client, run_id: str) -> list[Artifact]:
+    return run_artifacts(client, run_id, args.kind, args.min_step, args.max_step)
 
 
 def _size(n: int | None) -> str:
@@ -72,7 +79,7 @@ def _size(n: int | None) -> str:
 
 def run_ls(args: argparse.Namespace, client: Client) -> int:
     """Print the run's artifacts."""
-    found = _artifacts(args, client)
+    found = _artifacts(args, client, client.run_id(args.run))
     if args.json:
         print_json([a.row() for a in found])
         return 0
@@ -84,16 +91,17 @@ def run_ls(args: argparse.Namespace, client: Client) -> int:
 
 def run_verify(args: argparse.Namespace, client: Client) -> int:
     """Check every artifact against the storage it is on; 1 when one differs."""
-    found = _artifacts(args, client)
+    run_id = client.run_id(args.run)  # an id prefix or a run name, like every command
+    found = _artifacts(args, client, run_id)
     checks: list[Check] = [check(a, hash_files=not args.no_hash) for a in found]
     if checks and not args.no_record:
         stub = artifacts_pb2_grpc.ArtifactServiceStub(client.channel)
         for i in range(0, len(checks), _RECORD_BATCH):
             client.call(stub.RecordVerification,
-                        verification_request(args.run, checks[i:i + _RECORD_BATCH]))
+                        verification_request(run_id, checks[i:i + _RECORD_BATCH]))
     bad = [c for c in checks if c.state in PROBLEMS]
     if args.json:
-        print_json({"run_id": args.run, "checked": len(checks), "problems": len(bad),
+        print_json({"run_id": run_id, "checked": len(checks), "problems": len(bad),
                     "artifacts": [c.row() for c in checks]})
     else:
         print_table(["STEP", "KIND", "STATE", "URI", "DETAIL"],

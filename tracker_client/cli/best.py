@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from tracker_client import _enums
-from tracker_client._artifact_types import Artifact, list_request, nearest
+from tracker_client._artifact_types import Artifact, nearest
 from tracker_client.cli._common import (
     RUN_STATUS,
     Client,
@@ -15,7 +15,7 @@ from tracker_client.cli._common import (
     print_table,
     to_dict,
 )
-from tracker_proto.v1 import artifacts_pb2_grpc
+from tracker_client.cli.artifacts import run_artifacts
 from tracker_proto.v1 import query_pb2 as q
 
 _ON = _enums.SUMMARY_FIELD
@@ -73,8 +73,4 @@ def run(args: argparse.Namespace, client: Client) -> int:
 
 def _checkpoint(client: Client, run_id: str, step: int) -> Artifact | None:
     """The run's checkpoint nearest ``step``."""
-    stub = artifacts_pb2_grpc.ArtifactServiceStub(client.channel)
-    found = client.paginate(stub.ListArtifacts,
-                            list_request(run_id, "checkpoint", None, None, 1000),
-                            lambda p: p.artifacts, 10**9)
-    return nearest([Artifact.from_proto(a) for a in found], step)
+    return nearest(run_artifacts(client, run_id, "checkpoint"), step)
