@@ -63,7 +63,9 @@ class RunSummary(MutableMapping[str, float]):
         self.set({key: value})
 
     def __delitem__(self, key: str) -> None:
-        del self._values[check_key(key)]
+        # Sent even when this process never set it: an earlier attempt, or another job
+        # attached with init(run_id=...), may have.
+        self._values.pop(check_key(key), None)
         self._submit({"op": "summary", "values": {}, "delete": [key]}, 0.0)
 
     def __getitem__(self, key: str) -> float:

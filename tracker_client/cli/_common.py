@@ -157,10 +157,10 @@ class Client:
         listed = sorted(candidates.values(), key=lambda r: r.run_id)
         lines = "\n".join(f"  {r.run_id}  {r.name}  ({RUN_STATUS.get(r.status, '?')})"
                           for r in listed[:RESOLVE_LIST_MAX])
-        more = len(listed) - RESOLVE_LIST_MAX
-        extra = f"\n  ... and {more} more" if more > 0 else ""
-        raise CliError(f"{ref!r} matches {len(listed)} runs; give more of the id:\n"
-                       f"{lines}{extra}")
+        # The search stops at one more than the list shows: past that, the count is open.
+        count = (f"more than {RESOLVE_LIST_MAX}" if len(listed) > RESOLVE_LIST_MAX
+                 else str(len(listed)))
+        raise CliError(f"{ref!r} matches {count} runs; give more of the id:\n{lines}")
 
     def run_ids(self, refs: Sequence[str]) -> list[str]:
         """:meth:`run_id` of each reference."""

@@ -95,8 +95,7 @@ class QueryService:
     """Reads of metric keys, series, latest values, rankings and comparisons."""
 
     def __init__(self, reader: MetricReader, runs: RunStore, series: SeriesQuery,
-                 goals: UserSummaryStore | None = None) -> None:
-        """``goals`` None: rankings always need an explicit goal."""
+                 goals: UserSummaryStore) -> None:
         self._reader = reader
         self._runs = runs
         self._series = series
@@ -196,13 +195,11 @@ class QueryService:
         (INVALID_ARGUMENT on ``goal`` when none or both are defined)."""
         eids = check_id_list(list(experiment_ids), "experiment_ids", MAX_BEST_EXPERIMENTS)
         name = check_metric_key(key, "key")
-        if maximize is None:
-            if self._goals is None:
-                raise invalid("goal must be MINIMIZE or MAXIMIZE", [("goal", "unset")])
-            maximize = resolve_goal(await self._goals.goals_for(eids, name), name)
         field = _one_of(on, SUMMARY_FIELDS, "on")
         count = bounded_count(limit, DEFAULT_BEST_LIMIT, MAX_BEST_LIMIT, "limit")
         where = parse_filter(filter_text)
+        if maximize is None:  # after every check of the request: this one reads
+            maximize = resolve_goal(await self._goals.goals_for(eids, name), name)
         return await self._reader.best_runs(eids, name, maximize, field, count, where)
 
     async def compare_runs(self, run_ids: Sequence[str]) -> Comparison:

@@ -10,7 +10,6 @@ from typing import Any
 import psycopg
 
 from tracker_server.domain.runs import Run, RunStatus
-from tracker_server.storage.user_summary_store import GOALS_OF, SUMMARY_OF, rows_by_run
 
 RUN_COLUMNS = (
     "r.run_id, r.experiment_id, r.name, coalesce(r.run_key, '') AS run_key, r.status, "
@@ -19,6 +18,8 @@ RUN_COLUMNS = (
 
 _PARAMS_OF = "SELECT run_id, key, value FROM run_params WHERE run_id = ANY(%s::uuid[])"
 _TAGS_OF = "SELECT run_id, key, value FROM run_tags WHERE run_id = ANY(%s::uuid[])"
+SUMMARY_OF = "SELECT run_id, key, value FROM run_user_summary WHERE run_id = ANY(%s::uuid[])"
+GOALS_OF = "SELECT run_id, key, goal FROM run_metric_goals WHERE run_id = ANY(%s::uuid[])"
 
 
 def run_from_row(row: dict[str, Any], params: dict[str, str], tags: dict[str, str]) -> Run:
@@ -40,9 +41,11 @@ def run_from_row(row: dict[str, Any], params: dict[str, str], tags: dict[str, st
     )
 
 
-async def _kv_of(conn: psycopg.AsyncConnection[Any], query: str, run_ids: list[uuid.UUID]
-                 ) -> dict[uuid.UUID, dict[str, str]]:
-    out: dict[uuid.UUID, dict[str, str]] = {r: {} for r in run_ids}
+async def kv_of(conn: psycopg.AsyncConnection[Any], query: str, run_ids: list[uuid.UUID]
+                ) -> dict[uuid.UUID, dict[str, Any]]:
+    """``{run_id: {key: value}}`` of a (run_id, key, value) query over ``run_ids``
+    (every run present, with ``{}`` when it has no rows)."""
+    out: dict[uuid.UUID, dict[str, Any]] = {r: {} for r in run_ids}
     cur = await conn.execute(query, (run_ids,))
     for run_id, key, value in await cur.fetchall():
         out[run_id][key] = value
@@ -51,7 +54,7 @@ async def _kv_of(conn: psycopg.AsyncConnection[Any], query: str, run_ids: list[u
 
 async def tags_of(conn: psycopg.AsyncConnection[Any], run_id: uuid.UUID) -> dict[str, str]:
     """Every tag of one run."""
-    return (await _kv_of(conn, _TAGS_OF, [run_id]))[run_id]
+    return (await kv_of(conn, _TAGS_OF, [run_id]))[run_id]
 
 
 async def runs_from_rows(conn: psycopg.AsyncConnection[Any], rows: list[dict[str, Any]]
@@ -59,10 +62,10 @@ async def runs_from_rows(conn: psycopg.AsyncConnection[Any], rows: list[dict[str
     """Domain runs for ``RUN_COLUMNS`` rows, their params and tags loaded in two
     queries."""
     ids = [row["run_id"] for row in rows]
-    params = await _kv_of(conn, _PARAMS_OF, ids)
-    tags = await _kv_of(conn, _TAGS_OF, ids)
-    summary = await rows_by_run(conn, SUMMARY_OF, ids)
-    goals = await rows_by_run(conn, GOALS_OF, ids)
+    params = await kv_of(conn, _PARAMS_OF, ids)
+    tags = await kv_of(conn, _TAGS_OF, ids)
+    summary = await kv_of(conn, SUMMARY_OF, ids)
+    goals = await kv_of(conn, GOALS_OF, ids)
     return [replace(run_from_row(row, params[row["run_id"]], tags[row["run_id"]]),
                     summary=summary[row["run_id"]], metric_goals=goals[row["run_id"]])
             for row in rows]

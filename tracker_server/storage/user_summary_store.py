@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tracker_server.storage.errors import db_errors
 from tracker_server.storage.existing import RUNS_FOR_KEY_SHARE, require_ids
+from tracker_server.storage.run_rows import GOALS_OF, SUMMARY_OF, kv_of
 
 _UPSERT_SUMMARY = """
 INSERT INTO run_user_summary (run_id, key, value)
@@ -23,23 +22,10 @@ INSERT INTO run_metric_goals (run_id, key, goal)
 SELECT %s, k, g FROM unnest(%s::text[], %s::text[]) AS t(k, g)
 ON CONFLICT (run_id, key) DO UPDATE SET goal = excluded.goal
 """
-SUMMARY_OF = ("SELECT run_id, key, value FROM run_user_summary "
-              "WHERE run_id = ANY(%s::uuid[])")
-GOALS_OF = "SELECT run_id, key, goal FROM run_metric_goals WHERE run_id = ANY(%s::uuid[])"
 _GOALS_FOR_KEY = """
 SELECT DISTINCT g.goal FROM run_metric_goals g JOIN runs r ON r.run_id = g.run_id
 WHERE g.key = %s AND r.experiment_id = ANY(%s::uuid[])
 """
-
-
-async def rows_by_run(conn: psycopg.AsyncConnection[Any], query: str,
-                      run_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-    """``{run_id: {key: value}}`` of a (run_id, key, value) query over ``run_ids``."""
-    out: dict[uuid.UUID, dict[str, Any]] = {r: {} for r in run_ids}
-    cur = await conn.execute(query, (run_ids,))
-    for run_id, key, value in await cur.fetchall():
-        out[run_id][key] = value
-    return out
 
 
 class PgUserSummaryStore:
@@ -60,7 +46,7 @@ class PgUserSummaryStore:
                     keys = sorted(values)
                     await conn.execute(_UPSERT_SUMMARY,
                                        (run_id, keys, [values[k] for k in keys]))
-                return (await rows_by_run(conn, SUMMARY_OF, [run_id]))[run_id]
+                return (await kv_of(conn, SUMMARY_OF, [run_id]))[run_id]
 
     async def define_metrics(self, run_id: uuid.UUID, goals: dict[str, str]
                              ) -> dict[str, str]:
@@ -70,7 +56,7 @@ class PgUserSummaryStore:
                 await require_ids(conn, RUNS_FOR_KEY_SHARE, [run_id])
                 keys = sorted(goals)
                 await conn.execute(_UPSERT_GOALS, (run_id, keys, [goals[k] for k in keys]))
-                return (await rows_by_run(conn, GOALS_OF, [run_id]))[run_id]
+                return (await kv_of(conn, GOALS_OF, [run_id]))[run_id]
 
     async def goals_for(self, experiment_ids: list[uuid.UUID], key: str) -> set[str]:
         """See ``UserSummaryStore.goals_for``."""
