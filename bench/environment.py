@@ -58,6 +58,16 @@ def python_dying_with_parent(*args: str) -> list[str]:
     return [sys.executable, "-c", _EXEC_DYING_WITH_PARENT, *args]
 
 
+def tree_rss(root: psutil.Process) -> int:
+    """Resident memory of a process and its descendants, bytes: a server is its
+    supervisor and its workers (``--workers``). A process that exits meanwhile counts 0."""
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit so ``with`` blocks stop the server and the database."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))

@@ -19,7 +19,6 @@ Figures (JSON, plus a PNG of RSS and throughput over time):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import random
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import psutil  # type: ignore[import-untyped]  # no stubs in the test extra
 
-from bench.environment import Database, ServerProcess, exit_on_sigterm
+from bench.environment import Database, ServerProcess, exit_on_sigterm, tree_rss
 from bench.report import table, write_json
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "soak.json"
@@ -159,16 +158,6 @@ def _stored(conninfo: str, run_ids: list[str]) -> tuple[int, int]:
     return int(row[0]), int(distinct[0])
 
 
-def _tree_rss(root: psutil.Process) -> int:
-    """Resident memory of the whole server: the supervisor and its worker processes
-    (``--workers``, one per core by default), not the supervisor alone."""
-    total = 0
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
-
-
 def _slope_mib_per_min(samples: list[dict[str, float]]) -> float:
     half = samples[len(samples) // 2:]
     if len(half) < 3:
@@ -230,7 +219,7 @@ def soak(duration_s: float, streams: int, steps_per_s: float, conninfo: str,
             dt = now - prev[0]
             samples.append({
                 "t": round(now - started, 2),
-                "rss_mib": round(_tree_rss(proc) / (1 << 20), 1),
+                "rss_mib": round(tree_rss(proc) / (1 << 20), 1),
                 "acked": acked, "logged": logged, "queries": counters.queries,
                 "acked_per_s": round((acked - prev[1]) / dt, 1),
                 "logged_per_s": round((logged - prev[2]) / dt, 1),

@@ -33,7 +33,7 @@ if [ -z "$tarball" ]; then
 fi
 if [ -z "$tarball" ] || [ ! -f "$tarball" ]; then
   echo "build_citus: no Citus source tarball (set CITUS_TARBALL)" >&2
-  exit 2
+  exit 3  # its own code: .ci/run tells "no source here" from a failed build
 fi
 if [ -f "$tarball.sha256" ]; then
   (cd "$(dirname "$tarball")" && sha256sum --quiet -c "$(basename "$tarball").sha256") >&2

@@ -4,7 +4,6 @@ afterwards every point is committed exactly once."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
@@ -12,6 +11,7 @@ import numpy as np
 import psutil
 import psycopg
 
+from bench.environment import tree_rss
 from tests.support import Api, ServerProcess, batch_req, columns, count_points, open_req
 
 MiB = 1 << 20
@@ -19,15 +19,6 @@ BUDGET = 64 * MiB
 STREAMS = 4
 BATCH = 5000
 WORKERS = 2
-
-
-def tree_rss(root: psutil.Process) -> int:
-    """Resident memory of the server: the supervisor and its workers."""
-    total = 0
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
 
 
 def test_database_stall_applies_backpressure_and_loses_nothing(database_url: str) -> None:

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from tests.citus_support import BACKEND
 from tests.query_support import log_points, new_experiment, new_run, query_stub, resume, series
 from tests.support import Api, ServerThread, batch_req, columns, open_req
 from tracker_proto.v1 import query_pb2 as q
@@ -201,8 +202,10 @@ def test_layout_constraint(api: Api, database_url: str) -> None:
             "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = "
             "'metric_chunks'::regclass AND attname IN ('payload', 'sketch_payload') "
             "ORDER BY 1").fetchall()
-    # zstd payloads: no TOAST compression on top.
-    assert storage == [("payload", "e"), ("sketch_payload", "e")]
+    # zstd payloads: no TOAST compression on top (Citus refuses SET STORAGE on a
+    # distributed table: there the default stays, see migration 0013).
+    want = "x" if BACKEND == "citus" else "e"
+    assert storage == [("payload", want), ("sketch_payload", want)]
 
 
 def test_materialized_points_and_cli_export(api: Api, database_url: str) -> None:

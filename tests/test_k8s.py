@@ -226,11 +226,14 @@ def test_resources_follow_the_memory_budget_and_the_workers(
     # ~100 MB idle and 160-175 MB after ingesting), twice that as the limit.
     assert mebibytes(resources["requests"]["memory"]) == budget + 256 * workers
     assert mebibytes(resources["limits"]["memory"]) == budget + 512 * workers
+    # The 256 MiB hold the worker (at most 175 MB measured) and its full series cache.
+    assert 175 + settings.series_cache_bytes / MiB <= 256
     assert "cpu" not in resources["limits"]
     # A worker uses at most about one core: requesting more than workers wastes it.
     assert cores(resources["requests"]["cpu"]) <= workers
 
 
+@needs_kubectl
 def test_flush_settings_are_the_measured_defaults(
     rendered: tuple[str, list[dict[str, Any]]]
 ) -> None:

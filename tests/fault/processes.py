@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
+from bench.environment import tree_rss
 from tests.support import free_port, wait_healthy
 
 
@@ -165,7 +166,7 @@ class ServerProc:
 
     def rss(self) -> int:
         """Resident set size of the whole server, bytes."""
-        return sum(int(p.memory_info().rss) for p in self.tree())
+        return tree_rss(psutil.Process(self.pid))
 
     def close(self) -> None:
         """Make sure it is gone (SIGCONT first, in case it is stopped)."""

@@ -84,7 +84,9 @@ def test_decode_accepts_memoryview_and_non_native_inputs(
     steps, values, wall = chunk
     # Big-endian / non-contiguous inputs (as decoded from PostgreSQL arrays) encode the
     # same points.
-    payload = codec.encode(steps.astype(">i8"), values.astype(">f8"), wall[::1])
+    strided = np.repeat(wall, 2)[::2]  # a view with a stride of 16 bytes
+    assert len(wall) < 2 or not strided.flags.c_contiguous
+    payload = codec.encode(steps.astype(">i8"), values.astype(">f8"), strided)
     _assert_same(chunk, codec.decode(memoryview(payload)))
 
 

@@ -22,8 +22,10 @@ COPY_COLUMNS = (
     "run_id", "key_id", "rank", "attempt", "first_step", "last_step", "n",
     "encoding", "payload", "sketch_payload",
 )
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
-_TRAILER = struct.pack("!h", -1)
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+"""Start of every binary COPY stream: signature, flags, header extension length."""
+COPY_TRAILER = struct.pack("!h", -1)
+"""End of every binary COPY stream."""
 # Row prefix: field count, uuid, key_id, rank, attempt, first_step, last_step, n,
 # encoding, then the payload's length (its bytes follow).
 _ROW = struct.Struct("!h i16s i i i i i i i q i q i i i h i")
@@ -47,7 +49,7 @@ def encode_chunks(chunks: ChunkSet, level: int = codec.DEFAULT_LEVEL) -> bytes:
         sk.starts.tolist(),
         strict=True,
     )
-    parts = [_HEADER]
+    parts = [COPY_HEADER]
     for run_id, key_id, rank, attempt, first, last, n, start, sk_n, sk_start in rows:
         end = start + n
         payload = codec.encode(chunks.steps[start:end], chunks.values[start:end],
@@ -64,5 +66,5 @@ def encode_chunks(chunks: ChunkSet, level: int = codec.DEFAULT_LEVEL) -> bytes:
                                   sk.wall_ns[sk_start:sk_end], level=level)
             parts.append(_LEN.pack(len(sketch)))
             parts.append(sketch)
-    parts.append(_TRAILER)
+    parts.append(COPY_TRAILER)
     return b"".join(parts)

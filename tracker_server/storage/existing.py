@@ -22,15 +22,10 @@ RUNS = IdCheck("SELECT run_id FROM runs WHERE run_id = ANY(%s::uuid[])", "run")
 EXPERIMENTS = IdCheck(
     "SELECT experiment_id FROM experiments WHERE experiment_id = ANY(%s::uuid[])", "experiment"
 )
-# KEY SHARE: keeps the rows from being deleted without blocking status updates (and
-# without conflicting with an experiment's activation by a concurrent CreateRun).
+# KEY SHARE: keeps the rows from being deleted without blocking updates of their other
+# columns (a run's status, ended_at).
 RUNS_FOR_KEY_SHARE = IdCheck(
     "SELECT run_id FROM runs WHERE run_id = ANY(%s::uuid[]) FOR KEY SHARE", "run"
-)
-EXPERIMENTS_FOR_KEY_SHARE = IdCheck(
-    "SELECT experiment_id FROM experiments WHERE experiment_id = ANY(%s::uuid[]) "
-    "FOR KEY SHARE",
-    "experiment",
 )
 
 

@@ -14,7 +14,6 @@ of duplicates is the read API's job), in write order (chunk_id, then position).
 
 from __future__ import annotations
 
-import struct
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from psycopg import Connection
 
 from tracker_server.storage.chunk_rows import CHUNK_COLUMNS, decode_chunk_rows
+from tracker_server.storage.copy_binary import COPY_HEADER, COPY_TRAILER
 from tracker_server.storage.numpy_arrays import use_numpy_arrays
 
 _CREATE = """
@@ -47,8 +47,6 @@ WHERE run_id = %s ORDER BY key_id, rank, attempt, chunk_id
 _COPY = ("COPY pg_temp.metric_points_decoded (run_id, key_id, rank, attempt, seq, step, "
          "value, wall_ns) FROM STDIN (FORMAT BINARY)")
 
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
-_TRAILER = struct.pack("!h", -1)
 # One point: field count, then (length, value) per field, big-endian.
 _ROW = np.dtype([
     ("nf", ">i2"), ("l_run", ">i4"), ("run", "V16"), ("l_key", ">i4"), ("key", ">i4"),
@@ -78,7 +76,7 @@ def _run_copy_data(run_id: uuid.UUID, rows: list[Any]) -> bytes:
         # Bit patterns: NaN payloads and -0.0 reach the table as stored.
         out["val"] = np.concatenate(values).view(np.uint64)
         out["wall"] = np.concatenate(wall)
-    return _HEADER + out.tobytes() + _TRAILER
+    return COPY_HEADER + out.tobytes() + COPY_TRAILER
 
 
 def _runs(conn: Connection[Any], run_ids: Iterable[uuid.UUID | str] | None
@@ -108,6 +106,6 @@ def materialize_points(conn: Connection[Any],
         data = _run_copy_data(run, rows)
         with conn.cursor() as c2, c2.copy(_COPY) as copy:
             copy.write(data)
-        total += (len(data) - len(_HEADER) - len(_TRAILER)) // _ROW.itemsize
+        total += (len(data) - len(COPY_HEADER) - len(COPY_TRAILER)) // _ROW.itemsize
     conn.execute("ANALYZE pg_temp.metric_points_decoded")
     return total
