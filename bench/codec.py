@@ -126,7 +126,7 @@ def _column_bytes(chunks: list[Chunk], level: int) -> dict[str, float]:
     size = {"steps": 0, "wall_ns": 0, "values": 0}
     for steps, values, wall in chunks:
         with np.errstate(over="ignore"):
-            if codec._regular_stride(steps) is None:
+            if codec._regular_stride(codec._delta(steps)) is None:
                 size["steps"] += len(comp.compress(codec._shuffle(
                     codec._zigzag(codec._delta(steps)))))
             else:
@@ -157,7 +157,7 @@ def _byte_aligned_bytes(chunks: list[Chunk]) -> float:
     total = 0
     for steps, values, wall in chunks:
         with np.errstate(over="ignore"):
-            if codec._regular_stride(steps) is None:
+            if codec._regular_stride(codec._delta(steps)) is None:
                 total += _stripped_bytes(codec._zigzag(codec._delta(steps)))
             else:
                 total += 16

@@ -149,14 +149,20 @@ def _shuffle(u: npt.NDArray[np.uint64]) -> bytes:
                                 ).tobytes()
 
 
-def _regular_stride(steps: Int64Array) -> int | None:
-    """The stride when steps are first + i * stride (wrapping), else None."""
-    n = steps.shape[0]
-    if n <= 1:
+def _planes(cols: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    """Each row of ``cols`` byte-shuffled: byte k of every element together."""
+    n = cols.shape[1]
+    return np.ascontiguousarray(cols.view(np.uint8).reshape(cols.shape[0], n, 8)
+                                .transpose(0, 2, 1))
+
+
+def _regular_stride(deltas: Int64Array) -> int | None:
+    """The stride when the steps whose ``_delta`` this is are first + i * stride
+    (wrapping), else None."""
+    if deltas.shape[0] <= 1:
         return 0
-    d = steps[1:] - steps[:-1]
-    stride = int(d[0])
-    return stride if bool((d == stride).all()) else None
+    stride = int(deltas[1])
+    return stride if bool((deltas[1:] == stride).all()) else None
 
 
 def encode(steps: Int64Array, values: Float64Array, wall_ns: Int64Array,
@@ -180,12 +186,13 @@ def encode(steps: Int64Array, values: Float64Array, wall_ns: Int64Array,
         raise ValueError(f"unknown values mode {values_mode}")
     steps = np.asarray(steps, dtype=np.int64)
     with np.errstate(over="ignore"):
-        stride = _regular_stride(steps)
+        step_deltas = _delta(steps)  # once: for the stride check and the delta column
+        stride = _regular_stride(step_deltas)
         # The transformed columns as rows of one little-endian matrix, byte-shuffled with
         # a single transposing copy: fewer numpy calls per chunk than column by column.
         cols = np.empty((2 if stride is not None else 3, n), dtype=_U64)
         if stride is None:
-            cols[0] = _zigzag(_delta(steps))
+            cols[0] = _zigzag(step_deltas)
         cols[-2] = _zigzag(_delta(_delta(np.asarray(wall_ns, dtype=np.int64))))
     bits = np.asarray(values, dtype=np.float64).view(np.uint64)
     if values_mode == VALUES_XOR:
@@ -195,21 +202,20 @@ def encode(steps: Int64Array, values: Float64Array, wall_ns: Int64Array,
         cols[-1] = bits
     if compressor is None:
         compressor = BODY_BLOSC2 if n >= BLOSC2_MIN_POINTS else BODY_ZSTD
+    shuffled: npt.NDArray[np.uint8] | None = None
     if compressor == BODY_BLOSC2:
         packed = blosc2.compress2(cols, typesize=8, codec=_BLOSC2_CODECS[blosc2_codec],
                                   clevel=level if blosc2_codec == "zstd" else 9,
                                   filters=[blosc2.Filter.SHUFFLE], filters_meta=[0],
                                   splitmode=blosc2.SplitMode.ALWAYS_SPLIT, nthreads=1)
     elif compressor == BODY_ZSTD:
-        shuffled = np.ascontiguousarray(
-            cols.view(np.uint8).reshape(cols.shape[0], n, 8).transpose(0, 2, 1))
+        shuffled = _planes(cols)
         packed = _compressor(level).compress(memoryview(shuffled))  # type: ignore[arg-type]
     else:
         raise ValueError(f"unknown compressor {compressor}")
     small = len(packed) < cols.nbytes
     # Stored raw: the shuffled planes (the layout of a ZSTD body before compression).
-    body = packed if small else np.ascontiguousarray(
-        cols.view(np.uint8).reshape(cols.shape[0], n, 8).transpose(0, 2, 1)).tobytes()
+    body = packed if small else (_planes(cols) if shuffled is None else shuffled).tobytes()
     body_mode = compressor if small else BODY_RAW
     head = _HEAD.pack(VERSION, STEPS_DELTA if stride is None else STEPS_REGULAR, values_mode,
                       body_mode, n)
