@@ -171,8 +171,6 @@ class ArtifactRecorder:
         self._pending = 0
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
-        self.errors: list[str] = []
-        """Artifacts whose file could not be measured (recorded without size/hash)."""
 
     @property
     def pending(self) -> int:
@@ -232,7 +230,6 @@ class ArtifactRecorder:
             except OSError as exc:
                 # Still recorded: the reference is what matters; verify will say missing.
                 text = f"artifact at step {item['step']}: cannot read it ({exc.strerror})"
-                self.errors.append(text)
                 log.warning("tracker_client: %s; recorded without size", text)
         return item
 
