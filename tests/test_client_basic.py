@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 import tracker_client
 from tests.client_support import fast, stored, values
-from tests.support import ServerThread, count_points
+from tests.support import ServerThread, count_points, iter_points
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -92,3 +93,22 @@ def test_stats_report_send_to_ack_times(server: ServerThread, tmp_path: Path) ->
     p50, p99 = st.ack_percentile_ms(50), st.ack_percentile_ms(99)
     assert p50 is not None and p99 is not None and p50 <= p99 == max(st.ack_latencies_ms)
     run.close(timeout=10)
+
+
+def test_wall_times_are_stamped_at_whole_microseconds(
+        server: ServerThread, database_url: str, tmp_path: Path) -> None:
+    # Sub-microsecond digits are noise the codec cannot compress; a given float wall
+    # time keeps every digit it really holds (~0.2 us at today's epoch).
+    before = time.time_ns()
+    with tracker_client.init(experiment="wall-us", server=server.address,
+                             options=fast(tmp_path)) as run:
+        run.log({"now": 1.0}, step=0)
+        run.log({"given": 2.0}, step=1, wall_time=1_700_000_000.123456789)
+        run.log_series("series", np.arange(3), np.zeros(3))
+        assert run.flush(timeout=20).durable
+    after = time.time_ns()
+    assert run.run_id is not None
+    walls = {k: w for k, _r, _s, _v, w in iter_points(database_url, run.run_id)}
+    assert walls["given"] == 1_700_000_000_123_457_000
+    for key in ("now", "series"):
+        assert walls[key] % 1000 == 0 and before - 1000 < walls[key] <= after, key

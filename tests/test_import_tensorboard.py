@@ -77,7 +77,7 @@ def test_import_is_complete_and_idempotent(server: ServerThread, tmp_path: Path,
                 # Event files hold float32; the importer reads those exact values.
                 assert values.tolist() == [p[1] for p in points]
                 assert np.array_equal(
-                    wall, np.round(np.array([p[2] for p in points]) * 1e9).astype(np.int64))
+                    wall, np.round(np.array([p[2] for p in points]) * 1e6).astype(np.int64) * 1000)
 
     again = import_json(server, capsys, str(logdir), "--experiment", "tb-import")
     assert again["runs_created"] == 0 and again["runs_skipped"] == 8

@@ -51,8 +51,8 @@ def test_same_script_same_scalars(server: ServerThread, tmp_path: Path,
             # TensorBoard stores float32 simple values; tracker keeps the float64.
             assert np.allclose(values, [p[1] for p in points], rtol=1e-6), key
             if key != "hparam/acc":  # add_hparams takes no walltime
-                assert np.array_equal(wall, np.round(np.array([p[2] for p in points]) * 1e9)
-                                      .astype(np.int64)), key
+                assert np.array_equal(wall, np.round(np.array([p[2] for p in points]) * 1e6)
+                                      .astype(np.int64) * 1000), key
         loss = hist["value"][hist["key"] == "loss"]
         assert loss.tolist() == [expected_loss(s) for s in range(STEPS)]  # exact float64
 

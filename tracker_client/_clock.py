@@ -34,6 +34,25 @@ class RealClock:
 REAL_CLOCK = RealClock()
 
 
+# Wall times are stamped at whole microseconds. The sub-microsecond digits of
+# time.time_ns() are noise for a metric (the call itself takes longer), and noise is
+# what the storage codec's delta-of-delta coding cannot compress: on the default ingest
+# bench, nanosecond stamps cost ~1.3 more bytes per point on disk than microsecond ones.
+# A float ``time.time()`` carries no more than ~0.2 us of precision either, so rounding
+# it to microseconds keeps everything it holds.
+_NS_PER_US = 1000
+
+
+def wall_now_ns() -> int:
+    """Now, as nanoseconds since the Unix epoch, truncated to a whole microsecond."""
+    return time.time_ns() // _NS_PER_US * _NS_PER_US
+
+
+def wall_ns_from_seconds(seconds: float) -> int:
+    """Seconds since the epoch (as ``time.time()``) -> nanoseconds, at whole microseconds."""
+    return round(seconds * 1e6) * _NS_PER_US
+
+
 @dataclass
 class Backoff:
     """Exponential back-off with jitter, reset after a successful connection.

@@ -21,6 +21,7 @@ import grpc
 from tracker_client import _env, _metadata
 from tracker_client._artifacts import ArtifactRecorder
 from tracker_client._batcher import Batcher, as_series
+from tracker_client._clock import wall_now_ns, wall_ns_from_seconds
 from tracker_client._delivery import Delivery
 from tracker_client._env import MODES
 from tracker_client._meta import Mode, SpoolMeta
@@ -176,7 +177,7 @@ class Run:
         n = len(keys)
         stats = self._stats
         stats.points_logged += n
-        wall_ns = time.time_ns() if wall_time is None else int(wall_time * 1e9)
+        wall_ns = wall_now_ns() if wall_time is None else wall_ns_from_seconds(wall_time)
         # The tail holds the record as bytes: nothing for the GC to track, and a kill
         # cannot lose it. Keys it cannot hold (not str) take the in-memory queue.
         tail = self._tail
@@ -201,7 +202,7 @@ class Run:
         n = int(s.shape[0])
         if not n:
             return
-        wall_ns = time.time_ns()
+        wall_ns = wall_now_ns()
         self._stats.points_logged += n
         tail = self._tail
         written = (tail.log_series(key, s, v, wall_ns, self._max_batch_points)
@@ -218,7 +219,7 @@ class Run:
     def _log_system(self, metrics: dict[str, float], step: int) -> None:
         # From the system-metrics thread: its own counter, so the training thread's
         # counters are written by one thread only.
-        self._records.append((tuple(metrics), list(metrics.values()), step, time.time_ns()))
+        self._records.append((tuple(metrics), list(metrics.values()), step, wall_now_ns()))
         self._internal_logged += len(metrics)
 
     def _on_batch(self) -> None:

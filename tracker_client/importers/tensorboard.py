@@ -68,7 +68,8 @@ def read_scalars(directory: Path) -> Points:
     return Points(
         keys=list(keys), key_index=np.array(index, dtype=np.uint32),
         steps=np.array(steps, dtype=np.int64), values=np.array(values, dtype=np.float64),
-        wall_ns=np.round(np.array(wall, dtype=np.float64) * 1e9).astype(np.int64),
+        # Whole microseconds, as the client stamps them (tracker_client._clock).
+        wall_ns=np.round(np.array(wall, dtype=np.float64) * 1e6).astype(np.int64) * 1000,
     )
 
 
