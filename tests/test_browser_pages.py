@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from tests.browser_support import (
@@ -34,6 +35,7 @@ from tests.browser_support import (
 )
 from tests.client_support import fast
 from tests.conftest import TEMPLATE
+from tests.http_support import API, ok
 from tests.support import ServerThread
 from tracker_server.config import Settings
 from tracker_server.http.security import CSP
@@ -211,14 +213,18 @@ def test_experiment_page_filter_columns_sort_best_and_compare(page: Page, watch:
     page.wait_for_url(re.compile("desc"))
     assert _wait_rows(page, "runs-table", 3) == ["lr-0.1", "lr-0.03", "lr-0.01"]
 
-    # The best run by that column (lowest min), found by the server's ranking.
-    with page.expect_request(lambda r: "/best?" in r.url) as best_req:
+    # The best run by that column, found by the server's ranking: the runs define no goal
+    # for train/loss, so (asked without a mode first) the column's direction, lowest min.
+    with page.expect_request(lambda r: "/best?" in r.url and "mode=min" in r.url) as best_req:
         header.get_by_title("Mark the experiment's best run").first.click()
-    assert "on=min" in best_req.value.url and "mode=min" in best_req.value.url
+    assert "on=min" in best_req.value.url
     best_row = page.locator("[data-testid=runs-table] tbody tr.best-row")
     best_row.wait_for()
     assert "lr-0.01" in best_row.inner_text()
     assert "lr-0.01" in page.get_by_test_id("best-list").inner_text()
+    goal = page.get_by_test_id("best-goal")
+    assert goal.inner_text() == "min (no goal defined by the runs)"
+    assert not page.locator(".error-box, .best-list .error-text").count()
     page.get_by_label("Select run lr-0.1").check()
     page.get_by_label("Select run lr-0.01").check()
     page.get_by_test_id("compare-button").get_by_text("Compare (2)").wait_for()
@@ -237,6 +243,49 @@ def test_experiment_page_filter_columns_sort_best_and_compare(page: Page, watch:
     page.get_by_test_id("compare-button").click()
     page.wait_for_url(re.compile(r"/compare\?run="))
     assert page.url.count("run=") == 3
+    watch.assert_clean()
+
+
+def test_experiment_page_best_run_by_the_goal_the_runs_defined(page: Page, watch: Watch,
+                                                                site: Site) -> None:
+    """val.acc has the goal max (run.define_metric): the star ranks by it, not by the .last
+    column's default (lowest first), and says so; min chosen in the list overrides it."""
+    with httpx.Client(base_url=site.url, timeout=30) as c:
+        def best(mode: str) -> str:
+            ranked = ok(c.get(f"{API}/experiments/{site.data.vision}/best",
+                              params={"metric": "val.acc", "mode": mode, "limit": 1}))
+            name: str = ranked["runs"][0]["run_name"]
+            return name
+
+        highest, lowest = best("max"), best("min")
+    assert highest != lowest  # otherwise this test could not tell the goals apart
+    page.goto(f"/experiments/{site.data.vision}?m=last:val.acc")
+    _wait_rows(page, "runs-table", 3)
+    header = page.get_by_test_id("runs-table").locator("thead")
+    with page.expect_request(lambda r: "/best?" in r.url) as best_req:
+        header.get_by_title("Mark the experiment's best run").click()
+    assert "mode=" not in best_req.value.url and "metric=val.acc" in best_req.value.url
+    goal = page.get_by_test_id("best-goal")
+    goal.wait_for()
+    assert goal.inner_text() == "max (defined by the runs)"
+    assert goal.get_attribute("data-source") == "runs"
+    best_row = page.locator("[data-testid=runs-table] tbody tr.best-row")
+    assert highest in best_row.inner_text()
+    assert highest in page.get_by_test_id("best-val.acc.last").inner_text()
+    assert "best=goal%3Alast%3Aval.acc" in page.url
+    screenshot(page, "experiment-goal", full_page=False)
+
+    # Chosen explicitly, min overrides the runs' goal; back to the runs' goal after.
+    page.get_by_label("Goal of val.acc.last").select_option("min")
+    page.wait_for_function("() => document.querySelector('[data-testid=best-goal]')"
+                           "?.textContent === 'min (chosen here)'")
+    page.wait_for_function("n => document.querySelector('tr.best-row')?.innerText.includes(n)",
+                           arg=lowest)
+    assert "best=min%3Alast%3Aval.acc" in page.url
+    page.get_by_label("Goal of val.acc.last").select_option("goal")
+    page.wait_for_function("() => document.querySelector('[data-testid=best-goal]')"
+                           "?.textContent === 'max (defined by the runs)'")
+    assert highest in page.locator("[data-testid=runs-table] tbody tr.best-row").inner_text()
     watch.assert_clean()
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.http_support import API, log, new_experiment, new_run, ok
-from tests.support import ServerThread
+from tests.http_support import API, fields, log, new_experiment, new_run, ok, problem
+from tests.support import Api, ServerThread
+from tracker_proto.v1 import experiments_pb2 as ex
 
 
 def test_experiments_create_list_get_update(hc: httpx.Client) -> None:
@@ -155,6 +156,50 @@ def test_best_runs_and_compare(hc: httpx.Client) -> None:
     cmp2 = ok(hc.get(f"{API}/compare", params=[("run_id", runs[0]), ("run_id", bare)]))
     assert cmp2["metrics"][0]["summaries"][1] is None
     assert cmp2["params"][0]["values"][1] is None
+
+
+def test_best_runs_without_mode_use_the_goal_the_runs_defined(hc: httpx.Client,
+                                                                 api: Api) -> None:
+    def define(run_id: str, goal: str) -> None:  # what run.define_metric sends
+        api.experiments.DefineMetrics(ex.DefineMetricsRequest(run_id=run_id,
+                                                              goals={"acc": goal}))
+
+    def best(eid: str, **query: str) -> httpx.Response:
+        return hc.get(f"{API}/experiments/{eid}/best", params={"metric": "acc", **query})
+
+    eid = new_experiment(hc)["experiment_id"]
+    runs = []
+    for i, final in enumerate((0.5, 0.2, 0.9)):
+        run = new_run(hc, eid, name=f"r{i}")
+        log(hc, run["run_id"], keys=["acc"], key_index=[0, 0], steps=[0, 1],
+            values=[0.1, final])
+        runs.append(run["run_id"])
+    # No run defines a goal: 400 naming mode, saying how to give one.
+    body = problem(best(eid), 400)
+    assert body["code"] == "INVALID_ARGUMENT" and fields(body) == ["mode"]
+    assert "no run defines one for 'acc'" in body["detail"]
+    assert "min or max" in body["detail"] and "define_metric" in body["detail"]
+    # Two runs define max (the third none): max ranks, where min would put r1 first.
+    define(runs[0], "max")
+    define(runs[1], "max")
+    by_goal = ok(best(eid))
+    assert [r["run_name"] for r in by_goal["runs"]] == ["r2", "r0", "r1"]
+    assert (by_goal["mode"], by_goal["mode_source"]) == ("max", "runs")
+    # An explicit mode overrides the defined goal.
+    by_min = ok(best(eid, mode="min"))
+    assert [r["run_name"] for r in by_min["runs"]] == ["r1", "r0", "r2"]
+    assert (by_min["mode"], by_min["mode_source"]) == ("min", "request")
+    assert ok(best(eid, mode="max"))["mode_source"] == "request"
+    assert fields(problem(best(eid, mode="up"), 400)) == ["mode"]
+    # The runs disagree: 400 naming mode; an explicit mode still ranks.
+    define(runs[2], "min")
+    body = problem(best(eid), 400)
+    assert fields(body) == ["mode"] and body["errors"][0]["message"] == "ambiguous"
+    assert "define both min and max for 'acc'" in body["detail"]
+    assert ok(best(eid, mode="max"))["runs"][0]["run_name"] == "r2"
+    # Redefined (the last one wins): they agree again.
+    define(runs[2], "max")
+    assert ok(best(eid, limit="1"))["runs"][0]["run_name"] == "r2"
 
 
 def test_health_endpoints(server: ServerThread, hc: httpx.Client) -> None:

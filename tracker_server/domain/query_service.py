@@ -50,6 +50,18 @@ SUMMARY_FIELDS = ("last", "min", "max")
 
 
 @dataclass(frozen=True)
+class Ranking:
+    """Runs ranked by a summary value, and the goal that ranked them."""
+
+    runs: list[RankedRun]
+    """Best first."""
+    maximize: bool
+    """Larger values ranked first."""
+    goal_defined: bool
+    """The goal is the one the runs defined (the caller gave none)."""
+
+
+@dataclass(frozen=True)
 class KeySeries:
     """One series of a read: its run, key, how ranks were aggregated, and the points."""
 
@@ -193,14 +205,32 @@ class QueryService:
         ``on`` (last, min or max) of ``key``, among runs matching ``filter_text``;
         ``maximize`` None uses the goal the experiments' runs defined for ``key``
         (INVALID_ARGUMENT on ``goal`` when none or both are defined)."""
+        ranking = await self.ranking(experiment_ids, key, maximize=maximize, on=on,
+                                     limit=limit, filter_text=filter_text)
+        return ranking.runs
+
+    async def ranking(
+        self,
+        experiment_ids: Sequence[str],
+        key: str,
+        *,
+        maximize: bool | None,
+        on: str = "last",
+        limit: int = 0,
+        filter_text: str = "",
+    ) -> Ranking:
+        """:meth:`best_runs` with the goal it ranked by (for a front door that tells
+        which goal was in effect)."""
         eids = check_id_list(list(experiment_ids), "experiment_ids", MAX_BEST_EXPERIMENTS)
         name = check_metric_key(key, "key")
         field = _one_of(on, SUMMARY_FIELDS, "on")
         count = bounded_count(limit, DEFAULT_BEST_LIMIT, MAX_BEST_LIMIT, "limit")
         where = parse_filter(filter_text)
+        defined = maximize is None
         if maximize is None:  # after every check of the request: this one reads
             maximize = resolve_goal(await self._goals.goals_for(eids, name), name)
-        return await self._reader.best_runs(eids, name, maximize, field, count, where)
+        runs = await self._reader.best_runs(eids, name, maximize, field, count, where)
+        return Ranking(runs, maximize, defined)
 
     async def compare_runs(self, run_ids: Sequence[str]) -> Comparison:
         """Runs side by side: params and last metric values, rows marked where the

@@ -55,10 +55,10 @@ def resolve_goal(defined: set[str], key: str) -> bool:
         return defined == {"max"}
     if not defined:
         raise invalid(f"goal is unset and no run defines one for {key[:80]!r} "
-                      "(give MINIMIZE or MAXIMIZE, or call define_metric)",
+                      "(give min or max, or call define_metric)",
                       [("goal", "unset")])
     raise invalid(f"goal is unset and the runs define both min and max for {key[:80]!r}; "
-                  "give MINIMIZE or MAXIMIZE", [("goal", "ambiguous")])
+                  "give min or max", [("goal", "ambiguous")])
 
 
 class UserSummaries:

@@ -227,9 +227,14 @@ class RankedRun(BaseModel):
 
 
 class BestRuns(BaseModel):
-    """The best runs, best first."""
+    """The best runs, best first, and the goal that ranked them."""
 
     runs: list[RankedRun]
+    mode: Literal["min", "max"] = Field(
+        description="the goal in effect: the request's mode, else the one the runs defined")
+    mode_source: Literal["request", "runs"] = Field(
+        description="request: the mode asked for; runs: the goal the runs defined for the "
+        "metric (define_metric)")
 
 
 class ParamRow(BaseModel):

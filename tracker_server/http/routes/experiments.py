@@ -90,14 +90,21 @@ async def best_runs(
     _: Guarded,
     experiment_id: str,
     metric: str,
-    mode: Literal["min", "max"],
+    mode: Annotated[Literal["min", "max"] | None,
+                    Query(description="min: smallest first; absent: the goal the runs "
+                          "defined for the metric (define_metric)")] = None,
     on: Annotated[Literal["last", "min", "max"],
                   Query(description="which summary value ranks the runs")] = "last",
     limit: int = 0,
     filter: Annotated[str, Query(description="run filter language")] = "",
 ) -> JsonResponse:
-    """``mode=min`` ranks the smallest value first."""
-    ranked = await context(request).services.query.best_runs(
-        [experiment_id], metric, maximize=mode == "max", on=on, limit=limit,
-        filter_text=filter)
-    return JsonResponse({"runs": [convert.ranked(r) for r in ranked]})
+    """``mode=min`` ranks the smallest value first. Without ``mode`` the runs rank by
+    the goal the experiment's runs defined for the metric (``run.define_metric(key,
+    goal=...)``); 400 naming ``mode`` when none did or they disagree. The answer says
+    which goal ranked (``mode``) and where it came from (``mode_source``)."""
+    ranking = await context(request).services.query.ranking(
+        [experiment_id], metric, maximize=None if mode is None else mode == "max", on=on,
+        limit=limit, filter_text=filter)
+    return JsonResponse({"runs": [convert.ranked(r) for r in ranking.runs],
+                         "mode": "max" if ranking.maximize else "min",
+                         "mode_source": "runs" if ranking.goal_defined else "request"})

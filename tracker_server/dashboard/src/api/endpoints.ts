@@ -148,16 +148,18 @@ export async function getMetricSeries(
 export async function getBestRuns(
   experimentId: string,
   metric: string,
-  mode: wire.BestMode,
+  /** null: the goal the runs defined for the metric (a 400 naming `mode` when none did or
+   * they disagree). */
+  mode: wire.BestMode | null,
   /** Which summary value ranks the runs (see API_NEEDS.md); the server's default is last. */
   on: wire.SummaryValue,
   signal?: AbortSignal,
-): Promise<m.BestRun[]> {
+): Promise<m.BestRanking> {
   const d = await request<wire.BestRunList>('GET', `/experiments/${enc(experimentId)}/best`, {
     query: { metric, mode, on },
     signal,
   });
-  return (d.runs ?? []).map(m.toBestRun);
+  return m.toBestRanking(d, mode);
 }
 
 export async function compareRuns(runIds: string[], signal?: AbortSignal): Promise<m.Comparison> {

@@ -11,6 +11,7 @@ import {
 
 export type {
   BestMode,
+  BestModeSource,
   Experiment,
   ExperimentCreate,
   ExperimentList,
@@ -119,6 +120,16 @@ export interface BestRun {
   step: number;
 }
 
+/** The best runs and the goal that ranked them. */
+export interface BestRanking {
+  /** Best first. */
+  runs: BestRun[];
+  /** The goal in effect. */
+  mode: wire.BestMode;
+  /** Where it came from: the request's mode, or the goal the runs defined. */
+  modeSource: wire.BestModeSource;
+}
+
 export interface CompareParam {
   key: string;
   values: (string | null)[];
@@ -186,6 +197,12 @@ export function toSeries(s: wire.Series): Series {
     totalPoints: parseInt64(s.total_points),
     lastStep: last === undefined ? null : int64Text(last),
   };
+}
+
+/** `asked`: the mode sent, for a server that does not say which one ranked. */
+export function toBestRanking(d: wire.BestRunList, asked: wire.BestMode | null): BestRanking {
+  const mode = d.mode ?? asked ?? 'min';
+  return { runs: (d.runs ?? []).map(toBestRun), mode, modeSource: d.mode_source ?? 'request' };
 }
 
 export function toBestRun(b: wire.BestRun): BestRun {

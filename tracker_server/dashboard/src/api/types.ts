@@ -41,5 +41,8 @@ export type SeriesQuery = NonNullable<gen.GetSeriesData['query']>;
 export type SeriesMethod = NonNullable<SeriesQuery['method']>;
 export type SeriesAggregate = gen.SeriesOut['aggregate'];
 export type BestQuery = gen.BestRunsData['query'];
-export type BestMode = BestQuery['mode'];
+/** min: the smallest value first; max: the largest. */
+export type BestMode = NonNullable<BestQuery['mode']>;
+/** request: the mode asked for; runs: the goal the runs defined (define_metric). */
+export type BestModeSource = gen.BestRuns['mode_source'];
 export type SummaryValue = NonNullable<BestQuery['on']>;

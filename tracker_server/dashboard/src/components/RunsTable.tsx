@@ -27,7 +27,8 @@ interface RunsTableProps {
   onToggleRun: (runId: string) => void;
   onToggleAll: () => void;
   bestRunId: (c: MetricColumn) => string | null;
-  onCycleBest: (c: MetricColumn) => void;
+  /** Marks the column's best run (by the runs' goal) or unmarks it. */
+  onToggleBest: (c: MetricColumn) => void;
 }
 
 export function metricValue(
@@ -93,10 +94,10 @@ export function RunsTable(p: RunsTableProps) {
                     <button
                       type="button"
                       className={`best-toggle${mode ? ' on' : ''}`}
-                      title="Mark the experiment's best run by this value (lowest, highest, off)"
-                      onClick={() => p.onCycleBest(m)}
+                      title="Mark the experiment's best run by this value (by the goal the runs defined; min or max in the list above), or unmark it"
+                      onClick={() => p.onToggleBest(m)}
                     >
-                      {mode ? `★${mode}` : '☆'}
+                      {mode ? `★${mode === 'goal' ? '' : mode}` : '☆'}
                     </button>
                   }
                 />

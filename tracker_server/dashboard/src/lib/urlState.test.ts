@@ -51,7 +51,11 @@ describe('experiment view', () => {
       order: ['metrics.`loss`.min asc'],
       params: ['lr', 'optimizer.beta'],
       metrics: [{ key: 'loss', agg: 'min' as const }, { key: 'a:b', agg: 'last' as const }],
-      best: [{ key: 'loss', agg: 'min' as const, mode: 'min' as const }, { key: 'a:b', agg: 'last' as const, mode: 'max' as const }],
+      best: [
+        { key: 'loss', agg: 'min' as const, mode: 'min' as const },
+        { key: 'a:b', agg: 'last' as const, mode: 'max' as const },
+        { key: 'acc', agg: 'max' as const, mode: 'goal' as const },
+      ],
       sel: ['r1', 'r2'],
       tok: ['t1', 't2'],
     };

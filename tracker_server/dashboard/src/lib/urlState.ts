@@ -123,7 +123,8 @@ export function compareViewQuery(s: CompareViewState): string {
 // --- experiment page ---------------------------------------------------------------------
 
 export type MetricAgg = 'last' | 'min' | 'max';
-export type BestMode = 'min' | 'max';
+/** goal: the goal the runs defined for the metric (define_metric); min / max: chosen. */
+export type BestMode = 'goal' | 'min' | 'max';
 
 export interface MetricColumn {
   key: string;
@@ -166,11 +167,11 @@ function parseMetricColumn(v: string): MetricColumn | null {
   return { key, agg: agg as MetricAgg };
 }
 
-/** "mode:agg:key", e.g. "min:last:loss"; the key may itself contain colons. */
+/** "mode:agg:key", e.g. "goal:last:loss"; the key may itself contain colons. */
 function parseBest(v: string): BestMark | null {
   const i = v.indexOf(':');
   const mode = v.slice(0, i);
-  if (mode !== 'min' && mode !== 'max') return null;
+  if (mode !== 'goal' && mode !== 'min' && mode !== 'max') return null;
   const column = parseMetricColumn(v.slice(i + 1));
   return column && v.slice(i + 1).includes(':') ? { ...column, mode } : null;
 }

@@ -1,7 +1,16 @@
 // One experiment: its runs, filtered with the filter language and ordered by the server,
 // with chosen param and metric columns, best runs marked, and runs picked for Compare.
 import { useMemo } from 'react';
-import { ApiError, type BestRun, compareRuns, getBestRuns, getExperiment, searchRuns, type Summary } from '../api';
+import {
+  ApiError,
+  type BestMode,
+  type BestRun,
+  compareRuns,
+  getBestRuns,
+  getExperiment,
+  searchRuns,
+  type Summary,
+} from '../api';
 import { ColumnPicker } from '../components/ColumnPicker';
 import { ErrorBox, Loading, Pager } from '../components/common';
 import { ExperimentHeader } from '../components/ExperimentHeader';
@@ -24,11 +33,50 @@ import { canWrite, useSession } from '../session';
 
 const PAGE_SIZE = 50;
 
-/** off -> the natural direction for the column (max for .max, min otherwise) -> the other -> off. */
-function nextBest(agg: MetricColumn['agg'], mode: BestMark['mode'] | undefined): BestMark['mode'] | null {
-  const first = agg === 'max' ? 'max' : 'min';
-  if (mode === undefined) return first;
-  return mode === first ? (first === 'min' ? 'max' : 'min') : null;
+/** The direction a column ranks in when the runs define no goal: max for .max, min otherwise. */
+function naturalMode(agg: MetricColumn['agg']): BestMode {
+  return agg === 'max' ? 'max' : 'min';
+}
+
+/** How the goal of a best mark was settled: chosen here (request), defined by the runs,
+ * or the column's natural direction because the runs define none (unset) or both. */
+type GoalSource = 'request' | 'runs' | 'unset' | 'ambiguous';
+
+interface BestResult {
+  run: BestRun | null;
+  /** The goal in effect. */
+  mode: BestMode;
+  source: GoalSource;
+}
+
+/** The best run by one mark. Mode "goal" asks the server for the goal the runs defined;
+ * when they define none or disagree (a 400 naming mode) the column's natural direction
+ * ranks instead: that is a normal state of an experiment, not an error to show. */
+async function bestOf(experimentId: string, b: BestMark, signal: AbortSignal): Promise<BestResult> {
+  if (b.mode !== 'goal') {
+    const r = await getBestRuns(experimentId, b.key, b.mode, b.agg, signal);
+    return { run: r.runs[0] ?? null, mode: r.mode, source: 'request' };
+  }
+  try {
+    const r = await getBestRuns(experimentId, b.key, null, b.agg, signal);
+    return { run: r.runs[0] ?? null, mode: r.mode, source: r.modeSource };
+  } catch (err) {
+    const why = err instanceof ApiError && err.status === 400 ? err.fieldError('mode') : undefined;
+    if (!why) throw err;
+    const r = await getBestRuns(experimentId, b.key, naturalMode(b.agg), b.agg, signal);
+    return { run: r.runs[0] ?? null, mode: r.mode, source: why.message === 'ambiguous' ? 'ambiguous' : 'unset' };
+  }
+}
+
+/** Which goal ranks, and why: "max (defined by the runs)". */
+function goalText(r: BestResult): string {
+  const why = {
+    request: 'chosen here',
+    runs: 'defined by the runs',
+    unset: 'no goal defined by the runs',
+    ambiguous: 'the runs define both min and max',
+  }[r.source];
+  return `${r.mode} (${why})`;
 }
 
 function markId(c: MetricColumn): string {
@@ -94,18 +142,18 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
     return out;
   }, [runs.data, runs.error, compared.data]);
 
-  const bestKey = view.best.map(markId).join('\n');
+  const bestKey = view.best.map((b) => `${b.mode}:${markId(b)}`).join('\n');
   const best = useFetch(
     async (signal) => {
       const results = await Promise.all(
         view.best.map((b) =>
-          getBestRuns(experimentId, b.key, b.mode, b.agg, signal).then(
-            (list) => [markId(b), list[0] ?? null] as const,
+          bestOf(experimentId, b, signal).then(
+            (result) => [markId(b), result] as const,
             (err: unknown) => [markId(b), err instanceof Error ? err : new Error(String(err))] as const,
           ),
         ),
       );
-      return new Map<string, BestRun | Error | null>(results);
+      return new Map<string, BestResult | Error>(results);
     },
     [experimentId, bestKey],
   );
@@ -143,15 +191,18 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
       x: 'step', log: false, smooth: 0, from: null, to: null,
     })));
 
-  const bestMode = (c: MetricColumn) => view.best.find((b) => sameColumn(b, c))?.mode;
-  const cycleBest = (c: MetricColumn) => {
-    const mode = nextBest(c.agg, bestMode(c));
+  // The star turns a mark on (ranked by the runs' goal) and off; the list below it
+  // chooses min or max explicitly.
+  const toggleBest = (c: MetricColumn) => {
+    const marked = view.best.some((b) => sameColumn(b, c));
     const rest = view.best.filter((b) => !sameColumn(b, c));
-    go({ best: mode ? [...rest, { key: c.key, agg: c.agg, mode }] : rest }, true);
+    go({ best: marked ? rest : [...rest, { key: c.key, agg: c.agg, mode: 'goal' }] }, true);
   };
+  const setBestMode = (c: MetricColumn, mode: BestMark['mode']) =>
+    go({ best: view.best.map((b) => (sameColumn(b, c) ? { ...b, mode } : b)) }, true);
   const bestRunId = (c: MetricColumn): string | null => {
     const b = best.data?.get(markId(c));
-    return b && !(b instanceof Error) ? b.runId : null;
+    return b && !(b instanceof Error) ? (b.run?.runId ?? null) : null;
   };
 
   const next = runs.data?.nextPageToken ?? '';
@@ -195,21 +246,40 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
         <ul className="best-list" data-testid="best-list">
           {view.best.map((b) => {
             const r = best.data?.get(markId(b));
+            const column = `${b.key}.${b.agg}`;
             return (
-              <li key={markId(b)}>
-                <span className="best-star">★</span> best {b.key}.{b.agg} ({b.mode}):{' '}
+              <li key={markId(b)} data-testid={`best-${column}`}>
+                <span className="best-star">★</span> best {column}{' '}
+                <select
+                  className="best-mode"
+                  aria-label={`Goal of ${column}`}
+                  value={b.mode}
+                  onChange={(e) => setBestMode(b, e.target.value as BestMark['mode'])}
+                >
+                  <option value="goal">runs' goal</option>
+                  <option value="min">min</option>
+                  <option value="max">max</option>
+                </select>{' '}
                 {best.loading && !best.data ? (
                   'loading…'
                 ) : r instanceof Error ? (
                   <span className="error-text">{r.message}</span>
                 ) : r ? (
                   <>
-                    <Link to={paths.run(r.runId)}>{r.runName || r.runId}</Link> {formatValue(r.value)} at step{' '}
-                    {formatStep(r.step)}
+                    <span className="best-goal muted" data-testid="best-goal" data-mode={r.mode} data-source={r.source}>
+                      {goalText(r)}
+                    </span>
+                    :{' '}
+                    {r.run ? (
+                      <>
+                        <Link to={paths.run(r.run.runId)}>{r.run.runName || r.run.runId}</Link>{' '}
+                        {formatValue(r.run.value)} at step {formatStep(r.run.step)}
+                      </>
+                    ) : (
+                      <span className="muted">no run logged it</span>
+                    )}
                   </>
-                ) : (
-                  <span className="muted">no run logged it</span>
-                )}
+                ) : null}
               </li>
             );
           })}
@@ -230,7 +300,7 @@ export function ExperimentPage({ experimentId }: { experimentId: string }) {
           onToggleRun={toggleRun}
           onToggleAll={toggleAll}
           bestRunId={bestRunId}
-          onCycleBest={cycleBest}
+          onToggleBest={toggleBest}
         />
       ) : null}
       {runs.data && !runs.error ? (

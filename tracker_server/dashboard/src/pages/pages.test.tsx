@@ -101,7 +101,8 @@ describe('experiment page', () => {
     expect(cells(0).slice(5)).toEqual(['0.1', '0.5', '1.5']);
     expect(cells(1).slice(5)).toEqual(['0.01', '★ 0.25', 'NaN']);
     expect(rows[1]!.querySelector('td.best')).not.toBeNull();
-    expect(screen.getByTestId('best-list').textContent).toContain('best loss.min (min): two 0.25 at step 4');
+    expect(screen.getByTestId('best-goal').textContent).toBe('min (chosen here)');
+    expect(screen.getByTestId('best-loss.min').textContent).toContain('min (chosen here): two 0.25 at step 4');
     const best = calls.find((c) => c.url.pathname === '/api/v1/experiments/e1/best')!;
     expect(best.url.searchParams.get('metric')).toBe('loss');
     expect(best.url.searchParams.get('mode')).toBe('min');
@@ -115,6 +116,66 @@ describe('experiment page', () => {
     expect(new URLSearchParams(window.location.search).getAll('order')).toEqual(['metrics.loss.min desc']);
     const last = calls.filter((c) => c.url.pathname === '/api/v1/runs').at(-1)!;
     expect(last.url.searchParams.getAll('order_by')).toEqual(['metrics.loss.min desc']);
+  });
+
+  it('ranks a new mark by the goal the runs defined and says so', async () => {
+    goTo('/experiments/e1?m=min%3Aloss');
+    const calls = api((c) => {
+      if (c.url.pathname !== '/api/v1/experiments/e1/best') return undefined;
+      const mode = c.url.searchParams.get('mode');
+      const winner = mode === 'min' ? ['r2', 'two'] : ['r1', 'one'];
+      return json({
+        runs: [{ run_id: winner[0], run_name: winner[1], status: 'finished', value: 0.5, step: 4 }],
+        mode: mode ?? 'max',
+        mode_source: mode ? 'request' : 'runs',
+      });
+    });
+    render(<ExperimentPage experimentId="e1" />);
+    await settle();
+    fireEvent.click(screen.getByTitle(/Mark the experiment's best run/));
+    await settle();
+    expect(new URLSearchParams(window.location.search).getAll('best')).toEqual(['goal:min:loss']);
+    const asked = calls.filter((c) => c.url.pathname === '/api/v1/experiments/e1/best');
+    expect(asked).toHaveLength(1);
+    expect(asked[0]!.url.searchParams.has('mode')).toBe(false);
+    expect(asked[0]!.url.searchParams.get('on')).toBe('min');
+    const goal = screen.getByTestId('best-goal');
+    expect(goal.textContent).toBe('max (defined by the runs)');
+    expect(goal.dataset.source).toBe('runs');
+    expect(screen.getByTestId('best-loss.min').textContent).toContain('one 0.5 at step 4');
+
+    // Chosen explicitly, min wins over the runs' goal.
+    fireEvent.change(screen.getByLabelText('Goal of loss.min'), { target: { value: 'min' } });
+    await settle();
+    expect(new URLSearchParams(window.location.search).getAll('best')).toEqual(['min:min:loss']);
+    expect(calls.at(-1)!.url.searchParams.get('mode')).toBe('min');
+    expect(screen.getByTestId('best-goal').textContent).toBe('min (chosen here)');
+    expect(screen.getByTestId('best-loss.min').textContent).toContain('two 0.5 at step 4');
+  });
+
+  it('falls back to the column direction, without an error, when the runs define no goal', async () => {
+    for (const [why, text] of [
+      ['unset', 'min (no goal defined by the runs)'],
+      ['ambiguous', 'min (the runs define both min and max)'],
+    ] as const) {
+      goTo('/experiments/e1?m=last%3Aloss&best=goal%3Alast%3Aloss');
+      const calls = api((c) => {
+        if (c.url.pathname !== '/api/v1/experiments/e1/best' || c.url.searchParams.has('mode')) return undefined;
+        return problem(400, 'Bad Request', {
+          detail: "goal is unset and no run defines one for 'loss'",
+          errors: [{ field: 'mode', message: why }],
+        });
+      });
+      render(<ExperimentPage experimentId="e1" />);
+      await settle();
+      const asked = calls.filter((c) => c.url.pathname === '/api/v1/experiments/e1/best');
+      expect(asked.map((c) => c.url.searchParams.get('mode'))).toEqual([null, 'min']);
+      expect(screen.getByTestId('best-goal').textContent).toBe(text);
+      expect(screen.getByTestId('best-loss.last').textContent).toContain('two 0.25 at step 4');
+      expect(screen.queryByText(/goal is unset/)).toBeNull();
+      expect(document.querySelector('.error-text, .error-box')).toBeNull();
+      cleanup();
+    }
   });
 
   it('asks /compare for summaries when the run list has none', async () => {

@@ -151,13 +151,25 @@ export type ArtifactsLogged = {
 /**
  * BestRuns
  *
- * The best runs, best first.
+ * The best runs, best first, and the goal that ranked them.
  */
 export type BestRuns = {
     /**
      * Runs
      */
     runs: Array<RankedRun>;
+    /**
+     * Mode
+     *
+     * the goal in effect: the request's mode, else the one the runs defined
+     */
+    mode: 'min' | 'max';
+    /**
+     * Mode Source
+     *
+     * request: the mode asked for; runs: the goal the runs defined for the metric (define_metric)
+     */
+    mode_source: 'request' | 'runs';
 };
 
 /**
@@ -1107,8 +1119,10 @@ export type BestRunsData = {
         metric: string;
         /**
          * Mode
+         *
+         * min: smallest first; absent: the goal the runs defined for the metric (define_metric)
          */
-        mode: 'min' | 'max';
+        mode?: 'min' | 'max' | null;
         /**
          * On
          *
