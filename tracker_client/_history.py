@@ -45,8 +45,8 @@ arrive); a longer read grows the buffers by doubling."""
 
 
 class _Column:
-    """One numeric column: pieces kept as they come and joined at the end, or (once
-    :meth:`reserve` d) copied into one buffer as they arrive.
+    """One numeric column: pieces kept as they come and joined at the end, or (after
+    :meth:`reserve`) copied into one buffer as they arrive.
 
     Copying on arrival overlaps the copy, and the page faults of a fresh large array,
     with waiting for the next message; a join at the end does both after the stream,
