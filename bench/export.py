@@ -7,8 +7,10 @@ reports points/s, split into where the time goes:
 
 * ``api_numpy``: ``history(..., as_frame=False)`` — the whole path into numpy columns;
 * ``api_pandas``: the same into a DataFrame;
-* ``stream_only``: the same gRPC streams, each message parsed but not converted (server,
-  transport and protobuf parsing: the ceiling for any client);
+* ``stream_only``: the same gRPC streams (packed form), each message parsed but not
+  converted (server, transport and protobuf parsing: the ceiling for any client);
+* ``stream_only_repeated``: the same with the repeated fields (what clients that do not
+  ask for the packed form get);
 * ``client_decode``: parsing plus numpy conversion of messages already received (the
   client's own cost, without the server).
 
@@ -73,7 +75,7 @@ def _timed(fn: Callable[[], int], repeats: int) -> dict[str, float]:
 
 def measure(address: str, run_id: str, keys: list[str], points: int, repeats: int
             ) -> dict[str, Any]:
-    """Time the four read paths."""
+    """Time the five read paths."""
     import pandas  # noqa: F401  # imported once here, not inside the first timed read
 
     api = Api(server=address)
@@ -90,11 +92,13 @@ def measure(address: str, run_id: str, keys: list[str], points: int, repeats: in
         assert len(frame) == points
         return len(frame)
 
-    def stream_only() -> int:
+    def stream(packed: bool) -> int:
         n = 0
         for key in keys:
-            for msg in query.StreamMetricSeries(stream_request(run_id, key, None, None, None)):
-                n += len(msg.steps)
+            req = stream_request(run_id, key, None, None, None)
+            req.packed = packed
+            for msg in query.StreamMetricSeries(req):
+                n += len(msg.packed_steps) // 8 if packed else len(msg.steps)
         return n
 
     raw: list[bytes] = []
@@ -115,7 +119,8 @@ def measure(address: str, run_id: str, keys: list[str], points: int, repeats: in
     out = {
         "api_numpy": _timed(api_numpy, repeats),
         "api_pandas": _timed(api_pandas, repeats),
-        "stream_only": _timed(stream_only, repeats),
+        "stream_only": _timed(lambda: stream(True), repeats),
+        "stream_only_repeated": _timed(lambda: stream(False), repeats),
         "client_decode": _timed(client_decode, max(repeats, 5)),
     }
     api.close()
@@ -160,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }
     write_json(args.json, result)
-    for name in ("api_numpy", "api_pandas", "stream_only", "client_decode"):
+    for name in ("api_numpy", "api_pandas", "stream_only", "stream_only_repeated",
+                 "client_decode"):
         f = figures[name]
-        print(f"{name:<14} best {f['best_points_per_s'] / 1e6:6.2f} M points/s  "
+        print(f"{name:<20} best {f['best_points_per_s'] / 1e6:6.2f} M points/s  "
               f"median {f['median_points_per_s'] / 1e6:6.2f} M points/s")
     print(f"target {TARGET_POINTS_PER_S / 1e6:.0f} M points/s: "
           f"{'met' if result['meets_target'] else 'NOT met'}; JSON in {args.json}")

@@ -224,6 +224,12 @@ def test_values_steps_wall_times_and_keys_round_trip_exactly(
                     query_pb2.StreamMetricSeriesRequest(run_id=run_id, key=key), timeout=30)
                 for s, v, w in zip(msg.steps, msg.values, msg.wall_time_ns, strict=True)]
         assert read == want  # in step order, bit for bit
+        packed = list(query.StreamMetricSeries(query_pb2.StreamMetricSeriesRequest(
+            run_id=run_id, key=key, packed=True), timeout=30))
+        p_steps, p_values, p_wall = (b"".join(getattr(m, f) for m in packed) for f in
+                                     ("packed_steps", "packed_values", "packed_wall_time_ns"))
+        assert [(int(s), p_values[8 * i:8 * i + 8], int(w)) for i, (s, w) in enumerate(zip(
+            np.frombuffer(p_steps, "<i8"), np.frombuffer(p_wall, "<i8"), strict=True))] == want
         keys = query.ListMetricKeys(query_pb2.ListMetricKeysRequest(run_id=run_id)).keys
         assert [k.summary.key for k in keys] == [key]
         assert not check_summaries(prop_server.address, database_url, run_id)

@@ -339,7 +339,8 @@ async def start_server(settings: Settings, telemetry: Telemetry | None = None,
         ExperimentServicer(services.experiments, services.runs, services.summaries), server
     )
     query_pb2_grpc.add_MetricsQueryServiceServicer_to_server(
-        MetricsQueryServicer(services.query), server
+        MetricsQueryServicer(services.query, max_message_bytes=settings.max_message_bytes),
+        server
     )
     artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(
         ArtifactServicer(services.artifacts), server

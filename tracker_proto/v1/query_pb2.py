@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from tracker_proto.v1 import experiments_pb2 as tracker_dot_v1_dot_experiments__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tracker/v1/query.proto\x12\ntracker.v1\x1a\x1ctracker/v1/experiments.proto\"\xab\x02\n\rMetricSummary\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x12\n\nfirst_step\x18\x03 \x01(\x03\x12\x11\n\tlast_step\x18\x04 \x01(\x03\x12\x12\n\nlast_value\x18\x05 \x01(\x01\x12\x19\n\x11last_wall_time_ns\x18\x06 \x01(\x03\x12\x16\n\tmin_value\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08min_step\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\tmax_value\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08max_step\x18\n \x01(\x03H\x03\x88\x01\x01\x12\x14\n\x0clast_attempt\x18\x0b \x01(\x05\x42\x0c\n\n_min_valueB\x0b\n\t_min_stepB\x0c\n\n_max_valueB\x0b\n\t_max_step\"\'\n\x15ListMetricKeysRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"J\n\rMetricKeyInfo\x12*\n\x07summary\x18\x01 \x01(\x0b\x32\x19.tracker.v1.MetricSummary\x12\r\n\x05ranks\x18\x02 \x03(\x05\"A\n\x16ListMetricKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.tracker.v1.MetricKeyInfo\"\x95\x02\n\x16GetMetricSeriesRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x17\n\nstart_step\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08\x65nd_step\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\nmax_points\x18\x05 \x01(\x05\x12.\n\x0c\x64ownsampling\x18\x06 \x01(\x0e\x32\x18.tracker.v1.Downsampling\x12\x30\n\x0b\x61ggregation\x18\x07 \x01(\x0e\x32\x1b.tracker.v1.RankAggregation\x12\x11\n\x04rank\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\r\n\x0b_start_stepB\x0b\n\t_end_stepB\x07\n\x05_rank\"\xf3\x01\n\x0cMetricSeries\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x30\n\x0b\x61ggregation\x18\x04 \x01(\x0e\x32\x1b.tracker.v1.RankAggregation\x12\r\n\x05steps\x18\x05 \x03(\x12\x12\x0e\n\x06values\x18\x06 \x03(\x01\x12\x14\n\x0cwall_time_ns\x18\x07 \x03(\x03\x12\x14\n\x0ctotal_points\x18\x08 \x01(\x03\x12\x13\n\x0b\x64ownsampled\x18\t \x01(\x08\x12\x12\n\nmin_values\x18\n \x03(\x01\x12\x12\n\nmax_values\x18\x0b \x03(\x01\"C\n\x17GetMetricSeriesResponse\x12(\n\x06series\x18\x01 \x03(\x0b\x32\x18.tracker.v1.MetricSeries\"\xbc\x01\n\x19StreamMetricSeriesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x17\n\nstart_step\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08\x65nd_step\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04rank\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x1a\n\x12points_per_message\x18\x06 \x01(\x05\x42\r\n\x0b_start_stepB\x0b\n\t_end_stepB\x07\n\x05_rank\"_\n\x1aStreamMetricSeriesResponse\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\r\n\x05steps\x18\x02 \x03(\x12\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x14\n\x0cwall_time_ns\x18\x04 \x03(\x03\"8\n\x17GetLatestMetricsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"H\n\nRunMetrics\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12*\n\x07metrics\x18\x02 \x03(\x0b\x32\x19.tracker.v1.MetricSummary\"@\n\x18GetLatestMetricsResponse\x12$\n\x04runs\x18\x01 \x03(\x0b\x32\x16.tracker.v1.RunMetrics\"\x9e\x01\n\x12GetBestRunsRequest\x12\x16\n\x0e\x65xperiment_ids\x18\x01 \x03(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x1e\n\x04goal\x18\x03 \x01(\x0e\x32\x10.tracker.v1.Goal\x12$\n\x02on\x18\x04 \x01(\x0e\x32\x18.tracker.v1.SummaryField\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06\x66ilter\x18\x06 \x01(\t\"\xb4\x01\n\tRankedRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08run_name\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.tracker.v1.RunStatus\x12\x15\n\rexperiment_id\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\x01\x12\x0c\n\x04step\x18\x06 \x01(\x03\x12*\n\x07summary\x18\x07 \x01(\x0b\x32\x19.tracker.v1.MetricSummary\":\n\x13GetBestRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.tracker.v1.RankedRun\"%\n\x12\x43ompareRunsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"+\n\tParamCell\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\t\"N\n\x08ParamRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x15.tracker.v1.ParamCell\x12\x0f\n\x07\x64iffers\x18\x03 \x01(\x08\"I\n\nMetricCell\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12*\n\x07summary\x18\x02 \x01(\x0b\x32\x19.tracker.v1.MetricSummary\"\x96\x01\n\tMetricRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x16.tracker.v1.MetricCell\x12\x0f\n\x07\x64iffers\x18\x03 \x01(\x08\x12\x1e\n\x04goal\x18\x04 \x01(\x0e\x32\x10.tracker.v1.Goal\x12\x16\n\tbest_cell\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_best_cell\"\x82\x01\n\x13\x43ompareRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.tracker.v1.Run\x12$\n\x06params\x18\x02 \x03(\x0b\x32\x14.tracker.v1.ParamRow\x12&\n\x07metrics\x18\x03 \x03(\x0b\x32\x15.tracker.v1.MetricRow*s\n\x0c\x44ownsampling\x12\x1c\n\x18\x44OWNSAMPLING_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44OWNSAMPLING_MINMAX\x10\x01\x12\x15\n\x11\x44OWNSAMPLING_LTTB\x10\x02\x12\x15\n\x11\x44OWNSAMPLING_NONE\x10\x03*\xa1\x01\n\x0fRankAggregation\x12 \n\x1cRANK_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1d\n\x19RANK_AGGREGATION_PER_RANK\x10\x01\x12\x19\n\x15RANK_AGGREGATION_MEAN\x10\x02\x12\x18\n\x14RANK_AGGREGATION_MIN\x10\x03\x12\x18\n\x14RANK_AGGREGATION_MAX\x10\x04*B\n\x04Goal\x12\x14\n\x10GOAL_UNSPECIFIED\x10\x00\x12\x11\n\rGOAL_MINIMIZE\x10\x01\x12\x11\n\rGOAL_MAXIMIZE\x10\x02*s\n\x0cSummaryField\x12\x1d\n\x19SUMMARY_FIELD_UNSPECIFIED\x10\x00\x12\x16\n\x12SUMMARY_FIELD_LAST\x10\x01\x12\x15\n\x11SUMMARY_FIELD_MIN\x10\x02\x12\x15\n\x11SUMMARY_FIELD_MAX\x10\x03\x32\xb0\x04\n\x13MetricsQueryService\x12W\n\x0eListMetricKeys\x12!.tracker.v1.ListMetricKeysRequest\x1a\".tracker.v1.ListMetricKeysResponse\x12Z\n\x0fGetMetricSeries\x12\".tracker.v1.GetMetricSeriesRequest\x1a#.tracker.v1.GetMetricSeriesResponse\x12\x65\n\x12StreamMetricSeries\x12%.tracker.v1.StreamMetricSeriesRequest\x1a&.tracker.v1.StreamMetricSeriesResponse0\x01\x12]\n\x10GetLatestMetrics\x12#.tracker.v1.GetLatestMetricsRequest\x1a$.tracker.v1.GetLatestMetricsResponse\x12N\n\x0bGetBestRuns\x12\x1e.tracker.v1.GetBestRunsRequest\x1a\x1f.tracker.v1.GetBestRunsResponse\x12N\n\x0b\x43ompareRuns\x12\x1e.tracker.v1.CompareRunsRequest\x1a\x1f.tracker.v1.CompareRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tracker/v1/query.proto\x12\ntracker.v1\x1a\x1ctracker/v1/experiments.proto\"\xab\x02\n\rMetricSummary\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x12\n\nfirst_step\x18\x03 \x01(\x03\x12\x11\n\tlast_step\x18\x04 \x01(\x03\x12\x12\n\nlast_value\x18\x05 \x01(\x01\x12\x19\n\x11last_wall_time_ns\x18\x06 \x01(\x03\x12\x16\n\tmin_value\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08min_step\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\tmax_value\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08max_step\x18\n \x01(\x03H\x03\x88\x01\x01\x12\x14\n\x0clast_attempt\x18\x0b \x01(\x05\x42\x0c\n\n_min_valueB\x0b\n\t_min_stepB\x0c\n\n_max_valueB\x0b\n\t_max_step\"\'\n\x15ListMetricKeysRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"J\n\rMetricKeyInfo\x12*\n\x07summary\x18\x01 \x01(\x0b\x32\x19.tracker.v1.MetricSummary\x12\r\n\x05ranks\x18\x02 \x03(\x05\"A\n\x16ListMetricKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.tracker.v1.MetricKeyInfo\"\x95\x02\n\x16GetMetricSeriesRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x17\n\nstart_step\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08\x65nd_step\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\nmax_points\x18\x05 \x01(\x05\x12.\n\x0c\x64ownsampling\x18\x06 \x01(\x0e\x32\x18.tracker.v1.Downsampling\x12\x30\n\x0b\x61ggregation\x18\x07 \x01(\x0e\x32\x1b.tracker.v1.RankAggregation\x12\x11\n\x04rank\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\r\n\x0b_start_stepB\x0b\n\t_end_stepB\x07\n\x05_rank\"\xf3\x01\n\x0cMetricSeries\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x30\n\x0b\x61ggregation\x18\x04 \x01(\x0e\x32\x1b.tracker.v1.RankAggregation\x12\r\n\x05steps\x18\x05 \x03(\x12\x12\x0e\n\x06values\x18\x06 \x03(\x01\x12\x14\n\x0cwall_time_ns\x18\x07 \x03(\x03\x12\x14\n\x0ctotal_points\x18\x08 \x01(\x03\x12\x13\n\x0b\x64ownsampled\x18\t \x01(\x08\x12\x12\n\nmin_values\x18\n \x03(\x01\x12\x12\n\nmax_values\x18\x0b \x03(\x01\"C\n\x17GetMetricSeriesResponse\x12(\n\x06series\x18\x01 \x03(\x0b\x32\x18.tracker.v1.MetricSeries\"\xcc\x01\n\x19StreamMetricSeriesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x17\n\nstart_step\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08\x65nd_step\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04rank\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x1a\n\x12points_per_message\x18\x06 \x01(\x05\x12\x0e\n\x06packed\x18\x07 \x01(\x08\x42\r\n\x0b_start_stepB\x0b\n\t_end_stepB\x07\n\x05_rank\"\xa9\x01\n\x1aStreamMetricSeriesResponse\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\r\n\x05steps\x18\x02 \x03(\x12\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x14\n\x0cwall_time_ns\x18\x04 \x03(\x03\x12\x14\n\x0cpacked_steps\x18\x05 \x01(\x0c\x12\x15\n\rpacked_values\x18\x06 \x01(\x0c\x12\x1b\n\x13packed_wall_time_ns\x18\x07 \x01(\x0c\"8\n\x17GetLatestMetricsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\"H\n\nRunMetrics\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12*\n\x07metrics\x18\x02 \x03(\x0b\x32\x19.tracker.v1.MetricSummary\"@\n\x18GetLatestMetricsResponse\x12$\n\x04runs\x18\x01 \x03(\x0b\x32\x16.tracker.v1.RunMetrics\"\x9e\x01\n\x12GetBestRunsRequest\x12\x16\n\x0e\x65xperiment_ids\x18\x01 \x03(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x1e\n\x04goal\x18\x03 \x01(\x0e\x32\x10.tracker.v1.Goal\x12$\n\x02on\x18\x04 \x01(\x0e\x32\x18.tracker.v1.SummaryField\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06\x66ilter\x18\x06 \x01(\t\"\xb4\x01\n\tRankedRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08run_name\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.tracker.v1.RunStatus\x12\x15\n\rexperiment_id\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\x01\x12\x0c\n\x04step\x18\x06 \x01(\x03\x12*\n\x07summary\x18\x07 \x01(\x0b\x32\x19.tracker.v1.MetricSummary\":\n\x13GetBestRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.tracker.v1.RankedRun\"%\n\x12\x43ompareRunsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"+\n\tParamCell\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\t\"N\n\x08ParamRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x15.tracker.v1.ParamCell\x12\x0f\n\x07\x64iffers\x18\x03 \x01(\x08\"I\n\nMetricCell\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12*\n\x07summary\x18\x02 \x01(\x0b\x32\x19.tracker.v1.MetricSummary\"\x96\x01\n\tMetricRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x16.tracker.v1.MetricCell\x12\x0f\n\x07\x64iffers\x18\x03 \x01(\x08\x12\x1e\n\x04goal\x18\x04 \x01(\x0e\x32\x10.tracker.v1.Goal\x12\x16\n\tbest_cell\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_best_cell\"\x82\x01\n\x13\x43ompareRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.tracker.v1.Run\x12$\n\x06params\x18\x02 \x03(\x0b\x32\x14.tracker.v1.ParamRow\x12&\n\x07metrics\x18\x03 \x03(\x0b\x32\x15.tracker.v1.MetricRow*s\n\x0c\x44ownsampling\x12\x1c\n\x18\x44OWNSAMPLING_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44OWNSAMPLING_MINMAX\x10\x01\x12\x15\n\x11\x44OWNSAMPLING_LTTB\x10\x02\x12\x15\n\x11\x44OWNSAMPLING_NONE\x10\x03*\xa1\x01\n\x0fRankAggregation\x12 \n\x1cRANK_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1d\n\x19RANK_AGGREGATION_PER_RANK\x10\x01\x12\x19\n\x15RANK_AGGREGATION_MEAN\x10\x02\x12\x18\n\x14RANK_AGGREGATION_MIN\x10\x03\x12\x18\n\x14RANK_AGGREGATION_MAX\x10\x04*B\n\x04Goal\x12\x14\n\x10GOAL_UNSPECIFIED\x10\x00\x12\x11\n\rGOAL_MINIMIZE\x10\x01\x12\x11\n\rGOAL_MAXIMIZE\x10\x02*s\n\x0cSummaryField\x12\x1d\n\x19SUMMARY_FIELD_UNSPECIFIED\x10\x00\x12\x16\n\x12SUMMARY_FIELD_LAST\x10\x01\x12\x15\n\x11SUMMARY_FIELD_MIN\x10\x02\x12\x15\n\x11SUMMARY_FIELD_MAX\x10\x03\x32\xb0\x04\n\x13MetricsQueryService\x12W\n\x0eListMetricKeys\x12!.tracker.v1.ListMetricKeysRequest\x1a\".tracker.v1.ListMetricKeysResponse\x12Z\n\x0fGetMetricSeries\x12\".tracker.v1.GetMetricSeriesRequest\x1a#.tracker.v1.GetMetricSeriesResponse\x12\x65\n\x12StreamMetricSeries\x12%.tracker.v1.StreamMetricSeriesRequest\x1a&.tracker.v1.StreamMetricSeriesResponse0\x01\x12]\n\x10GetLatestMetrics\x12#.tracker.v1.GetLatestMetricsRequest\x1a$.tracker.v1.GetLatestMetricsResponse\x12N\n\x0bGetBestRuns\x12\x1e.tracker.v1.GetBestRunsRequest\x1a\x1f.tracker.v1.GetBestRunsResponse\x12N\n\x0b\x43ompareRuns\x12\x1e.tracker.v1.CompareRunsRequest\x1a\x1f.tracker.v1.CompareRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tracker.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DOWNSAMPLING']._serialized_start=2564
-  _globals['_DOWNSAMPLING']._serialized_end=2679
-  _globals['_RANKAGGREGATION']._serialized_start=2682
-  _globals['_RANKAGGREGATION']._serialized_end=2843
-  _globals['_GOAL']._serialized_start=2845
-  _globals['_GOAL']._serialized_end=2911
-  _globals['_SUMMARYFIELD']._serialized_start=2913
-  _globals['_SUMMARYFIELD']._serialized_end=3028
+  _globals['_DOWNSAMPLING']._serialized_start=2655
+  _globals['_DOWNSAMPLING']._serialized_end=2770
+  _globals['_RANKAGGREGATION']._serialized_start=2773
+  _globals['_RANKAGGREGATION']._serialized_end=2934
+  _globals['_GOAL']._serialized_start=2936
+  _globals['_GOAL']._serialized_end=3002
+  _globals['_SUMMARYFIELD']._serialized_start=3004
+  _globals['_SUMMARYFIELD']._serialized_end=3119
   _globals['_METRICSUMMARY']._serialized_start=69
   _globals['_METRICSUMMARY']._serialized_end=368
   _globals['_LISTMETRICKEYSREQUEST']._serialized_start=370
@@ -55,33 +55,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMETRICSERIESRESPONSE']._serialized_start=1080
   _globals['_GETMETRICSERIESRESPONSE']._serialized_end=1147
   _globals['_STREAMMETRICSERIESREQUEST']._serialized_start=1150
-  _globals['_STREAMMETRICSERIESREQUEST']._serialized_end=1338
-  _globals['_STREAMMETRICSERIESRESPONSE']._serialized_start=1340
-  _globals['_STREAMMETRICSERIESRESPONSE']._serialized_end=1435
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=1437
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=1493
-  _globals['_RUNMETRICS']._serialized_start=1495
-  _globals['_RUNMETRICS']._serialized_end=1567
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=1569
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=1633
-  _globals['_GETBESTRUNSREQUEST']._serialized_start=1636
-  _globals['_GETBESTRUNSREQUEST']._serialized_end=1794
-  _globals['_RANKEDRUN']._serialized_start=1797
-  _globals['_RANKEDRUN']._serialized_end=1977
-  _globals['_GETBESTRUNSRESPONSE']._serialized_start=1979
-  _globals['_GETBESTRUNSRESPONSE']._serialized_end=2037
-  _globals['_COMPARERUNSREQUEST']._serialized_start=2039
-  _globals['_COMPARERUNSREQUEST']._serialized_end=2076
-  _globals['_PARAMCELL']._serialized_start=2078
-  _globals['_PARAMCELL']._serialized_end=2121
-  _globals['_PARAMROW']._serialized_start=2123
-  _globals['_PARAMROW']._serialized_end=2201
-  _globals['_METRICCELL']._serialized_start=2203
-  _globals['_METRICCELL']._serialized_end=2276
-  _globals['_METRICROW']._serialized_start=2279
-  _globals['_METRICROW']._serialized_end=2429
-  _globals['_COMPARERUNSRESPONSE']._serialized_start=2432
-  _globals['_COMPARERUNSRESPONSE']._serialized_end=2562
-  _globals['_METRICSQUERYSERVICE']._serialized_start=3031
-  _globals['_METRICSQUERYSERVICE']._serialized_end=3591
+  _globals['_STREAMMETRICSERIESREQUEST']._serialized_end=1354
+  _globals['_STREAMMETRICSERIESRESPONSE']._serialized_start=1357
+  _globals['_STREAMMETRICSERIESRESPONSE']._serialized_end=1526
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=1528
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=1584
+  _globals['_RUNMETRICS']._serialized_start=1586
+  _globals['_RUNMETRICS']._serialized_end=1658
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=1660
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=1724
+  _globals['_GETBESTRUNSREQUEST']._serialized_start=1727
+  _globals['_GETBESTRUNSREQUEST']._serialized_end=1885
+  _globals['_RANKEDRUN']._serialized_start=1888
+  _globals['_RANKEDRUN']._serialized_end=2068
+  _globals['_GETBESTRUNSRESPONSE']._serialized_start=2070
+  _globals['_GETBESTRUNSRESPONSE']._serialized_end=2128
+  _globals['_COMPARERUNSREQUEST']._serialized_start=2130
+  _globals['_COMPARERUNSREQUEST']._serialized_end=2167
+  _globals['_PARAMCELL']._serialized_start=2169
+  _globals['_PARAMCELL']._serialized_end=2212
+  _globals['_PARAMROW']._serialized_start=2214
+  _globals['_PARAMROW']._serialized_end=2292
+  _globals['_METRICCELL']._serialized_start=2294
+  _globals['_METRICCELL']._serialized_end=2367
+  _globals['_METRICROW']._serialized_start=2370
+  _globals['_METRICROW']._serialized_end=2520
+  _globals['_COMPARERUNSRESPONSE']._serialized_start=2523
+  _globals['_COMPARERUNSRESPONSE']._serialized_end=2653
+  _globals['_METRICSQUERYSERVICE']._serialized_start=3122
+  _globals['_METRICSQUERYSERVICE']._serialized_end=3682
 # @@protoc_insertion_point(module_scope)

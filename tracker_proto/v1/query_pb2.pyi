@@ -470,6 +470,7 @@ class StreamMetricSeriesRequest(_message.Message):
     END_STEP_FIELD_NUMBER: _builtins.int
     RANK_FIELD_NUMBER: _builtins.int
     POINTS_PER_MESSAGE_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     key: _builtins.str
@@ -481,7 +482,16 @@ class StreamMetricSeriesRequest(_message.Message):
     rank: _builtins.int
     """Only this rank; every rank when unset."""
     points_per_message: _builtins.int
-    """Most points per message (default 10000, at most 100000)."""
+    """Most points per message (default 10000, at most 100000). The server sends fewer
+    when that many would not fit its largest message (TRACKER_MAX_MESSAGE_BYTES).
+    """
+    packed: _builtins.bool
+    """True asks for the points in the packed_* byte columns of the response instead of
+    the repeated fields: no per-point encoding on either side (the client turns each
+    column into an array with one copy, e.g. numpy.frombuffer(b, "<i8")). A server
+    that predates the field ignores it and fills the repeated fields, so a client
+    reads whichever form it gets.
+    """
     def __init__(
         self,
         *,
@@ -491,10 +501,11 @@ class StreamMetricSeriesRequest(_message.Message):
         end_step: _builtins.int | None = ...,
         rank: _builtins.int | None = ...,
         points_per_message: _builtins.int = ...,
+        packed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_end_step", b"_end_step", "_rank", b"_rank", "_start_step", b"_start_step", "end_step", b"end_step", "rank", b"rank", "start_step", b"start_step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_step", b"_end_step", "_rank", b"_rank", "_start_step", b"_start_step", "end_step", b"end_step", "key", b"key", "points_per_message", b"points_per_message", "rank", b"rank", "run_id", b"run_id", "start_step", b"start_step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_step", b"_end_step", "_rank", b"_rank", "_start_step", b"_start_step", "end_step", b"end_step", "key", b"key", "packed", b"packed", "points_per_message", b"points_per_message", "rank", b"rank", "run_id", b"run_id", "start_step", b"start_step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__end_step: _TypeAlias = _typing.Literal["end_step"]  # noqa: Y015
     _WhichOneofArgType__end_step: _TypeAlias = _typing.Literal["_end_step", b"_end_step"]  # noqa: Y015
@@ -513,7 +524,11 @@ Global___StreamMetricSeriesRequest: _TypeAlias = StreamMetricSeriesRequest  # no
 
 @_typing.final
 class StreamMetricSeriesResponse(_message.Message):
-    """StreamMetricSeriesResponse is one slice of the series."""
+    """StreamMetricSeriesResponse is one slice of the series: point i is
+    (steps[i], values[i], wall_time_ns[i]), or the i-th element of the packed_* columns.
+    Exactly one form is filled: the repeated fields unless the request set packed, the
+    packed_* columns (and no repeated field) when it did.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -521,19 +536,35 @@ class StreamMetricSeriesResponse(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     VALUES_FIELD_NUMBER: _builtins.int
     WALL_TIME_NS_FIELD_NUMBER: _builtins.int
+    PACKED_STEPS_FIELD_NUMBER: _builtins.int
+    PACKED_VALUES_FIELD_NUMBER: _builtins.int
+    PACKED_WALL_TIME_NS_FIELD_NUMBER: _builtins.int
     rank: _builtins.int
     """Rank of every point of this message."""
+    packed_steps: _builtins.bytes
+    """Packed form of steps: 8 bytes per point, little-endian two's-complement int64.
+    Empty unless the request set packed. The three packed_* columns have the same
+    length, 8 x the number of points of the message.
+    """
+    packed_values: _builtins.bytes
+    """Packed form of values: 8 bytes per point, little-endian IEEE 754 binary64, bit
+    for bit as stored (NaN payloads, +-Inf and -0.0 exact). Empty unless packed.
+    """
+    packed_wall_time_ns: _builtins.bytes
+    """Packed form of wall_time_ns: 8 bytes per point, little-endian two's-complement
+    int64, nanoseconds since the Unix epoch. Empty unless packed.
+    """
     @_builtins.property
     def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Steps, increasing within a rank across messages."""
+        """Steps, increasing within a rank across messages. Empty when packed."""
 
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Values."""
+        """Values (NaN payloads, +-Inf and -0.0 exact). Empty when packed."""
 
     @_builtins.property
     def wall_time_ns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Wall times, nanoseconds since the Unix epoch."""
+        """Wall times, nanoseconds since the Unix epoch. Empty when packed."""
 
     def __init__(
         self,
@@ -542,10 +573,13 @@ class StreamMetricSeriesResponse(_message.Message):
         steps: _abc.Iterable[_builtins.int] | None = ...,
         values: _abc.Iterable[_builtins.float] | None = ...,
         wall_time_ns: _abc.Iterable[_builtins.int] | None = ...,
+        packed_steps: _builtins.bytes = ...,
+        packed_values: _builtins.bytes = ...,
+        packed_wall_time_ns: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rank", b"rank", "steps", b"steps", "values", b"values", "wall_time_ns", b"wall_time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["packed_steps", b"packed_steps", "packed_values", b"packed_values", "packed_wall_time_ns", b"packed_wall_time_ns", "rank", b"rank", "steps", b"steps", "values", b"values", "wall_time_ns", b"wall_time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

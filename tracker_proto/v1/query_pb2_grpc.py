@@ -104,7 +104,8 @@ class MetricsQueryServiceServicer:
 
     def StreamMetricSeries(self, request, context):
         """StreamMetricSeries exports one series at full resolution, in (rank, step) order,
-        in messages of at most points_per_message points.
+        in messages of at most points_per_message points, as repeated fields or (the
+        request's packed) as little-endian byte columns.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -52,7 +52,8 @@ class MetricsQueryServiceStub:
     """
     StreamMetricSeries: _grpc.UnaryStreamMultiCallable[_query_pb2.StreamMetricSeriesRequest, _query_pb2.StreamMetricSeriesResponse]
     """StreamMetricSeries exports one series at full resolution, in (rank, step) order,
-    in messages of at most points_per_message points.
+    in messages of at most points_per_message points, as repeated fields or (the
+    request's packed) as little-endian byte columns.
     """
     GetLatestMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetLatestMetricsRequest, _query_pb2.GetLatestMetricsResponse]
     """GetLatestMetrics returns the summary (last value, min, max, ...) of keys of runs."""
@@ -87,7 +88,8 @@ class MetricsQueryServiceAsyncStub(MetricsQueryServiceStub):
     """
     StreamMetricSeries: _aio.UnaryStreamMultiCallable[_query_pb2.StreamMetricSeriesRequest, _query_pb2.StreamMetricSeriesResponse]  # type: ignore[assignment]
     """StreamMetricSeries exports one series at full resolution, in (rank, step) order,
-    in messages of at most points_per_message points.
+    in messages of at most points_per_message points, as repeated fields or (the
+    request's packed) as little-endian byte columns.
     """
     GetLatestMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.GetLatestMetricsRequest, _query_pb2.GetLatestMetricsResponse]  # type: ignore[assignment]
     """GetLatestMetrics returns the summary (last value, min, max, ...) of keys of runs."""
@@ -137,7 +139,8 @@ class MetricsQueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_query_pb2.StreamMetricSeriesResponse], _abc.AsyncIterator[_query_pb2.StreamMetricSeriesResponse]]:
         """StreamMetricSeries exports one series at full resolution, in (rank, step) order,
-        in messages of at most points_per_message points.
+        in messages of at most points_per_message points, as repeated fields or (the
+        request's packed) as little-endian byte columns.
         """
 
     @_abc_1.abstractmethod

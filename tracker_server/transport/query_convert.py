@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from tracker_proto.v1 import query_pb2
@@ -98,8 +99,45 @@ def series_to_proto(
     return msg
 
 
-def slice_to_proto(series: Series) -> query_pb2.StreamMetricSeriesResponse:
-    """One export slice -> wire."""
+PACKED_POINT_BYTES = 24
+"""Bytes of one point in the packed form: three 8-byte columns."""
+REPEATED_POINT_BYTES = 28
+"""Most bytes of one point in the repeated form: a 10-byte varint step (sint64), an
+8-byte double and a 10-byte varint wall time (a negative int64)."""
+MESSAGE_OVERHEAD_BYTES = 64
+"""Bound on the rest of an export message: the rank and the tag and length of each
+column."""
+
+
+def export_points_cap(max_message_bytes: int, packed: bool) -> int:
+    """Most points of one export message that stay within ``max_message_bytes`` (the
+    server's gRPC send limit): 16 MiB holds ~699,000 packed points, far above the
+    100,000 a request may ask for, but the limit is a setting."""
+    per_point = PACKED_POINT_BYTES if packed else REPEATED_POINT_BYTES
+    return max(1, (max_message_bytes - MESSAGE_OVERHEAD_BYTES) // per_point)
+
+
+def split_slice(series: Series, points: int) -> Iterator[Series]:
+    """``series`` in consecutive pieces of at most ``points`` points (views, no copy)."""
+    n = int(series.steps.shape[0])
+    if n <= points:
+        yield series
+        return
+    for i in range(0, n, points):
+        j = i + points
+        yield Series(series.rank, series.steps[i:j], series.values[i:j], series.wall_ns[i:j])
+
+
+def slice_to_proto(series: Series, packed: bool = False) -> query_pb2.StreamMetricSeriesResponse:
+    """One export slice -> wire: repeated fields, or (``packed``) little-endian byte
+    columns, one memory copy per column and no per-point Python."""
+    if packed:
+        return query_pb2.StreamMetricSeriesResponse(
+            rank=series.rank,
+            packed_steps=series.steps.astype("<i8", copy=False).tobytes(),
+            packed_values=series.values.astype("<f8", copy=False).tobytes(),
+            packed_wall_time_ns=series.wall_ns.astype("<i8", copy=False).tobytes(),
+        )
     msg = query_pb2.StreamMetricSeriesResponse(rank=series.rank)
     msg.steps.extend(series.steps.tolist())
     msg.values.extend(series.values.tolist())

@@ -25,8 +25,9 @@ _GOALS = {query_pb2.GOAL_MINIMIZE: False, query_pb2.GOAL_MAXIMIZE: True}
 class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
     """Reads of metric keys, series, latest values, rankings and comparisons."""
 
-    def __init__(self, query: QueryService) -> None:
+    def __init__(self, query: QueryService, *, max_message_bytes: int) -> None:
         self._query = query
+        self._max_message_bytes = max_message_bytes
 
     async def ListMetricKeys(
         self, request: query_pb2.ListMetricKeysRequest, context: Ctx
@@ -62,8 +63,13 @@ class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
             rank=optional(request, "rank"),
             points_per_message=request.points_per_message,
         )
+        packed = request.packed
+        # The domain slices by points_per_message; this keeps each message within the
+        # send limit too, which a low TRACKER_MAX_MESSAGE_BYTES could otherwise break.
+        cap = qc.export_points_cap(self._max_message_bytes, packed)
         async for piece in pieces:
-            yield qc.slice_to_proto(piece)
+            for part in qc.split_slice(piece, cap):
+                yield qc.slice_to_proto(part, packed)
 
     async def GetLatestMetrics(
         self, request: query_pb2.GetLatestMetricsRequest, context: Ctx
