@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +96,17 @@ def test_stats_report_send_to_ack_times(server: ServerThread, tmp_path: Path) ->
     run.close(timeout=10)
 
 
-def test_wall_times_are_stamped_at_whole_microseconds(
-        server: ServerThread, database_url: str, tmp_path: Path) -> None:
-    # Sub-microsecond digits are noise the codec cannot compress; a given float wall
-    # time keeps every digit it really holds (~0.2 us at today's epoch).
+@pytest.mark.parametrize("resolution_ns", [1_000_000, 1000, 1])
+def test_wall_times_stamped_at_the_configured_resolution(
+        server: ServerThread, database_url: str, tmp_path: Path, resolution_ns: int) -> None:
+    # The client's own clock at Options.wall_time_resolution_ns (1 ms by default); a
+    # given float wall time keeps every digit it really holds (~0.2 us today).
+    options = fast(tmp_path)
+    assert options.wall_time_resolution_ns == 1_000_000  # the default
+    options = replace(options, wall_time_resolution_ns=resolution_ns)
     before = time.time_ns()
-    with tracker_client.init(experiment="wall-us", server=server.address,
-                             options=fast(tmp_path)) as run:
+    with tracker_client.init(experiment="wall-res", server=server.address,
+                             options=options) as run:
         run.log({"now": 1.0}, step=0)
         run.log({"given": 2.0}, step=1, wall_time=1_700_000_000.123456789)
         run.log_series("series", np.arange(3), np.zeros(3))
@@ -111,4 +116,11 @@ def test_wall_times_are_stamped_at_whole_microseconds(
     walls = {k: w for k, _r, _s, _v, w in iter_points(database_url, run.run_id)}
     assert walls["given"] == 1_700_000_000_123_457_000
     for key in ("now", "series"):
-        assert walls[key] % 1000 == 0 and before - 1000 < walls[key] <= after, key
+        assert walls[key] % resolution_ns == 0, key
+        assert before - resolution_ns < walls[key] <= after, key
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2_000_000_000])
+def test_wall_time_resolution_is_checked(bad: int) -> None:
+    with pytest.raises(ValueError, match=r"wall_time_resolution_ns must be 1\.\.1000000000"):
+        tracker_client.Options(wall_time_resolution_ns=bad)

@@ -34,25 +34,6 @@ class RealClock:
 REAL_CLOCK = RealClock()
 
 
-# Wall times are stamped at whole microseconds. The sub-microsecond digits of
-# time.time_ns() are noise for a metric (the call itself takes longer), and noise is
-# what the storage codec's delta-of-delta coding cannot compress: on the default ingest
-# bench, nanosecond stamps cost ~1.3 more bytes per point on disk than microsecond ones.
-# A float ``time.time()`` carries no more than ~0.2 us of precision either, so rounding
-# it to microseconds keeps everything it holds.
-_NS_PER_US = 1000
-
-
-def wall_now_ns() -> int:
-    """Now, as nanoseconds since the Unix epoch, truncated to a whole microsecond."""
-    return time.time_ns() // _NS_PER_US * _NS_PER_US
-
-
-def wall_ns_from_seconds(seconds: float) -> int:
-    """Seconds since the epoch (as ``time.time()``) -> nanoseconds, at whole microseconds."""
-    return round(seconds * 1e6) * _NS_PER_US
-
-
 @dataclass
 class Backoff:
     """Exponential back-off with jitter, reset after a successful connection.
@@ -78,3 +59,20 @@ class Backoff:
     def reset(self) -> None:
         """After a success: the next failure starts from ``initial_s`` again."""
         self._current = 0.0
+
+
+# Wall times. The client's own clock readings are stamped at a resolution
+# (Options.wall_time_resolution_ns, 1 ms by default): digits below a training loop's own
+# jitter are noise, and noise is what the storage codec's delta-of-delta coding of wall
+# times cannot compress. A float ``time.time()`` given by the caller carries ~0.2 us of
+# precision at today's epoch, so it is kept to the microsecond: all it holds.
+
+
+def wall_now_ns(resolution_ns: int) -> int:
+    """Now, as nanoseconds since the Unix epoch, truncated to ``resolution_ns``."""
+    return time.time_ns() // resolution_ns * resolution_ns
+
+
+def wall_ns_from_seconds(seconds: float) -> int:
+    """Seconds since the epoch (as ``time.time()``) -> nanoseconds, at whole microseconds."""
+    return round(seconds * 1e6) * 1000

@@ -121,6 +121,7 @@ class Run:
         self._max_queue = options.max_queue_records
         self._batch_points = options.batch_points
         self._max_batch_points = options.max_batch_points
+        self._wall_resolution = options.wall_time_resolution_ns
         self._recovery_stop = threading.Event()
         self.summary = RunSummary(self._op)
         """User summary values: ``run.summary["test/acc"] = 0.93`` (see RunSummary)."""
@@ -177,7 +178,11 @@ class Run:
         n = len(keys)
         stats = self._stats
         stats.points_logged += n
-        wall_ns = wall_now_ns() if wall_time is None else wall_ns_from_seconds(wall_time)
+        if wall_time is None:  # wall_now_ns, inlined: this is the training thread's path
+            res = self._wall_resolution
+            wall_ns = time.time_ns() // res * res
+        else:
+            wall_ns = wall_ns_from_seconds(wall_time)
         # The tail holds the record as bytes: nothing for the GC to track, and a kill
         # cannot lose it. Keys it cannot hold (not str) take the in-memory queue.
         tail = self._tail
@@ -202,7 +207,7 @@ class Run:
         n = int(s.shape[0])
         if not n:
             return
-        wall_ns = wall_now_ns()
+        wall_ns = wall_now_ns(self._wall_resolution)
         self._stats.points_logged += n
         tail = self._tail
         written = (tail.log_series(key, s, v, wall_ns, self._max_batch_points)
@@ -219,7 +224,8 @@ class Run:
     def _log_system(self, metrics: dict[str, float], step: int) -> None:
         # From the system-metrics thread: its own counter, so the training thread's
         # counters are written by one thread only.
-        self._records.append((tuple(metrics), list(metrics.values()), step, wall_now_ns()))
+        self._records.append((tuple(metrics), list(metrics.values()), step,
+                              wall_now_ns(self._wall_resolution)))
         self._internal_logged += len(metrics)
 
     def _on_batch(self) -> None:
