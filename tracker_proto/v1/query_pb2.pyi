@@ -91,7 +91,7 @@ class _Goal:
 class _GoalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Goal.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     GOAL_UNSPECIFIED: _Goal.ValueType  # 0
-    """Not set (refused)."""
+    """Not set: in GetBestRunsRequest, the goal the runs defined; in MetricRow, no goal."""
     GOAL_MINIMIZE: _Goal.ValueType  # 1
     """Smaller is better."""
     GOAL_MAXIMIZE: _Goal.ValueType  # 2
@@ -101,7 +101,7 @@ class Goal(_Goal, metaclass=_GoalEnumTypeWrapper):
     """Goal says whether smaller or larger values are better."""
 
 GOAL_UNSPECIFIED: Goal.ValueType  # 0
-"""Not set (refused)."""
+"""Not set: in GetBestRunsRequest, the goal the runs defined; in MetricRow, no goal."""
 GOAL_MINIMIZE: Goal.ValueType  # 1
 """Smaller is better."""
 GOAL_MAXIMIZE: Goal.ValueType  # 2
@@ -764,11 +764,26 @@ Global___RankedRun: _TypeAlias = RankedRun  # noqa: Y015
 
 @_typing.final
 class GetBestRunsResponse(_message.Message):
-    """GetBestRunsResponse lists the best runs first; ties go to the smaller run id."""
+    """GetBestRunsResponse lists the best runs first; ties go to the smaller run id, and
+    says which goal ranked them.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RUNS_FIELD_NUMBER: _builtins.int
+    GOAL_FIELD_NUMBER: _builtins.int
+    GOAL_DEFINED_BY_RUNS_FIELD_NUMBER: _builtins.int
+    goal: Global___Goal.ValueType
+    """The goal that ranked the runs (GOAL_MINIMIZE or GOAL_MAXIMIZE, never
+    GOAL_UNSPECIFIED from a server that fills it): the request's goal, or, when the
+    request left it unspecified, the goal the candidate runs defined for the key. A
+    server that predates the field leaves it GOAL_UNSPECIFIED; the ranking then
+    followed the request's goal.
+    """
+    goal_defined_by_runs: _builtins.bool
+    """True when goal is the one the runs defined (the request's goal was
+    GOAL_UNSPECIFIED); false when it is the request's own.
+    """
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RankedRun]:
         """Ranked runs."""
@@ -777,10 +792,12 @@ class GetBestRunsResponse(_message.Message):
         self,
         *,
         runs: _abc.Iterable[Global___RankedRun] | None = ...,
+        goal: Global___Goal.ValueType = ...,
+        goal_defined_by_runs: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["goal", b"goal", "goal_defined_by_runs", b"goal_defined_by_runs", "runs", b"runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

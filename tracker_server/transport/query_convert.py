@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tracker_proto.v1 import query_pb2
+from tracker_server.domain.query_service import Ranking
 from tracker_server.domain.series import Series
 from tracker_server.domain.summaries import (
     Comparison,
@@ -155,6 +156,15 @@ def ranked_to_proto(r: RankedRun) -> query_pb2.RankedRun:
         value=r.value,
         step=r.step,
         summary=summary_to_proto(r.summary),
+    )
+
+
+def ranking_to_proto(ranking: Ranking) -> query_pb2.GetBestRunsResponse:
+    """Ranking -> wire, with the goal that ranked and whether the runs defined it."""
+    return query_pb2.GetBestRunsResponse(
+        runs=[ranked_to_proto(r) for r in ranking.runs],
+        goal=query_pb2.GOAL_MAXIMIZE if ranking.maximize else query_pb2.GOAL_MINIMIZE,
+        goal_defined_by_runs=ranking.goal_defined,
     )
 
 

@@ -85,7 +85,7 @@ class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
     async def GetBestRuns(
         self, request: query_pb2.GetBestRunsRequest, context: Ctx
     ) -> query_pb2.GetBestRunsResponse:
-        ranked = await self._query.best_runs(
+        ranking = await self._query.ranking(
             list(request.experiment_ids),
             request.key,
             maximize=_GOALS.get(request.goal),
@@ -93,7 +93,7 @@ class MetricsQueryServicer(query_pb2_grpc.MetricsQueryServiceServicer):
             limit=request.limit,
             filter_text=request.filter,
         )
-        return query_pb2.GetBestRunsResponse(runs=[qc.ranked_to_proto(r) for r in ranked])
+        return qc.ranking_to_proto(ranking)
 
     async def CompareRuns(
         self, request: query_pb2.CompareRunsRequest, context: Ctx
