@@ -90,6 +90,7 @@ def run(r: Run, summaries: list[MetricSummary] | None = None) -> dict[str, Any]:
         "ended_at": r.ended_at,
         "params": r.params,
         "tags": r.tags,
+        "metric_goals": r.metric_goals,
     }
     if summaries is not None:
         out["summaries"] = [summary(s) for s in summaries]
@@ -138,7 +139,8 @@ def comparison(c: Comparison) -> dict[str, Any]:
         "params": [{"key": p.key, "values": p.values, "differs": p.differs} for p in c.params],
         "metrics": [
             {"key": m.key, "differs": m.differs,
-             "summaries": [summary(s) if s is not None else None for s in m.summaries]}
+             "summaries": [summary(s) if s is not None else None for s in m.summaries],
+             "goal": m.goal or None, "best_cell": m.best}
             for m in c.metrics
         ],
     }

@@ -54,6 +54,8 @@ WireFloat = Annotated[float | str, WithJsonSchema(_FLOAT_SCHEMA)]
 
 ExperimentStatusName = Literal["created", "active", "archived"]
 RunStatusName = Literal["running", "finished", "failed", "killed"]
+GoalName = Literal["min", "max"]
+"""A metric goal: min (smaller is better) or max."""
 
 
 class _In(BaseModel):
@@ -191,6 +193,8 @@ class Run(BaseModel):
     ended_at: datetime | None
     params: dict[str, str]
     tags: dict[str, str]
+    metric_goals: dict[str, GoalName] = Field(
+        description="goal per metric key the run defined (define_metric): min or max")
     summaries: list[Summary] | None = None
 
 
@@ -230,7 +234,7 @@ class BestRuns(BaseModel):
     """The best runs, best first, and the goal that ranked them."""
 
     runs: list[RankedRun]
-    mode: Literal["min", "max"] = Field(
+    mode: GoalName = Field(
         description="the goal in effect: the request's mode, else the one the runs defined")
     mode_source: Literal["request", "runs"] = Field(
         description="request: the mode asked for; runs: the goal the runs defined for the "
@@ -251,6 +255,12 @@ class MetricRow(BaseModel):
     key: str
     summaries: list[Summary | None]
     differs: bool
+    goal: GoalName | None = Field(
+        description="the goal the runs defined for the key (define_metric); null when none "
+        "did or they disagree")
+    best_cell: int | None = Field(
+        description="with a goal: index (in summaries and runs) of the run whose last value "
+        "is best, the first on ties; null without a goal or a comparable (non-NaN) value")
 
 
 class Comparison(BaseModel):

@@ -374,6 +374,18 @@ export type MetricRow = {
      * Differs
      */
     differs: boolean;
+    /**
+     * Goal
+     *
+     * the goal the runs defined for the key (define_metric); null when none did or they disagree
+     */
+    goal: 'min' | 'max' | null;
+    /**
+     * Best Cell
+     *
+     * with a goal: index (in summaries and runs) of the run whose last value is best, the first on ties; null without a goal or a comparable (non-NaN) value
+     */
+    best_cell: number | null;
 };
 
 /**
@@ -585,6 +597,14 @@ export type Run = {
      */
     tags: {
         [key: string]: string;
+    };
+    /**
+     * Metric Goals
+     *
+     * goal per metric key the run defined (define_metric): min or max
+     */
+    metric_goals: {
+        [key: string]: 'min' | 'max';
     };
     /**
      * Summaries
