@@ -11,7 +11,13 @@ once, surviving server restarts, network loss and killed trainers. See docs/clie
 
 from tracker_client._aio_api import AsyncApi, AsyncApiRun, AsyncRuns
 from tracker_client._api import Api, ApiRun, Runs
-from tracker_client._api_types import Comparison, Experiment, MetricSummary, RankedRun
+from tracker_client._api_types import (
+    Comparison,
+    Experiment,
+    MetricSummary,
+    RankedRun,
+    Ranking,
+)
 from tracker_client._artifact_types import Artifact
 from tracker_client._history import HistoryArrays
 from tracker_client._options import Options
@@ -22,6 +28,6 @@ from tracker_client._summary import RunSummary
 
 __all__ = ["Api", "ApiRun", "Artifact", "AsyncApi", "AsyncApiRun", "AsyncRuns", "Comparison",
            "DeliveryReport", "Experiment", "HistoryArrays", "MetricSummary",
-           "Options", "RankedRun", "Run", "RunStats", "RunSummary", "Runs", "SyncResult",
+           "Options", "RankedRun", "Ranking", "Run", "RunStats", "RunSummary", "Runs", "SyncResult",
            "TrackerError", "init"]
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from tracker_client._api_types import (
     Experiment,
     Goal,
     MetricSummary,
-    RankedRun,
+    Ranking,
     RunData,
     SummaryOn,
     experiment_ids,
@@ -240,18 +240,17 @@ class AsyncApi:
     async def best(self, experiment: str | Experiment | Sequence[str | Experiment],
                    metric: str, mode: Goal | None = None, on: SummaryOn = "last",
                    limit: int = 10, filter: str = "",
-                   with_checkpoint: bool = False) -> list[RankedRun]:
+                   with_checkpoint: bool = False) -> Ranking:
         """The best runs of experiments by one summary value of ``metric`` (``mode``
-        None: the goal the runs defined; ``with_checkpoint``: see
-        :meth:`tracker_client.Api.best`)."""
+        None: the goal the runs defined; the answer's ``.mode`` / ``.mode_source`` and
+        ``with_checkpoint``: see :meth:`tracker_client.Api.best`)."""
         req = rq.best_runs(await self._experiment_ids(experiment), metric, mode, on, limit,
                            filter)
-        resp = await self._call(self._query.GetBestRuns, req)
-        ranked = [RankedRun.from_proto(r) for r in resp.runs]
+        ranked = Ranking.from_proto(await self._call(self._query.GetBestRuns, req), mode)
         if not with_checkpoint:
             return ranked
-        return [dataclasses.replace(r, checkpoint=await self.checkpoint(r.run_id, r.step))
-                for r in ranked]
+        return Ranking([dataclasses.replace(r, checkpoint=await self.checkpoint(r.run_id, r.step))
+                        for r in ranked], ranked.mode, ranked.mode_source)
 
     async def compare(self, runs: Sequence[str | RunData],
                       checkpoint_metric: str | None = None, mode: Goal | None = None

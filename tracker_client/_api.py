@@ -22,7 +22,7 @@ from tracker_client._api_types import (
     Experiment,
     Goal,
     MetricSummary,
-    RankedRun,
+    Ranking,
     RunData,
     SummaryOn,
     experiment_ids,
@@ -284,20 +284,21 @@ class Api:
 
     def best(self, experiment: str | Experiment | Sequence[str | Experiment], metric: str,
              mode: Goal | None = None, on: SummaryOn = "last", limit: int = 10,
-             filter: str = "", with_checkpoint: bool = False) -> list[RankedRun]:
+             filter: str = "", with_checkpoint: bool = False) -> Ranking:
         """The best runs of experiments by one summary value (``on``) of ``metric``.
 
         ``mode`` None ranks by the goal the runs defined with ``run.define_metric``
         (the server refuses with INVALID_ARGUMENT when none or both goals are defined).
+        The answer is a list (best first) that also says which goal ranked:
+        ``.mode`` (``min`` or ``max``) and ``.mode_source`` (``request`` or ``runs``).
         ``with_checkpoint``: each with ``checkpoint``, the run's checkpoint nearest the
         best step (the one to reload)."""
         req = rq.best_runs(self._experiment_ids(experiment), metric, mode, on, limit, filter)
-        ranked = [RankedRun.from_proto(r)
-                  for r in self._call(self._query.GetBestRuns, req).runs]
+        ranked = Ranking.from_proto(self._call(self._query.GetBestRuns, req), mode)
         if not with_checkpoint:
             return ranked
-        return [dataclasses.replace(r, checkpoint=self.checkpoint(r.run_id, r.step))
-                for r in ranked]
+        return Ranking([dataclasses.replace(r, checkpoint=self.checkpoint(r.run_id, r.step))
+                        for r in ranked], ranked.mode, ranked.mode_source)
 
     def compare(self, runs: Sequence[str | RunData] | Runs,
                 checkpoint_metric: str | None = None, mode: Goal | None = None) -> Comparison:

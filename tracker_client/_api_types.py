@@ -169,6 +169,47 @@ class RankedRun:
                    summary=MetricSummary.from_proto(r.summary))
 
 
+GoalSource = Literal["request", "runs"]
+"""Where the goal of a ranking came from: the caller's ``mode``, or the goal the runs
+defined with ``run.define_metric``."""
+
+
+class Ranking(list[RankedRun]):
+    """What :meth:`Api.best` returns: the ranked runs, best first (a plain ``list`` of
+    :class:`RankedRun` in every other respect), and the goal that ranked them.
+
+    ``mode`` and ``mode_source`` survive an empty ranking; a slice or copy of the list
+    is a plain ``list`` without them."""
+
+    mode: Goal | None
+    """The goal that ranked the runs: ``min`` (smallest first) or ``max``; None when a
+    server that predates the answer's goal ranked by a goal the runs defined."""
+    mode_source: GoalSource | None
+    """``request``: the ``mode`` passed to ``best``; ``runs``: the goal the runs defined
+    for the metric (``mode=None``); None when the server did not say."""
+
+    def __init__(self, runs: Iterable[RankedRun] = (), mode: Goal | None = None,
+                 mode_source: GoalSource | None = None) -> None:
+        super().__init__(runs)
+        self.mode = mode
+        self.mode_source = mode_source
+
+    def __repr__(self) -> str:
+        return (f"Ranking({list.__repr__(self)}, mode={self.mode!r}, "
+                f"mode_source={self.mode_source!r})")
+
+    @classmethod
+    def from_proto(cls, resp: query_pb2.GetBestRunsResponse,
+                   asked: Goal | None) -> Ranking:
+        """Wire -> view; ``asked``: the mode the request gave (what ranked when the
+        server leaves the answer's goal unset)."""
+        runs = [RankedRun.from_proto(r) for r in resp.runs]
+        if resp.goal in GOAL_NAME:
+            return cls(runs, GOAL_NAME[resp.goal],
+                       "runs" if resp.goal_defined_by_runs else "request")
+        return cls(runs, asked, None if asked is None else "request")
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Runs side by side (:meth:`Api.compare`): one row per param and per metric key."""

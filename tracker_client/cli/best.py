@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from tracker_client import _enums
+from tracker_client._api_types import Goal, Ranking
 from tracker_client._artifact_types import Artifact, nearest
 from tracker_client.cli._common import (
     RUN_STATUS,
@@ -50,11 +51,16 @@ def run(args: argparse.Namespace, client: Client) -> int:
         limit=args.limit,
         filter=args.filter,
     )
-    ranked = client.call(client.query.GetBestRuns, req).runs
+    resp = client.call(client.query.GetBestRuns, req)
+    ranked = resp.runs
+    asked: Goal | None = None if args.maximize is None else "max" if args.maximize else "min"
+    ranking = Ranking.from_proto(resp, asked)
     checkpoints = ([_checkpoint(client, r.run_id, r.step) for r in ranked]
                    if args.checkpoint else [])
     if args.json:
-        entries = [to_dict(r) for r in ranked]
+        # Still a list (what scripts read); each entry says which goal ranked.
+        entries = [to_dict(r) | {"mode": ranking.mode, "mode_source": ranking.mode_source}
+                   for r in ranked]
         for entry, ckpt in zip(entries, checkpoints, strict=False):
             entry["checkpoint"] = ckpt.row() if ckpt is not None else None
         print_json(entries)
@@ -68,7 +74,17 @@ def run(args: argparse.Namespace, client: Client) -> int:
         for line, ckpt in zip(table, checkpoints, strict=True):
             line += ["-", "-"] if ckpt is None else [ckpt.step, ckpt.uri]
     print_table(headers, table)
+    print(ranked_by(ranking))
     return 0
+
+
+def ranked_by(ranking: Ranking) -> str:
+    """The line under the table that says which goal ranked the runs."""
+    if ranking.mode is None:  # a server that predates the answer's goal
+        return "ranked by the goal the runs defined"
+    direction = "largest first" if ranking.mode == "max" else "smallest first"
+    source = "defined by the runs" if ranking.mode_source == "runs" else "as requested"
+    return f"ranked by {ranking.mode} ({direction}), {source}"
 
 
 def _checkpoint(client: Client, run_id: str, step: int) -> Artifact | None:
