@@ -152,6 +152,9 @@ def test_best_runs_and_compare(hc: httpx.Client) -> None:
     (loss,) = cmp["metrics"]
     assert loss["key"] == "loss" and loss["differs"]
     assert [s["last_value"] for s in loss["summaries"]] == [0.5, 0.2]
+    # No run defines a goal: none on the row, no best cell, no goals on the runs.
+    assert loss["goal"] is None and loss["best_cell"] is None
+    assert [r["metric_goals"] for r in cmp["runs"]] == [{}, {}]
     bare = new_run(hc, eid)["run_id"]
     cmp2 = ok(hc.get(f"{API}/compare", params=[("run_id", runs[0]), ("run_id", bare)]))
     assert cmp2["metrics"][0]["summaries"][1] is None
@@ -200,6 +203,41 @@ def test_best_runs_without_mode_use_the_goal_the_runs_defined(hc: httpx.Client,
     # Redefined (the last one wins): they agree again.
     define(runs[2], "max")
     assert ok(best(eid, limit="1"))["runs"][0]["run_name"] == "r2"
+
+
+def test_compare_carries_the_goal_and_the_best_cell(hc: httpx.Client, api: Api) -> None:
+    def define(run_id: str, goal: str) -> None:
+        api.experiments.DefineMetrics(ex.DefineMetricsRequest(run_id=run_id,
+                                                              goals={"acc": goal}))
+
+    def acc_row() -> dict[str, object]:
+        cmp = ok(hc.get(f"{API}/compare", params=[("run_id", r) for r in runs]))
+        (row,) = [m for m in cmp["metrics"] if m["key"] == "acc"]
+        return row
+
+    eid = new_experiment(hc)["experiment_id"]
+    runs = []
+    for i, final in enumerate((0.5, 0.2, 0.9)):
+        run = new_run(hc, eid, name=f"r{i}")
+        log(hc, run["run_id"], keys=["acc"], key_index=[0, 0], steps=[0, 1],
+            values=[0.1, final])
+        runs.append(run["run_id"])
+    # max defined by two runs (the third none): the row has it, r2 (0.9) is best.
+    define(runs[0], "max")
+    define(runs[1], "max")
+    row = acc_row()
+    assert (row["goal"], row["best_cell"]) == ("max", 2)
+    cmp = ok(hc.get(f"{API}/compare", params=[("run_id", r) for r in runs]))
+    assert [r["metric_goals"] for r in cmp["runs"]] == [{"acc": "max"}, {"acc": "max"}, {}]
+    assert ok(hc.get(f"{API}/runs/{runs[0]}"))["metric_goals"] == {"acc": "max"}
+    # Redefined as min everywhere: r1 (0.2) is best.
+    for r in runs:
+        define(r, "min")
+    assert (acc_row()["goal"], acc_row()["best_cell"]) == ("min", 1)
+    # The runs disagree: no shared goal, no best cell.
+    define(runs[2], "max")
+    row = acc_row()
+    assert row["goal"] is None and row["best_cell"] is None
 
 
 def test_health_endpoints(server: ServerThread, hc: httpx.Client) -> None:

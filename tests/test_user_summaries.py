@@ -4,6 +4,7 @@ offline, and respected by best/compare (read API, CLI, RPC) when no mode is give
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import uuid
@@ -112,12 +113,75 @@ def test_best_and_compare_respect_the_goal(server: ServerThread, tmp_path: Path,
                      "--json"]) == 0
     ranked = json.loads(capsys.readouterr().out)
     assert [r["run_id"] for r in ranked] == [ids[1], ids[2], ids[0]]
+    assert {(r["mode"], r["mode_source"]) for r in ranked} == {("max", "runs")}
     assert cli_main(["--server", server.address, "best", "goals", "-m", "val/acc", "--min",
                      "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["run_id"] == ids[0]
+    ranked = json.loads(capsys.readouterr().out)
+    assert ranked[0]["run_id"] == ids[0]
+    assert {(r["mode"], r["mode_source"]) for r in ranked} == {("min", "request")}
+    assert cli_main(["--server", server.address, "best", "goals", "-m", "val/acc"]) == 0
+    assert "ranked by max (largest first), defined by the runs" in capsys.readouterr().out
+    assert cli_main(["--server", server.address, "best", "goals", "-m", "val/acc",
+                     "--min"]) == 0
+    assert "ranked by min (smallest first), as requested" in capsys.readouterr().out
     resp = query_pb2_grpc.MetricsQueryServiceStub(grpc.insecure_channel(server.address))
     (row,) = resp.CompareRuns(q.CompareRunsRequest(run_ids=ids)).metrics
     assert row.goal == q.GOAL_MAXIMIZE and row.best_cell == 1
+
+
+def test_best_answers_say_which_goal_ranked(server: ServerThread, api: Api,
+                                            tmp_path: Path) -> None:
+    ids = three_runs(server.address, tmp_path, "goal-answers", "max")
+    eid = api.experiments.CreateExperiment(ex.CreateExperimentRequest(
+        name="goal-answers", get_if_exists=True)).experiment.experiment_id
+
+    query = query_pb2_grpc.MetricsQueryServiceStub(api.channel)
+
+    def best(goal: int) -> q.GetBestRunsResponse:
+        return query.GetBestRuns(q.GetBestRunsRequest(experiment_ids=[eid],
+                                                          key="val/acc", goal=goal))
+
+    # gRPC: the defined goal, then each explicit one (which wins over the defined max).
+    by_runs = best(q.GOAL_UNSPECIFIED)
+    assert (by_runs.goal, by_runs.goal_defined_by_runs) == (q.GOAL_MAXIMIZE, True)
+    assert [r.run_id for r in by_runs.runs] == [ids[1], ids[2], ids[0]]
+    by_min = best(q.GOAL_MINIMIZE)
+    assert (by_min.goal, by_min.goal_defined_by_runs) == (q.GOAL_MINIMIZE, False)
+    assert by_min.runs[0].run_id == ids[0]
+    by_max = best(q.GOAL_MAXIMIZE)
+    assert (by_max.goal, by_max.goal_defined_by_runs) == (q.GOAL_MAXIMIZE, False)
+    # An empty ranking still says which goal it would have used.
+    none = query.GetBestRuns(q.GetBestRunsRequest(
+        experiment_ids=[eid], key="val/acc", filter='name = "nobody"'))
+    assert list(none.runs) == [] and none.goal == q.GOAL_MAXIMIZE and none.goal_defined_by_runs
+    # Read API: still a list of RankedRun (equal to one), with mode and mode_source.
+    with tracker_client.Api(server=server.address) as reader:
+        ranked = reader.best("goal-answers", "val/acc")
+        assert isinstance(ranked, list) and isinstance(ranked, tracker_client.Ranking)
+        assert (ranked.mode, ranked.mode_source) == ("max", "runs")
+        assert ranked == list(ranked) and [r.run_id for r in ranked] == [ids[1], ids[2], ids[0]]
+        asked = reader.best("goal-answers", "val/acc", mode="min", with_checkpoint=True)
+        assert (asked.mode, asked.mode_source) == ("min", "request")
+        assert asked[0].run_id == ids[0] and asked[0].checkpoint is None
+        assert "mode='min'" in repr(asked)
+        empty = reader.best("goal-answers", "val/acc", filter='name = "nobody"')
+        assert list(empty) == [] and (empty.mode, empty.mode_source) == ("max", "runs")
+
+    async def read_async() -> tracker_client.Ranking:
+        async with tracker_client.AsyncApi(server=server.address) as reader:
+            return await reader.best("goal-answers", "val/acc", with_checkpoint=True)
+
+    got = asyncio.run(read_async())
+    assert (got.mode, got.mode_source) == ("max", "runs") and got[0].run_id == ids[1]
+
+
+def test_ranking_from_an_older_server_falls_back_to_what_was_asked() -> None:
+    # A server that predates the answer's goal leaves it GOAL_UNSPECIFIED.
+    old = q.GetBestRunsResponse()
+    assert (tracker_client.Ranking.from_proto(old, "min").mode,
+            tracker_client.Ranking.from_proto(old, "min").mode_source) == ("min", "request")
+    unknown = tracker_client.Ranking.from_proto(old, None)
+    assert (unknown.mode, unknown.mode_source) == (None, None)
 
 
 def test_best_without_a_goal_anywhere_is_invalid_argument(
@@ -194,8 +258,6 @@ def test_bad_summaries_and_goals_are_refused(server: ServerThread, api: Api,
 
 def test_the_fake_store_agrees_with_postgresql(api: Api) -> None:
     """tests/fakes/user_summary_store.py behaves as the real store for the same calls."""
-    import asyncio
-
     from tests.fakes.services import FakeServices
     from tests.query_support import log_points, new_experiment, new_run
 
