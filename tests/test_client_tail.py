@@ -201,3 +201,75 @@ def test_values_round_trip_bit_for_bit(tmp_path: Path) -> None:
     assert keys == tuple("abcde") and step == 2**62 and wall == -1
     assert [struct.pack("<d", v) for v in values] == [struct.pack("<d", v) for v in odd]
     tail.close()
+
+
+def _expanded(tail: object, blocks: bool) -> list[tuple[object, ...]]:
+    """Every record read from ``tail`` as (kind, keys/key, steps, value bits, wall, end)."""
+    from tracker_client._tail import KIND_BLOCK, KIND_SCALARS, Tail
+
+    assert isinstance(tail, Tail)
+    tail.read_pos = tail.covered
+    out: list[tuple[object, ...]] = []
+    for kind, rec, end in (tail.read_blocks() if blocks else tail.read()):
+        if kind == KIND_BLOCK:
+            for i in range(rec.steps.shape[0]):
+                out.append((KIND_SCALARS, rec.keys, int(rec.steps[i]),
+                            np.asarray(rec.values[i]).view(np.uint64).tolist(),
+                            int(rec.wall_ns[i]), rec.start + (i + 1) * rec.length))
+        elif kind == KIND_SCALARS:
+            keys, values, step, wall = rec
+            out.append((kind, keys, step, np.array(values).view(np.uint64).tolist(), wall,
+                        end))
+        else:
+            key, steps, values, wall = rec
+            out.append((kind, key, steps.tolist(), values.view(np.uint64).tolist(), wall, end))
+    return out
+
+
+def test_blocks_read_exactly_what_records_do(tmp_path: Path) -> None:
+    # Runs long and short, alternating key tuples, series between, NaN payloads, and a
+    # ring small enough to wrap (pad entries, runs cut at the ring's end) several times.
+    from tracker_client._tail import KIND_BLOCK
+
+    tail = create_tail(tmp_path, 64 << 10, 1)
+    rng = np.random.default_rng(3)
+    nan_bits = np.array([0x7FF8000000000001], dtype=np.uint64).view(np.float64)[0]
+    seen_block = False
+    step = 0
+    for round_ in range(40):
+        run = int(rng.integers(1, 60))
+        keys = ("loss", "acc") if round_ % 3 else ("loss", "acc", f"lr{round_ % 2}")
+        for _ in range(run):
+            values = tuple(float(v) for v in rng.standard_normal(len(keys)))
+            if step % 17 == 0:
+                values = (nan_bits, *values[1:])
+            assert tail.log_scalars(keys, values, step, 10**18 + step * 1000) == 1
+            step += 1
+        if round_ % 5 == 0:
+            s = np.arange(step, step + 3, dtype=np.int64)
+            assert tail.log_series("s", s, s * 0.5, 5, max_points=100) == 1
+        got_blocks = _expanded(tail, blocks=True)
+        assert got_blocks == _expanded(tail, blocks=False)
+        tail.read_pos = tail.covered
+        seen_block |= any(kind == KIND_BLOCK for kind, _r, _e in tail.read_blocks())
+        tail.read_pos = tail.write_pos
+        tail.commit(tail.write_pos)  # consumed: the ring's room comes back
+    assert seen_block
+
+
+def test_block_batches_equal_record_batches() -> None:
+    # A block added in slices builds the very payload its records would.
+    from tracker_client._columns import ColumnBuilder
+
+    keys = ("a", "b", "c")
+    steps = np.arange(100, 140, dtype=np.int64)
+    values = np.random.default_rng(0).standard_normal((40, 3))
+    wall = 10**18 + steps * 7
+    one, two = ColumnBuilder(), ColumnBuilder()
+    one.add_scalars(("x",), (1.0,), 5, 6)
+    two.add_scalars(("x",), (1.0,), 5, 6)
+    for i in range(40):
+        one.add_scalars(keys, tuple(values[i].tolist()), int(steps[i]), int(wall[i]))
+    two.add_block(keys, steps[:15], values[:15], wall[:15])
+    two.add_block(keys, steps[15:], values[15:], wall[15:])
+    assert one.build() == two.build()

@@ -25,7 +25,7 @@ from tracker_client._columns import ColumnBuilder
 from tracker_client._options import Options
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats
-from tracker_client._tail import KIND_SCALARS
+from tracker_client._tail import KIND_BLOCK, KIND_SCALARS, ScalarBlock
 
 log = logging.getLogger("tracker_client")
 
@@ -131,11 +131,13 @@ class Batcher:
 
     def _drain(self, builder: ColumnBuilder) -> None:
         records = self.records
-        limit = self._opt.batch_points
         max_points = self._opt.max_batch_points
         tail = self.tail
         if tail is not None and tail.read_pos < tail.write_pos:
-            for kind, rec, end in tail.read():
+            for kind, rec, end in tail.read_blocks():
+                if kind == KIND_BLOCK:
+                    self._add_block(builder, rec)
+                    continue
                 if kind == KIND_SCALARS:
                     builder.add_scalars(*rec)
                     self.consumed_points += len(rec[0])
@@ -148,7 +150,7 @@ class Batcher:
                     builder.add_series(*rec)
                     self.consumed_points += n
                 self._tail_end = end
-                if builder.points >= limit:
+                if builder.points >= self._limit():
                     self._cut(builder)
         while records:
             rec = records.popleft()
@@ -157,7 +159,7 @@ class Batcher:
                 self.consumed_points += len(rec[0])
             else:
                 self._add_series(builder, rec, max_points)
-            if builder.points >= limit:
+            if builder.points >= self._limit():
                 self._cut(builder)
         if builder.invalid_points > self._warned_invalid:
             self._stats.points_invalid = builder.invalid_points
@@ -165,6 +167,34 @@ class Batcher:
                 log.warning("tracker_client: dropping points with invalid metric names "
                             "(1..250 UTF-8 bytes, no NUL): %s", ", ".join(builder.invalid_keys))
             self._warned_invalid = builder.invalid_points
+
+    def _limit(self) -> int:
+        """Points at which a batch is cut: ``batch_points``, or more when more waits.
+
+        Behind (a burst, or a loop logging faster than batch_points per interval), what
+        waits goes in batches of up to max_batch_points. Each cut writes the spool, and
+        that releases the GIL, which a busy training thread then holds for up to the
+        5 ms switch interval: with small batches the batcher would fall ever further
+        behind, and the tail fill and drop."""
+        waiting = self._stats.points_logged - self.consumed_points
+        return min(self._opt.max_batch_points, max(self._opt.batch_points, waiting))
+
+    def _add_block(self, builder: ColumnBuilder, block: ScalarBlock) -> None:
+        """A block of records, cut where a batch reaches the limit: the same batches
+        (and tail positions) as record by record."""
+        per = len(block.keys)
+        total = block.steps.shape[0]
+        done = 0
+        while done < total:
+            # Records until the batch holds at least ``limit`` points (at least one).
+            take = min(total - done, max(1, -(-(self._limit() - builder.points) // per)))
+            sl = slice(done, done + take)
+            builder.add_block(block.keys, block.steps[sl], block.values[sl], block.wall_ns[sl])
+            done += take
+            self.consumed_points += take * per
+            self._tail_end = block.start + done * block.length
+            if builder.points >= self._limit():
+                self._cut(builder)
 
     def _add_series(self, builder: ColumnBuilder, rec: SeriesRecord, max_points: int) -> None:
         key, steps, values, wall = rec

@@ -3,19 +3,23 @@
 ``log()`` only appends a small tuple to a deque; the batcher thread feeds those tuples
 to a :class:`ColumnBuilder` here, off the training thread, and cuts serialized batches.
 The builder works on whole lists and numpy arrays (C loops) rather than per-point
-Python code, which keeps the batcher's GIL share small: the training thread's
-``log()`` latency depends on that.
+Python code, and serializes with numpy (``_packed``) rather than through protobuf's
+repeated fields, which keeps the batcher's GIL share small: the training thread's
+``log()`` latency depends on that. Runs of ``log()`` records of one key tuple arrive
+from the tail as blocks (``add_block``) and cost no Python per record.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from tracker_proto.v1 import ingest_pb2, metrics_pb2
+from tracker_client._packed import encode_columns, varint
+from tracker_proto.v1 import ingest_pb2
 
 MAX_KEY_BYTES = 250
 """Longest metric name the server accepts, in UTF-8 bytes."""
@@ -29,18 +33,6 @@ def valid_key(name: object) -> bool:
     return 0 < size <= MAX_KEY_BYTES
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def encode_batch_request(seq: int, payload: bytes) -> bytes:
     """Serialized ``StreamRequest{batch: Batch{seq, columns}}`` from a stored payload.
 
@@ -48,8 +40,8 @@ def encode_batch_request(seq: int, payload: bytes) -> bytes:
     (two length-delimited fields) avoids parsing and re-serializing every batch on
     each (re)send. Equal to ``StreamRequest(batch=Batch(seq=..., columns=...))``.
     """
-    batch = b"\x08" + _varint(seq) + b"\x12" + _varint(len(payload)) + payload
-    return b"\x12" + _varint(len(batch)) + batch
+    batch = b"\x08" + varint(seq) + b"\x12" + varint(len(payload)) + payload
+    return b"\x12" + varint(len(batch)) + batch
 
 
 def encode_open_request(open_msg: ingest_pb2.Open) -> bytes:
@@ -75,6 +67,8 @@ class ColumnBuilder:
         self._v: list[float] = []
         self._t: list[int] = []
         self._arrays: list[tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64], int]] = []
+        self._blocks: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64],
+                                 npt.NDArray[np.float64], npt.NDArray[np.int64]]] = []
         self.points = 0
         self.first_at: float | None = None
 
@@ -113,6 +107,36 @@ class ColumnBuilder:
         self._t.extend([wall_ns] * n)
         self.points += n
 
+    def add_block(
+        self, keys: tuple[str, ...], steps: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64], wall_ns: npt.NDArray[np.int64],
+    ) -> None:
+        """Add consecutive ``log()`` records of one key tuple: ``steps`` and ``wall_ns``
+        one per record, ``values`` one row per record (a column per key)."""
+        try:
+            ids = self._tuple_ids[keys]
+        except KeyError:
+            ids = self._tuple_ids[keys] = self._ids(keys)
+        if ids is None:  # rare: invalid names, filtered record by record
+            for i in range(steps.shape[0]):
+                self.add_scalars(keys, values[i].tolist(), int(steps[i]), int(wall_ns[i]))
+            return
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+        self._lists_to_block()  # the batch keeps the order records were logged in
+        n = len(ids)
+        self._blocks.append((np.tile(np.array(ids, dtype=np.uint32), steps.shape[0]),
+                             np.repeat(steps, n), values.reshape(-1), np.repeat(wall_ns, n)))
+        self.points += n * int(steps.shape[0])
+
+    def _lists_to_block(self) -> None:
+        if self._k:
+            self._blocks.append((np.array(self._k, dtype=np.uint32),
+                                 np.array(self._s, dtype=np.int64),
+                                 np.array(self._v, dtype=np.float64),
+                                 np.array(self._t, dtype=np.int64)))
+            self._k, self._s, self._v, self._t = [], [], [], []
+
     def add_series(
         self, name: str, steps: npt.NDArray[np.int64], values: npt.NDArray[np.float64],
         wall_ns: int,
@@ -133,19 +157,19 @@ class ColumnBuilder:
 
     def build(self) -> tuple[bytes, int]:
         """(serialized MetricColumns, points) of everything added; resets the builder."""
-        cols = metrics_pb2.MetricColumns(keys=list(self._key_ids))
-        if self._k:
-            cols.key_index.extend(self._k)
-            cols.steps.extend(self._s)
-            cols.values.extend(self._v)
-            cols.wall_time_ns.extend(self._t)
-        for idx, steps, values, wall in self._arrays:
-            n = int(steps.shape[0])
-            # tolist() is the fastest way into a repeated field (one C loop each).
-            cols.key_index.extend([idx] * n)
-            cols.steps.extend(steps.tolist())
-            cols.values.extend(values.tolist())
-            cols.wall_time_ns.extend([wall] * n)
+        self._lists_to_block()
+        parts = self._blocks + [
+            (np.full(steps.shape[0], idx, dtype=np.uint32), steps, values,
+             np.full(steps.shape[0], wall, dtype=np.int64))
+            for idx, steps, values, wall in self._arrays]
+        def column(c: int, dtype: Any) -> Any:
+            if len(parts) == 1:
+                return parts[0][c]
+            return np.concatenate([p[c] for p in parts]) if parts else np.empty(0, dtype)
+
+        ki, st, va, wa = (column(c, d) for c, d in
+                          enumerate((np.uint32, np.int64, np.float64, np.int64)))
+        payload = encode_columns(list(self._key_ids), ki, st, va, wa)
         points = self.points
         self._reset()
-        return cols.SerializeToString(), points
+        return payload, points

@@ -67,6 +67,11 @@ _SERIES = struct.Struct("<qQH")  # wall_ns, points, key bytes
 KIND_SCALARS = 1
 KIND_SERIES = 2
 KIND_PAD = 3
+KIND_BLOCK = 0
+"""Not on disk: :meth:`Tail.read_blocks` yields runs of scalar records as a ScalarBlock."""
+MIN_BLOCK = 8
+"""Records of one key tuple in a row before they are decoded as one block."""
+MAX_BLOCK = 4096
 MAX_KEYS = 0xFFFF
 _KEY_CACHE_LIMIT = 4096
 
@@ -74,6 +79,22 @@ Scalars = tuple[tuple[str, ...], tuple[float, ...], int, int]
 """(keys, values, step, wall_ns), as log() got them."""
 Series = tuple[str, Any, Any, int]
 """(key, int64 steps, float64 values, wall_ns), as log_series() got them."""
+
+
+@dataclass(frozen=True)
+class ScalarBlock:
+    """Consecutive ``log()`` records of one key tuple, decoded with numpy at once."""
+
+    keys: tuple[str, ...]
+    steps: Any
+    """int64, one per record."""
+    values: Any
+    """float64 (records, keys), C-contiguous."""
+    wall_ns: Any
+    """int64, one per record."""
+    start: int
+    """Position of the first record; record i ends at ``start + (i + 1) * length``."""
+    length: int
 
 
 @dataclass
@@ -125,6 +146,7 @@ class Tail:
         self._keys: dict[tuple[str, ...], _KeyFormat | None] = {}
         self._blobs: dict[bytes, tuple[str, ...]] = {}
         self._values: dict[int, struct.Struct] = {}
+        self._dtypes: dict[tuple[int, int, int], np.dtype[Any]] = {}
         self.closed = False
 
     @property
@@ -252,18 +274,90 @@ class Tail:
             count += 1
             yield kind, self._decode(kind, phys), pos + length
 
+    def read_blocks(self) -> Iterator[tuple[int, Any, int]]:
+        """:meth:`read`, except that runs of scalar records of one key tuple (a training
+        loop logging the same dict every step) come as one :class:`ScalarBlock` (kind
+        KIND_BLOCK): numpy decodes them with no Python per record, which is most of the
+        batcher's GIL time saved (the training thread waits for that GIL)."""
+        end = self.write_pos
+        mm = self._mm
+        cap = self.capacity
+        while self.read_pos < end:
+            pos = self.read_pos
+            phys_off = pos % cap
+            if cap - phys_off < ENTRY_HEADER:
+                self.read_pos = pos + cap - phys_off
+                continue
+            phys = HEADER_BYTES + phys_off
+            length, _crc_v, _pos, _epoch, kind = _ENTRY.unpack_from(mm, phys)
+            if kind == KIND_SCALARS:
+                room = min(end - pos, cap - phys_off) // length
+                block = self._block(phys, pos, length, min(room, MAX_BLOCK)) \
+                    if room >= MIN_BLOCK else None
+                if block is not None:
+                    self.read_pos = pos + block.steps.shape[0] * length
+                    yield KIND_BLOCK, block, self.read_pos
+                    continue
+            self.read_pos = pos + length
+            if kind != KIND_PAD:
+                yield kind, self._decode(kind, phys), pos + length
+
+    def _block(self, phys: int, pos: int, length: int, room: int) -> ScalarBlock | None:
+        """The run of records like the one at ``phys`` (at most ``room``), or None when
+        it is shorter than MIN_BLOCK."""
+        mm = self._mm
+        n, blen = struct.unpack_from("<HH", mm, phys + 40)
+        blob = mm[phys + 44:phys + 44 + blen]
+        probe = phys + (MIN_BLOCK - 1) * length  # cheap test first: is the 8th alike?
+        plen, _c, ppos, _e, pkind = _ENTRY.unpack_from(mm, probe)
+        if (not n or not blen or plen != length or pkind != KIND_SCALARS
+                or ppos != pos + (MIN_BLOCK - 1) * length
+                or mm[probe + 40:probe + 44 + blen] != mm[phys + 40:phys + 44 + blen]):
+            return None
+        dtype = self._dtypes.get((length, n, blen))
+        if dtype is None:
+            if len(self._dtypes) >= _KEY_CACHE_LIMIT:
+                self._dtypes.clear()
+            dtype = self._dtypes[(length, n, blen)] = np.dtype({
+                "names": ["length", "pos", "kind", "step", "wall", "n", "blen", "blob",
+                          "values"],
+                "formats": ["<u4", "<u8", "u1", "<i8", "<i8", "<u2", "<u2", ("u1", (blen,)),
+                            ("<f8", (n,))],
+                "offsets": [0, 8, 20, 24, 32, 40, 42, 44, 44 + blen],
+                "itemsize": length})
+        rows = np.frombuffer(mm, dtype=dtype, count=room, offset=phys)
+        try:
+            alike = ((rows["length"] == length) & (rows["kind"] == KIND_SCALARS)
+                     & (rows["pos"] == np.uint64(pos)
+                        + np.arange(room, dtype=np.uint64) * np.uint64(length))
+                     & (rows["n"] == n) & (rows["blen"] == blen)
+                     & (rows["blob"] == np.frombuffer(blob, dtype=np.uint8)).all(axis=1))
+            count = room if bool(alike.all()) else int(np.argmin(alike))
+            if count < MIN_BLOCK:
+                return None
+            run = rows[:count]
+            block = ScalarBlock(self._keys_of(blob), run["step"].copy(),
+                                np.ascontiguousarray(run["values"]), run["wall"].copy(),
+                                pos, length)
+        finally:
+            del rows  # no view may outlive this call: mmap.close() refuses while one does
+        return block
+
+    def _keys_of(self, blob: bytes) -> tuple[str, ...]:
+        keys = self._blobs.get(blob)
+        if keys is None:
+            if len(self._blobs) >= _KEY_CACHE_LIMIT:
+                self._blobs.clear()
+            keys = self._blobs[blob] = tuple(blob.decode("utf-8").split("\x00"))
+        return keys
+
     def _decode(self, kind: int, phys: int) -> Any:
         mm = self._mm
         at = phys + ENTRY_HEADER
         if kind == KIND_SCALARS:
             step, wall, n, blen = _SCALAR.unpack_from(mm, at)
             at += _SCALAR.size
-            blob = mm[at:at + blen]
-            keys = self._blobs.get(blob)
-            if keys is None:
-                if len(self._blobs) >= _KEY_CACHE_LIMIT:
-                    self._blobs.clear()
-                keys = self._blobs[blob] = tuple(blob.decode("utf-8").split("\x00"))
+            keys = self._keys_of(mm[at:at + blen])
             vs = self._values.get(n)
             if vs is None:
                 vs = self._values[n] = struct.Struct(f"<{n}d")
