@@ -125,8 +125,8 @@ def test_search_and_best_runs_agree(api: Api) -> None:
             for flt in ("", 'params.opt = "sgd"'):
                 pg = stub.GetBestRuns(q.GetBestRunsRequest(
                     experiment_ids=[pg_exp], key="loss", goal=goal, on=on, filter=flt)).runs
-                fake = asyncio.run(fx.query.best_runs([fake_exp], "loss", maximize=maximize,
-                                                      on=name, filter_text=flt))
+                fake = asyncio.run(fx.query.ranking([fake_exp], "loss", maximize=maximize,
+                                                    on=name, filter_text=flt)).runs
                 assert [pg_names[r.run_id] for r in pg] == \
                     [fake_names[str(r.run_id)] for r in fake], (goal, on, flt)
 

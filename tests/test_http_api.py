@@ -161,15 +161,8 @@ def test_best_runs_and_compare(hc: httpx.Client) -> None:
     assert cmp2["params"][0]["values"][1] is None
 
 
-def test_best_runs_without_mode_use_the_goal_the_runs_defined(hc: httpx.Client,
-                                                                 api: Api) -> None:
-    def define(run_id: str, goal: str) -> None:  # what run.define_metric sends
-        api.experiments.DefineMetrics(ex.DefineMetricsRequest(run_id=run_id,
-                                                              goals={"acc": goal}))
-
-    def best(eid: str, **query: str) -> httpx.Response:
-        return hc.get(f"{API}/experiments/{eid}/best", params={"metric": "acc", **query})
-
+def _three_runs(hc: httpx.Client) -> tuple[str, list[str]]:
+    """An experiment with runs r0, r1, r2 whose last ``acc`` is 0.5, 0.2, 0.9."""
     eid = new_experiment(hc)["experiment_id"]
     runs = []
     for i, final in enumerate((0.5, 0.2, 0.9)):
@@ -177,14 +170,28 @@ def test_best_runs_without_mode_use_the_goal_the_runs_defined(hc: httpx.Client,
         log(hc, run["run_id"], keys=["acc"], key_index=[0, 0], steps=[0, 1],
             values=[0.1, final])
         runs.append(run["run_id"])
+    return eid, runs
+
+
+def _define(api: Api, run_id: str, goal: str) -> None:
+    """What ``run.define_metric("acc", goal)`` sends."""
+    api.experiments.DefineMetrics(ex.DefineMetricsRequest(run_id=run_id, goals={"acc": goal}))
+
+
+def test_best_runs_without_mode_use_the_goal_the_runs_defined(hc: httpx.Client,
+                                                                 api: Api) -> None:
+    def best(eid: str, **query: str) -> httpx.Response:
+        return hc.get(f"{API}/experiments/{eid}/best", params={"metric": "acc", **query})
+
+    eid, runs = _three_runs(hc)
     # No run defines a goal: 400 naming mode, saying how to give one.
     body = problem(best(eid), 400)
     assert body["code"] == "INVALID_ARGUMENT" and fields(body) == ["mode"]
     assert "no run defines one for 'acc'" in body["detail"]
     assert "min or max" in body["detail"] and "define_metric" in body["detail"]
     # Two runs define max (the third none): max ranks, where min would put r1 first.
-    define(runs[0], "max")
-    define(runs[1], "max")
+    _define(api, runs[0], "max")
+    _define(api, runs[1], "max")
     by_goal = ok(best(eid))
     assert [r["run_name"] for r in by_goal["runs"]] == ["r2", "r0", "r1"]
     assert (by_goal["mode"], by_goal["mode_source"]) == ("max", "runs")
@@ -195,36 +202,26 @@ def test_best_runs_without_mode_use_the_goal_the_runs_defined(hc: httpx.Client,
     assert ok(best(eid, mode="max"))["mode_source"] == "request"
     assert fields(problem(best(eid, mode="up"), 400)) == ["mode"]
     # The runs disagree: 400 naming mode; an explicit mode still ranks.
-    define(runs[2], "min")
+    _define(api, runs[2], "min")
     body = problem(best(eid), 400)
     assert fields(body) == ["mode"] and body["errors"][0]["message"] == "ambiguous"
     assert "define both min and max for 'acc'" in body["detail"]
     assert ok(best(eid, mode="max"))["runs"][0]["run_name"] == "r2"
     # Redefined (the last one wins): they agree again.
-    define(runs[2], "max")
+    _define(api, runs[2], "max")
     assert ok(best(eid, limit="1"))["runs"][0]["run_name"] == "r2"
 
 
 def test_compare_carries_the_goal_and_the_best_cell(hc: httpx.Client, api: Api) -> None:
-    def define(run_id: str, goal: str) -> None:
-        api.experiments.DefineMetrics(ex.DefineMetricsRequest(run_id=run_id,
-                                                              goals={"acc": goal}))
-
     def acc_row() -> dict[str, object]:
         cmp = ok(hc.get(f"{API}/compare", params=[("run_id", r) for r in runs]))
         (row,) = [m for m in cmp["metrics"] if m["key"] == "acc"]
         return row
 
-    eid = new_experiment(hc)["experiment_id"]
-    runs = []
-    for i, final in enumerate((0.5, 0.2, 0.9)):
-        run = new_run(hc, eid, name=f"r{i}")
-        log(hc, run["run_id"], keys=["acc"], key_index=[0, 0], steps=[0, 1],
-            values=[0.1, final])
-        runs.append(run["run_id"])
+    _, runs = _three_runs(hc)
     # max defined by two runs (the third none): the row has it, r2 (0.9) is best.
-    define(runs[0], "max")
-    define(runs[1], "max")
+    _define(api, runs[0], "max")
+    _define(api, runs[1], "max")
     row = acc_row()
     assert (row["goal"], row["best_cell"]) == ("max", 2)
     cmp = ok(hc.get(f"{API}/compare", params=[("run_id", r) for r in runs]))
@@ -232,10 +229,10 @@ def test_compare_carries_the_goal_and_the_best_cell(hc: httpx.Client, api: Api) 
     assert ok(hc.get(f"{API}/runs/{runs[0]}"))["metric_goals"] == {"acc": "max"}
     # Redefined as min everywhere: r1 (0.2) is best.
     for r in runs:
-        define(r, "min")
+        _define(api, r, "min")
     assert (acc_row()["goal"], acc_row()["best_cell"]) == ("min", 1)
     # The runs disagree: no shared goal, no best cell.
-    define(runs[2], "max")
+    _define(api, runs[2], "max")
     row = acc_row()
     assert row["goal"] is None and row["best_cell"] is None
 

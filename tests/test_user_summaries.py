@@ -285,7 +285,7 @@ def test_the_fake_store_agrees_with_postgresql(api: Api) -> None:
         assert dict(real_goals) == asyncio.run(fx.summaries.define_metrics(fake, {"acc": "max"}))
     stub = query_pb2_grpc.MetricsQueryServiceStub(api.channel)
     pg_best = stub.GetBestRuns(q.GetBestRunsRequest(experiment_ids=[pg_exp], key="acc")).runs
-    fake_best = asyncio.run(fx.query.best_runs([fake_exp], "acc", maximize=None))
+    fake_best = asyncio.run(fx.query.ranking([fake_exp], "acc", maximize=None)).runs
     assert [names[r.run_id] for r in pg_best] == [names[str(r.run_id)] for r in fake_best]
     assert [names[r.run_id] for r in pg_best] == ["r2", "r1", "r0"]
     pg_run = api.experiments.GetRun(ex.GetRunRequest(run_id=pg_runs[0])).run

@@ -131,24 +131,25 @@ def test_best_runs(fx: FakeServices) -> None:
     for run, values in zip(runs, ([0.5, 0.2], [0.4, 0.3], [math.nan], [0.1, 0.9]),
                            strict=True):
         _add(fx, run, "loss", list(range(len(values))), values)
-    best = asyncio.run(fx.query.best_runs([eid], "loss", maximize=False))
+    best = asyncio.run(fx.query.ranking([eid], "loss", maximize=False)).runs
     assert [str(r.run_id) for r in best] == [runs[0], runs[1], runs[3]]  # last; NaN left out
     assert best[0].value == 0.2 and best[0].step == 1
-    low = asyncio.run(fx.query.best_runs([eid], "loss", maximize=False, on="min", limit=1))
+    low = asyncio.run(fx.query.ranking([eid], "loss", maximize=False, on="min",
+                                      limit=1)).runs
     assert [(str(r.run_id), r.value, r.step) for r in low] == [(runs[3], 0.1, 0)]
-    top = asyncio.run(fx.query.best_runs([eid], "loss", maximize=True,
-                                         filter_text="params.i < 3"))
+    top = asyncio.run(fx.query.ranking([eid], "loss", maximize=True,
+                                       filter_text="params.i < 3")).runs
     assert [str(r.run_id) for r in top] == [runs[1], runs[0]]
-    fails(fx.query.best_runs([eid], "loss", maximize=None), Code.INVALID_ARGUMENT, "goal")
-    fails(fx.query.best_runs([eid], "loss", maximize=True, on="median"),
+    fails(fx.query.ranking([eid], "loss", maximize=None), Code.INVALID_ARGUMENT, "goal")
+    fails(fx.query.ranking([eid], "loss", maximize=True, on="median"),
           Code.INVALID_ARGUMENT, "on")
-    fails(fx.query.best_runs([eid], "loss", maximize=True, limit=1001),
+    fails(fx.query.ranking([eid], "loss", maximize=True, limit=1001),
           Code.INVALID_ARGUMENT, "limit")
-    fails(fx.query.best_runs([eid], "", maximize=True), Code.INVALID_ARGUMENT, "key")
-    fails(fx.query.best_runs([eid], "loss", maximize=True, filter_text="nope ="),
+    fails(fx.query.ranking([eid], "", maximize=True), Code.INVALID_ARGUMENT, "key")
+    fails(fx.query.ranking([eid], "loss", maximize=True, filter_text="nope ="),
           Code.INVALID_ARGUMENT, "filter")
     missing = str(uuid.uuid4())
-    assert missing in fails(fx.query.best_runs([missing], "loss", maximize=True),
+    assert missing in fails(fx.query.ranking([missing], "loss", maximize=True),
                             Code.NOT_FOUND).message
 
 

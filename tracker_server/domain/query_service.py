@@ -191,24 +191,6 @@ class QueryService:
         latest = await self._reader.latest(rids, names)
         return [RunMetrics(r, latest[r]) for r in rids]
 
-    async def best_runs(
-        self,
-        experiment_ids: Sequence[str],
-        key: str,
-        *,
-        maximize: bool | None,
-        on: str = "last",
-        limit: int = 0,
-        filter_text: str = "",
-    ) -> list[RankedRun]:
-        """The best ``limit`` (0: 10) runs of the experiments by the summary value
-        ``on`` (last, min or max) of ``key``, among runs matching ``filter_text``;
-        ``maximize`` None uses the goal the experiments' runs defined for ``key``
-        (INVALID_ARGUMENT on ``goal`` when none or both are defined)."""
-        ranking = await self.ranking(experiment_ids, key, maximize=maximize, on=on,
-                                     limit=limit, filter_text=filter_text)
-        return ranking.runs
-
     async def ranking(
         self,
         experiment_ids: Sequence[str],
@@ -219,8 +201,11 @@ class QueryService:
         limit: int = 0,
         filter_text: str = "",
     ) -> Ranking:
-        """:meth:`best_runs` with the goal it ranked by (for a front door that tells
-        which goal was in effect)."""
+        """The best ``limit`` (0: 10) runs of the experiments by the summary value
+        ``on`` (last, min or max) of ``key``, among runs matching ``filter_text``, and
+        the goal that ranked them; ``maximize`` None uses the goal the experiments' runs
+        defined for ``key`` (INVALID_ARGUMENT on ``goal`` when none or both are
+        defined)."""
         eids = check_id_list(list(experiment_ids), "experiment_ids", MAX_BEST_EXPERIMENTS)
         name = check_metric_key(key, "key")
         field = _one_of(on, SUMMARY_FIELDS, "on")
