@@ -10,6 +10,9 @@ Figures (JSON):
   step would feel); ``log_us`` holds p50/p99/p99.9/max/mean.
 - ``log_points_dropped``: points the loop logged that the client dropped (tail full).
 - ``log_paced_p99_us``: the same with ~20 µs of pure-Python "work" between calls.
+- ``log_kernel_us``: the same with a 96x96 float64 matmul (~35 µs in BLAS, which
+  releases the GIL, as a framework kernel does) between calls: what a training step
+  that leaves Python for its work sees.
 - ``log_p99_us_server_down``: the same loop while the server is unreachable (points go
   to the spool only; the attacher thread keeps retrying).
 - ``log_series_points_per_s``: end to end, ``log_series`` of 1M-point arrays until the
@@ -47,11 +50,12 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
 
 
 def _timed_logs(run: tracker_client.Run, calls: int, start_step: int,
-                pace_us: float = 0.0) -> list[int]:
+                pace_us: float = 0.0, kernel: bool = False) -> list[int]:
     keys = [f"metric_{i}" for i in range(10)]
     out = [0] * calls
     clock = time.perf_counter_ns
     spin = int(pace_us * 1000)
+    matrix = np.random.default_rng(0).random((96, 96))
     for i in range(calls):
         metrics = {k: (i + j) * 0.001 for j, k in enumerate(keys)}
         t0 = clock()
@@ -61,6 +65,8 @@ def _timed_logs(run: tracker_client.Run, calls: int, start_step: int,
             end = clock() + spin
             while clock() < end:  # "training work" that holds the GIL
                 pass
+        if kernel:
+            matrix @ matrix  # "training work" in a C kernel that releases the GIL
     return out
 
 
@@ -91,6 +97,9 @@ def measure(address: str, spool: Path, calls: int, series_points: int) -> dict[s
     res["log_paced_p50_us"] = paced["p50"]
     res["log_paced_p99_us"] = paced["p99"]
     res["log_paced_us"] = paced
+    assert run.flush(300).durable
+    res["log_kernel_us"] = _percentiles(_timed_logs(run, calls // 4, 20_000 + 2 * calls,
+                                                    kernel=True))
     assert run.flush(300).durable
 
     # log_series: 1M-point arrays, end to end until acknowledged.
@@ -171,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
          "target <= 20 / 2,000 µs"),
         ("log() points dropped", f"{res['log_points_dropped']:,}", "tail full"),
         ("log() p99, paced 20 µs", f"{res['log_paced_p99_us']:.2f} µs", ""),
+        ("log() p99 / p99.9 / max, BLAS step",
+         f"{res['log_kernel_us']['p99']:.1f} / {res['log_kernel_us']['p999']:.1f} / "
+         f"{res['log_kernel_us']['max']:,.0f} µs", "96x96 matmul between calls"),
         ("log() p99, server down", f"{res['log_p99_us_server_down']:.2f} µs",
          "target <= 1000 µs"),
         ("log() p99.9 / max, server down",
