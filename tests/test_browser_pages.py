@@ -41,7 +41,7 @@ from tracker_server.config import Settings
 from tracker_server.http.security import CSP
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 pytestmark = needs_chromium
 
@@ -418,6 +418,46 @@ def test_compare_three_runs(page: Page, watch: Watch, site: Site) -> None:
     page.get_by_test_id("compare-metric").select_option("val.acc")
     page.wait_for_function("() => window.__trackerCharts['chart-val.acc']?.drawnAt")
     assert charts(page)["chart-val.acc"]["points"] == [STEPS // 10] * 3
+    watch.assert_clean()
+
+
+def test_compare_marks_the_best_run_by_the_goal(page: Page, watch: Watch, site: Site) -> None:
+    """val.acc has the goal max (define_metric): its row says so and marks the cell of the
+    run with the highest last val.acc; train/loss defines no goal and marks nothing."""
+    names = ["lr-0.1", "lr-0.03", "lr-0.01"]
+    ids = [site.data.vision_runs[n] for n in names]
+    with httpx.Client(base_url=site.url, timeout=30) as c:
+        answer = ok(c.get(f"{API}/compare", params=[("run_id", r) for r in ids]))
+    rows = {m["key"]: m for m in answer["metrics"]}
+    last = [s["last_value"] for s in rows["val.acc"]["summaries"]]
+    assert len(set(last)) == len(last)  # one best, or this test could not tell
+    highest = names[last.index(max(last))]
+    # The server's choice agrees with the data (the page shows the server's choice).
+    assert rows["val.acc"]["goal"] == "max" and names[rows["val.acc"]["best_cell"]] == highest
+    assert rows["train/loss"]["goal"] is None and rows["train/loss"]["best_cell"] is None
+
+    page.goto("/compare?" + urlencode([("run", r) for r in ids] + [("key", "val.acc")]))
+    table = page.get_by_test_id("compare-metrics")
+    table.locator("td[data-best]").first.wait_for()
+    header = [t.strip() for t in table.locator("thead th").all_inner_texts()][1:]
+    assert header == names
+
+    def row(key: str) -> Locator:
+        return table.locator("tbody tr").filter(
+            has=page.get_by_role("button", name=key, exact=True))
+
+    acc = row("val.acc")
+    assert acc.locator("th").inner_text().strip() == "val.acc ↑ max"
+    marked = acc.locator("td").evaluate_all("tds => tds.map(td => td.dataset.best === 'true')")
+    assert marked == [n == highest for n in names]
+    best = acc.locator("td[data-best]")
+    assert best.get_by_role("img", name="best (max)").count() == 1
+    assert best.evaluate("td => getComputedStyle(td).fontWeight") == "700"
+    assert table.get_by_role("img", name=re.compile(r"^best")).count() == 1
+
+    loss = row("train/loss")
+    assert loss.locator("th").inner_text().strip() == "train/loss"
+    assert loss.locator("td[data-best], .best-star, .metric-goal").count() == 0
     watch.assert_clean()
 
 

@@ -134,6 +134,9 @@ describe('endpoints', () => {
     expect(c.params[0]).toEqual({ key: 'lr', values: ['0.1', null], differs: true });
     expect(c.metrics[0]!.summaries[0]).toBeNull();
     expect(c.metrics[0]!.summaries[1]!.lastValue).toBe(1);
+    // An older server sends no goal: nothing to mark.
+    expect(c.metrics[0]!.goal).toBeNull();
+    expect(c.metrics[0]!.bestCell).toBeNull();
   });
 });
 

@@ -139,6 +139,12 @@ export interface CompareParam {
 export interface CompareMetric {
   key: string;
   summaries: (Summary | null)[];
+  /** The goal the compared runs agree on (define_metric); null when none defined one or
+   * they disagree. */
+  goal: wire.BestMode | null;
+  /** With a goal: the index (in summaries and runs) of the run whose last value is best;
+   * null without a goal or a comparable value. */
+  bestCell: number | null;
 }
 
 export interface Comparison {
@@ -222,6 +228,9 @@ export function toComparison(c: wire.Comparison): Comparison {
     metrics: c.metrics.map((m) => ({
       key: m.key,
       summaries: m.summaries.map((s) => (s ? toSummary(s) : null)),
+      // An older server sends neither: no goal, nothing marked.
+      goal: m.goal ?? null,
+      bestCell: m.best_cell ?? null,
     })),
   };
 }

@@ -1,12 +1,13 @@
-// Compare: one metric overlaid across the chosen runs, their metric summaries, and a
-// params table with the params that differ highlighted.
+// Compare: one metric overlaid across the chosen runs, their metric summaries (the best
+// cell of a metric with a goal marked), and a params table with the params that differ
+// highlighted.
 import { useCallback, useMemo, useRef } from 'react';
 import { compareRuns } from '../api';
 import { ChartToolbar } from '../components/ChartToolbar';
 import { CompareChart } from '../components/CompareChart';
+import { CompareMetricsTable } from '../components/CompareMetricsTable';
 import { ErrorBox, Loading, StatusBadge } from '../components/common';
 import { colorAt, colorClass } from '../lib/colors';
-import { formatStep, formatValue } from '../lib/format';
 import { Link, navigate, paths, useLocation } from '../lib/router';
 import { useFetch } from '../lib/useFetch';
 import { type CompareViewState, compareViewQuery, parseCompareView } from '../lib/urlState';
@@ -86,42 +87,12 @@ export function ComparePage() {
 
       <h2>Metrics</h2>
       <div className="table-wrap">
-        <table className="grid compare-table" data-testid="compare-metrics">
-          <thead>
-            <tr>
-              <th>metric (last · min · max)</th>
-              {runs.map((r, i) => (
-                <th key={r.run_id}>
-                  <span className={`swatch ${colorClass(colorAt(i))}`} />
-                  {r.name || r.run_id}
-                </th>
-              ))}
-            </tr>
-          </thead>
-          <tbody>
-            {metrics.map((m) => (
-              <tr key={m.key} className={m.key === key ? 'current' : ''}>
-                <th scope="row">
-                  <button type="button" className="link-button" onClick={() => setView({ key: m.key, from: null, to: null })}>
-                    {m.key}
-                  </button>
-                </th>
-                {m.summaries.map((s, i) => (
-                  <td key={runs[i]?.run_id ?? i} className="num" title={s ? `last at step ${formatStep(s.lastStep)}` : 'not logged'}>
-                    {s ? (
-                      <>
-                        {formatValue(s.lastValue)}
-                        <span className="muted"> · {formatValue(s.minValue)} · {formatValue(s.maxValue)}</span>
-                      </>
-                    ) : (
-                      <span className="muted">—</span>
-                    )}
-                  </td>
-                ))}
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <CompareMetricsTable
+          runs={runs}
+          metrics={metrics}
+          current={key}
+          onPick={(k) => setView({ key: k, from: null, to: null })}
+        />
       </div>
 
       <h2>

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { App } from '../App';
 import { installResizeObserver } from '../test/dom';
 import { type Call, installFetch, json, problem } from '../test/fakeFetch';
+import { ComparePage } from './ComparePage';
 import { ExperimentPage } from './ExperimentPage';
 
 vi.mock('uplot', async () => ({ default: (await import('../test/fakeUplot')).FakePlot }));
@@ -207,6 +208,69 @@ describe('experiment page', () => {
     fireEvent.click(compare);
     expect(window.location.pathname).toBe('/compare');
     expect(new URLSearchParams(window.location.search).getAll('run')).toEqual(['r1', 'r2']);
+  });
+});
+
+describe('compare page', () => {
+  // acc: goal max, best is r2 (0.9); loss: goal min, best is r1 (0.2); lr: no goal.
+  const compared = {
+    runs: [run('r1', 'one', '0.1', null), run('r2', 'two', '0.01', null)].map((r) => ({ ...r, metric_goals: { acc: 'max', loss: 'min' } })),
+    params: [{ key: 'lr', values: ['0.1', '0.01'], differs: true }],
+    metrics: [
+      { key: 'acc', summaries: [summary('acc', 0.7, 0.1), summary('acc', 0.9, 0.1)], differs: true, goal: 'max', best_cell: 1 },
+      { key: 'loss', summaries: [summary('loss', 0.2, 0.1), summary('loss', 0.4, 0.1)], differs: true, goal: 'min', best_cell: 0 },
+      { key: 'lr', summaries: [summary('lr', 0.1, 0.1), null], differs: true, goal: null, best_cell: null },
+    ],
+  };
+
+  async function showCompare(body: unknown) {
+    goTo('/compare?run=r1&run=r2&key=acc');
+    api((c) => {
+      if (c.url.pathname === '/api/v1/compare') return json(body);
+      if (c.url.pathname.startsWith('/api/v1/runs/')) return json({ series: [] });
+      return undefined;
+    });
+    render(<ComparePage />);
+    await settle();
+    const rows = screen.getByTestId('compare-metrics').querySelectorAll('tbody tr');
+    return Object.fromEntries([...rows].map((r) => [r.querySelector('th')!.querySelector('button')!.textContent, r]));
+  }
+
+  const marked = (row: Element) => [...row.querySelectorAll('td')].map((td) => td.dataset.best === 'true');
+
+  it('marks the best cell of a max and of a min goal, with the goal by the key', async () => {
+    const rows = await showCompare(compared);
+    expect(marked(rows.acc!)).toEqual([false, true]);
+    const accBest = rows.acc!.querySelector('td[data-best]')!;
+    expect(accBest.classList.contains('best')).toBe(true);
+    expect(accBest.textContent).toContain('0.9');
+    expect(screen.getAllByRole('img', { name: 'best (max)' })).toHaveLength(1);
+    expect(rows.acc!.querySelector('th')!.textContent).toBe('acc ↑ max');
+
+    expect(marked(rows.loss!)).toEqual([true, false]);
+    expect(rows.loss!.querySelector('td[data-best]')!.textContent).toContain('0.2');
+    expect(screen.getAllByRole('img', { name: 'best (min)' })).toHaveLength(1);
+    expect(rows.loss!.querySelector('th')!.textContent).toBe('loss ↓ min');
+  });
+
+  it('marks nothing in a row without a goal, nor for a server that sends none', async () => {
+    let rows = await showCompare(compared);
+    expect(marked(rows.lr!)).toEqual([false, false]);
+    expect(rows.lr!.querySelector('.best, .best-star, .metric-goal')).toBeNull();
+    expect(rows.lr!.querySelector('th')!.textContent).toBe('lr');
+    cleanup();
+
+    const older = { ...compared, metrics: compared.metrics.map(({ key, summaries }) => ({ key, summaries })) };
+    rows = await showCompare(older);
+    expect(Object.keys(rows)).toEqual(['acc', 'loss', 'lr']);
+    expect(screen.getByTestId('compare-metrics').querySelector('.best, .best-star, .metric-goal, [data-best]')).toBeNull();
+  });
+
+  it('keeps marking the params that differ', async () => {
+    await showCompare(compared);
+    const row = screen.getByTestId('params-diff').querySelector('tbody tr')!;
+    expect(row.getAttribute('data-differs')).toBe('true');
+    expect(row.classList.contains('differs')).toBe(true);
   });
 });
 
