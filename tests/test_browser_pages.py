@@ -322,6 +322,10 @@ def test_run_page_draws_every_chart(page: Page, watch: Watch, site: Site) -> Non
     for text in ("finished", "81230", "resnet-cifar-lr-0.1", "optimizer", "sgd", "cifar10",
                  "resnet18", "git", "python"):
         assert text in facts, text
+    # The user summary values the run set (run.summary[...]), special values spelled out.
+    summary_rows = page.get_by_test_id("user-summary").locator("tr")
+    assert [summary_rows.nth(i).inner_text().split("\t") for i in range(2)] == [
+        ["test/acc", "0.5"], ["test/perplexity", "Inf"]]
     screenshot(page, "run")
 
     # Mean across ranks with its min/max band.

@@ -262,3 +262,16 @@ def test_openapi_schema_and_docs_page(hc: httpx.Client) -> None:
     assert 'id="error-invalid-argument"' in page.text
     css = hc.get("/api/docs.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def test_runs_carry_their_user_summary(hc: httpx.Client, api: Api) -> None:
+    _, runs = _three_runs(hc)
+    api.experiments.SetSummary(ex.SetSummaryRequest(  # what run.summary[...] = v sends
+        run_id=runs[0], values={"test/acc": 0.93, "test/nll": float("nan"),
+                                "test/ppl": float("inf")}))
+    got = ok(hc.get(f"{API}/runs/{runs[0]}"))["user_summary"]
+    assert got == {"test/acc": 0.93, "test/nll": "NaN", "test/ppl": "Infinity"}
+    assert ok(hc.get(f"{API}/runs/{runs[1]}"))["user_summary"] == {}
+    listed = ok(hc.get(f"{API}/runs", params={"experiment_id": ok(
+        hc.get(f"{API}/runs/{runs[0]}"))["experiment_id"]}))
+    assert {r["run_id"]: r["user_summary"] for r in listed["runs"]}[runs[0]]["test/acc"] == 0.93

@@ -91,6 +91,7 @@ def run(r: Run, summaries: list[MetricSummary] | None = None) -> dict[str, Any]:
         "params": r.params,
         "tags": r.tags,
         "metric_goals": r.metric_goals,
+        "user_summary": {k: enc_float(v) for k, v in r.summary.items()},
     }
     if summaries is not None:
         out["summaries"] = [summary(s) for s in summaries]

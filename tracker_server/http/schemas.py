@@ -195,6 +195,9 @@ class Run(BaseModel):
     tags: dict[str, str]
     metric_goals: dict[str, GoalName] = Field(
         description="goal per metric key the run defined (define_metric): min or max")
+    user_summary: dict[str, WireFloat] = Field(
+        description="user summary values (run.summary[key] = value, SetSummary), by key; "
+        "NaN and infinities as strings")
     summaries: list[Summary] | None = None
 
 

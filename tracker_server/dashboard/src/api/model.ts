@@ -54,8 +54,10 @@ export interface RunMetadata {
   [other: string]: unknown;
 }
 
-export interface Run extends Omit<wire.Run, 'seed' | 'summaries' | 'metadata'> {
+export interface Run extends Omit<wire.Run, 'seed' | 'summaries' | 'metadata' | 'user_summary'> {
   metadata: RunMetadata;
+  /** User summary values (run.summary[key] = value), by key; NaN and infinities as numbers. */
+  user_summary: Record<string, number>;
   /** Exact decimal text of the seed, or null when none was given. */
   seed: string | null;
   /** Present when the server sent summaries with the run. */
@@ -169,9 +171,12 @@ export function toSummary(s: wire.Summary): Summary {
 }
 
 export function toRun(r: wire.Run): Run {
-  const { seed, summaries, ...rest } = r;
+  const { seed, summaries, user_summary, ...rest } = r;
   return {
     ...rest,
+    user_summary: Object.fromEntries(
+      Object.entries(user_summary ?? {}).map(([k, v]) => [k, parseFloatWire(v)]),
+    ),
     metadata: r.metadata ?? {},
     params: r.params ?? {},
     tags: r.tags ?? {},

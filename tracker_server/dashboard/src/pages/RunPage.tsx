@@ -18,7 +18,7 @@ import { ErrorBox, KeyValueTable, Loading, sortedEntries, StatusBadge } from '..
 import { MetricChart } from '../components/MetricChart';
 import { RunMetadataView } from '../components/RunMetadata';
 import { ChartToolbar } from '../components/ChartToolbar';
-import { formatStep, formatTime, runDuration } from '../lib/format';
+import { formatStep, formatTime, formatValue, runDuration } from '../lib/format';
 import { Link, navigate, paths, useLocation } from '../lib/router';
 import { useFetch } from '../lib/useFetch';
 import { parseRunView, type RunViewState, runViewQuery } from '../lib/urlState';
@@ -218,6 +218,15 @@ export function RunPage({ runId }: { runId: string }) {
               <KeyValueTable entries={sortedEntries(run.params)} empty="no params" />
               <h2>Tags</h2>
               <KeyValueTable entries={sortedEntries(run.tags)} empty="no tags" />
+              <h2>Summary</h2>
+              <div data-testid="user-summary">
+                <KeyValueTable
+                  entries={Object.keys(run.user_summary)
+                    .sort()
+                    .map((k) => [k, formatValue(run.user_summary[k])])}
+                  empty="no summary values"
+                />
+              </div>
             </section>
             <section className="panel metadata">
               <h2>Metadata</h2>

@@ -607,6 +607,14 @@ export type Run = {
         [key: string]: 'min' | 'max';
     };
     /**
+     * User Summary
+     *
+     * user summary values (run.summary[key] = value, SetSummary), by key; NaN and infinities as strings
+     */
+    user_summary: {
+        [key: string]: number | 'NaN' | 'Infinity' | '-Infinity';
+    };
+    /**
      * Summaries
      */
     summaries?: Array<Summary> | null;
