@@ -133,10 +133,12 @@ class Batcher:
         records = self.records
         max_points = self._opt.max_batch_points
         tail = self.tail
+        limit = self._limit()  # read again after each cut, not per record
         if tail is not None and tail.read_pos < tail.write_pos:
             for kind, rec, end in tail.read_blocks():
                 if kind == KIND_BLOCK:
                     self._add_block(builder, rec)
+                    limit = self._limit()
                     continue
                 if kind == KIND_SCALARS:
                     builder.add_scalars(*rec)
@@ -150,8 +152,9 @@ class Batcher:
                     builder.add_series(*rec)
                     self.consumed_points += n
                 self._tail_end = end
-                if builder.points >= self._limit():
+                if builder.points >= limit:
                     self._cut(builder)
+                    limit = self._limit()
         while records:
             rec = records.popleft()
             if isinstance(rec[0], tuple):
@@ -159,8 +162,9 @@ class Batcher:
                 self.consumed_points += len(rec[0])
             else:
                 self._add_series(builder, rec, max_points)
-            if builder.points >= self._limit():
+            if builder.points >= limit:
                 self._cut(builder)
+                limit = self._limit()
         if builder.invalid_points > self._warned_invalid:
             self._stats.points_invalid = builder.invalid_points
             if not self._warned_invalid:
