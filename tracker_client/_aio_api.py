@@ -208,10 +208,8 @@ class AsyncApi:
                 raise ValueError("aggregation needs max_points (full-resolution reads are "
                                  "per rank; group the result by step instead)")
             # The stored counts bound the points to come: columns are filled in place.
-            stored = await self._call(self._query.ListMetricKeys,
-                                      q.ListMetricKeysRequest(run_id=run_id))
-            counts = {k.summary.key: k.summary.count for k in stored.keys}
-            cols.reserve(sum(counts.get(key, 0) for key in wanted))
+            cols.reserve_for(await self._call(self._query.ListMetricKeys,
+                                            q.ListMetricKeysRequest(run_id=run_id)), wanted)
             for key in wanted:
                 call = self._query.StreamMetricSeries(
                     _stream_request(run_id, key, start, end, rank),

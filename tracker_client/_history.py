@@ -120,6 +120,12 @@ class Columns:
         for column in (self._steps, self._values, self._wall):
             column.reserve(points)
 
+    def reserve_for(self, stored: query_pb2.ListMetricKeysResponse, keys: Sequence[str]) -> None:
+        """:meth:`reserve` for ``keys`` from a ``ListMetricKeys`` answer: the stored
+        counts bound the points a full-resolution read of them brings."""
+        counts = {k.summary.key: k.summary.count for k in stored.keys}
+        self.reserve(sum(counts.get(key, 0) for key in keys))
+
     def add(self, key: str, rank: int, steps: Any, values: Any, wall_ns: Any) -> None:
         """One piece: packed repeated fields (or arrays) of one key and rank."""
         s = np.asarray(steps, dtype=np.int64)
