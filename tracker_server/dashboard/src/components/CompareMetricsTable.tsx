@@ -17,6 +17,20 @@ function GoalLabel({ goal }: { goal: BestMode }) {
   );
 }
 
+/** One header cell per compared run: its chart colour and name (both compare tables). */
+export function RunHeads({ runs }: { runs: Run[] }) {
+  return (
+    <>
+      {runs.map((r, i) => (
+        <th key={r.run_id}>
+          <span className={`swatch ${colorClass(colorAt(i))}`} />
+          {r.name || r.run_id}
+        </th>
+      ))}
+    </>
+  );
+}
+
 export interface CompareMetricsTableProps {
   runs: Run[];
   metrics: CompareMetric[];
@@ -31,12 +45,7 @@ export function CompareMetricsTable({ runs, metrics, current, onPick }: CompareM
       <thead>
         <tr>
           <th>metric (last · min · max)</th>
-          {runs.map((r, i) => (
-            <th key={r.run_id}>
-              <span className={`swatch ${colorClass(colorAt(i))}`} />
-              {r.name || r.run_id}
-            </th>
-          ))}
+          <RunHeads runs={runs} />
         </tr>
       </thead>
       <tbody>

@@ -5,7 +5,7 @@ import { useCallback, useMemo, useRef } from 'react';
 import { compareRuns } from '../api';
 import { ChartToolbar } from '../components/ChartToolbar';
 import { CompareChart } from '../components/CompareChart';
-import { CompareMetricsTable } from '../components/CompareMetricsTable';
+import { CompareMetricsTable, RunHeads } from '../components/CompareMetricsTable';
 import { ErrorBox, Loading, StatusBadge } from '../components/common';
 import { colorAt, colorClass } from '../lib/colors';
 import { Link, navigate, paths, useLocation } from '../lib/router';
@@ -107,12 +107,7 @@ export function ComparePage() {
           <thead>
             <tr>
               <th>param</th>
-              {runs.map((r, i) => (
-                <th key={r.run_id}>
-                  <span className={`swatch ${colorClass(colorAt(i))}`} />
-                  {r.name || r.run_id}
-                </th>
-              ))}
+              <RunHeads runs={runs} />
             </tr>
           </thead>
           <tbody>
