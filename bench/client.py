@@ -70,14 +70,23 @@ def _timed_logs(run: tracker_client.Run, calls: int, start_step: int,
     return out
 
 
-def measure(address: str, spool: Path, calls: int, series_points: int) -> dict[str, Any]:
+def _wait_sender(run: tracker_client.Run) -> None:
+    """With ``--sender process``, measure once the sender process took over."""
+    link = run._sender
+    if link is not None and not link.ready.wait(30):
+        raise RuntimeError("the sender process did not start within 30 s")
+
+
+def measure(address: str, spool: Path, calls: int, series_points: int,
+            sender: str = "thread") -> dict[str, Any]:
     """All figures against a running server at ``address``."""
     import tracker_client
 
     opts = tracker_client.Options(spool_dir=spool, system_metrics_interval_s=None,
-                                  recover_orphans=False)
+                                  recover_orphans=False, sender=sender)  # type: ignore[arg-type]
     res: dict[str, Any] = {}
     run = tracker_client.init(experiment="bench-client", server=address, options=opts)
+    _wait_sender(run)
     _timed_logs(run, 20_000, 0)  # warm-up (key tables, allocator, connection)
     assert run.flush(60).durable
     t0 = time.perf_counter()
@@ -123,6 +132,7 @@ def measure(address: str, spool: Path, calls: int, series_points: int) -> dict[s
     # Server down: nothing listens on the port; init() goes offline-until-it-returns.
     down = tracker_client.init(experiment="bench-client", server=f"127.0.0.1:{free_port()}",
                                options=replace(opts, init_timeout_s=0.5))
+    _wait_sender(down)
     _timed_logs(down, 20_000, 0)
     down_stats = _percentiles(_timed_logs(down, calls, 20_000))
     res["log_p99_us_server_down"] = down_stats["p99"]
@@ -142,6 +152,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=200_000, help="log() calls per phase")
     p.add_argument("--series-points", type=int, default=10_000_000,
                    help="points sent with log_series (in 1M-point arrays)")
+    p.add_argument("--sender", choices=("thread", "process"), default="thread",
+                   help="Options.sender of the measured runs (default: thread)")
     p.add_argument("--server", default=None,
                    help="use a running server instead of starting one (and a database)")
     p.add_argument("--json", type=Path, default=DEFAULT_OUT, metavar="PATH",
@@ -155,17 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tracker-bench-client-") as tmp:
         spool = Path(tmp) / "spool"
         if args.server:
-            res = measure(args.server, spool, args.calls, args.series_points)
+            res = measure(args.server, spool, args.calls, args.series_points, args.sender)
         else:
             with Database() as db:
                 server = ServerProcess(db.conninfo).start()
                 try:
-                    res = measure(server.address, spool, args.calls, args.series_points)
+                    res = measure(server.address, spool, args.calls, args.series_points,
+                                  args.sender)
                 finally:
                     server.stop()
     out = {
         "benchmark": "client",
         "calls": args.calls,
+        "sender": args.sender,
         **res,
         "targets": {"log_p50_us": 5, "log_p99_us": 50, "log_p99_us_server_down": 1000,
                     "log_p999_us": 20, "log_max_us": 2000, "log_p999_us_server_down": 20,

@@ -31,6 +31,10 @@ log = logging.getLogger("tracker_client")
 
 ScalarRecord = tuple[tuple[str, ...], list[float], int, int]
 """(keys, values, step, wall_ns) from ``log()``."""
+IDLE_WAIT_S = 1.0
+"""Safety net of the idle wait (see _loop)."""
+SHARED_POLL_S = 0.002
+"""How often the batcher of a tail written by another process looks for records."""
 SeriesRecord = tuple[str, Any, Any, int]
 """(key, steps int64 array, values float64 array, wall_ns) from ``log_series()``."""
 
@@ -61,6 +65,10 @@ class Batcher:
         self._flush_done = 0
         self._stopped = False
         self._warned_invalid = 0
+        self._shared = self.tail is not None and self.tail.shared
+        # A tail written by another process (the sender process) has no Event to set:
+        # the thread looks every poll_s, which costs the writer nothing.
+        self._poll_s = min(options.flush_interval_s, SHARED_POLL_S) if self._shared else None
         self._thread = threading.Thread(target=self._loop, name="tracker-batcher", daemon=True)
 
     def start(self) -> None:
@@ -96,12 +104,16 @@ class Batcher:
             while True:
                 if builder.first_at is None:
                     self.idle = True
-                    self.wakeup.wait(opt.flush_interval_s)
+                    # log() sets wakeup when it sees idle; what it wrote before that
+                    # is found here, so the wait needs no short timeout (each wake-up
+                    # takes the GIL from the training loop).
+                    if not self._pending():
+                        self.wakeup.wait(self._poll_s or IDLE_WAIT_S)
                 else:
                     # Sleep until this batch is due unless log() says a full batch waits.
                     remaining = builder.first_at + opt.flush_interval_s - time.monotonic()
                     if remaining > 0:
-                        self.wakeup.wait(remaining)
+                        self.wakeup.wait(min(remaining, self._poll_s or remaining))
                 self.wakeup.clear()
                 self.idle = False
                 with self._cv:
@@ -119,6 +131,8 @@ class Batcher:
                     with self._cv:
                         self._flush_done = flush_ticket
                         self._cv.notify_all()
+                if self.tail is not None:
+                    self.tail.sync()
                 if self._stopped and not self.records and (
                         self.tail is None or self.tail.read_pos >= self.tail.write_pos):
                     return
@@ -129,10 +143,22 @@ class Batcher:
             with self._cv:
                 self._cv.notify_all()
 
+    def _pending(self) -> bool:
+        """Records wait (in the queue, the tail, or a flush request)."""
+        tail = self.tail
+        if tail is not None:
+            tail.sync()
+            if tail.read_pos < tail.write_pos:
+                return True
+        return bool(self.records) or self._flush_requested > self._flush_done or (
+            self._stopped)
+
     def _drain(self, builder: ColumnBuilder) -> None:
         records = self.records
         max_points = self._opt.max_batch_points
         tail = self.tail
+        if tail is not None:
+            tail.sync()
         limit = self._limit()  # read again after each cut, not per record
         if tail is not None and tail.read_pos < tail.write_pos:
             for kind, rec, end in tail.read_blocks():
@@ -180,7 +206,12 @@ class Batcher:
         that releases the GIL, which a busy training thread then holds for up to the
         5 ms switch interval: with small batches the batcher would fall ever further
         behind, and the tail fill and drop."""
-        waiting = self._stats.points_logged - self.consumed_points
+        if self._shared:
+            # The writer's counters are in another process; 8 bytes per point at least.
+            assert self.tail is not None
+            waiting = (self.tail.write_pos - self.tail.read_pos) // 8
+        else:
+            waiting = self._stats.points_logged - self.consumed_points
         return min(self._opt.max_batch_points, max(self._opt.batch_points, waiting))
 
     def _add_block(self, builder: ColumnBuilder, block: ScalarBlock) -> None:

@@ -29,6 +29,7 @@ from tracker_client._clock import Backoff
 from tracker_client._meta import SpoolMeta
 from tracker_client._rpc import RETRYABLE_CODES, Metadata, RunRef, deliver_op
 from tracker_client._spool import Spool
+from tracker_client._stream import IDLE_WAIT_S
 from tracker_client._stats import DeliveryStats
 
 log = logging.getLogger("tracker_client")
@@ -165,7 +166,7 @@ class ControlQueue:
         while not self._stop.is_set():
             with self._cv:
                 while self._done >= len(self._ops) and not self._stop.is_set():
-                    self._cv.wait(0.5)
+                    self._cv.wait(IDLE_WAIT_S)  # submit() and stop() notify
                 if self._stop.is_set():
                     return
                 op = self._ops[self._done]

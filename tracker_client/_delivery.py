@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import grpc
@@ -62,6 +63,8 @@ class Delivery:
         self._stop = threading.Event()
         self._attacher: threading.Thread | None = None
         self.fatal: str = ""
+        self.on_attach: list[Callable[[RunRef], None]] = []
+        """Called (from the attaching thread) once the run exists."""
 
     def start(self) -> None:
         """Begin delivering (attach first when the run is not known yet)."""
@@ -89,6 +92,8 @@ class Delivery:
         self.control.attach(ref)
         self.stats.state = "connecting"
         self.attached.set()
+        for callback in self.on_attach:
+            callback(ref)
 
     def _attach_loop(self) -> None:
         assert self._channel is not None

@@ -154,6 +154,17 @@ def system_metrics(interval_s: float | None) -> float | None:
     return interval_s
 
 
+def sender(configured: str) -> str:
+    """Where log() is batched and sent: TRACKER_SENDER (``thread`` or ``process``) when
+    set, else ``configured`` (``Options.sender``)."""
+    raw = os.environ.get("TRACKER_SENDER", "").strip().lower()
+    if not raw:
+        return configured
+    if raw not in ("thread", "process"):
+        raise ValueError(f"TRACKER_SENDER must be thread or process, got {raw!r}")
+    return raw
+
+
 def default_run_key() -> str | None:
     """A key every rank of one job derives alike, so all ranks attach to one run."""
     if os.environ.get("TORCHELASTIC_RUN_ID"):

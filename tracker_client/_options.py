@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, Literal
 
 from tracker_client._spool import FULL_POLICIES, FullPolicy, SpoolOptions
+
+Sender = Literal["thread", "process"]
+SENDERS: tuple[Sender, ...] = ("thread", "process")
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,18 @@ class Options:
     compress (default ingest bench: ~0.4 bytes/point more at microseconds, ~1 at
     nanoseconds). A ``wall_time`` given to ``log()`` is kept to the microsecond."""
 
+    sender: Sender = "thread"
+    """Where log()'s records are batched, spooled and streamed (``$TRACKER_SENDER``):
+    ``thread``, background threads of the training process; ``process``, a sender
+    process of its own (one per training process). Threads share the training loop's
+    GIL, so a loop that stays in Python waits for them now and then (see
+    docs/client.md, "log() latency"); the process costs one more interpreter (~40 MB)
+    and ~0.5 s to start, during which log() uses the threads."""
+
     def __post_init__(self) -> None:
+        if self.sender not in SENDERS:
+            raise ValueError(f"sender must be one of {', '.join(SENDERS)}, "
+                             f"got {self.sender!r}")
         if not 1 <= self.wall_time_resolution_ns <= 1_000_000_000:
             raise ValueError("wall_time_resolution_ns must be 1..1000000000 (1 ns..1 s), "
                              f"got {self.wall_time_resolution_ns!r}")
@@ -80,3 +95,20 @@ class Options:
                             cache_bytes=self.spool_cache_bytes, fsync=self.spool_fsync,
                             tail_bytes=self.spool_tail_bytes,
                             max_batch_points=self.max_batch_points)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON values (paths as strings), for the sender process."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = str(v) if isinstance(v, Path) else v
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Options:
+        """The inverse of :meth:`to_json` (unknown fields ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("spool_dir") is not None:
+            values["spool_dir"] = Path(values["spool_dir"])
+        return cls(**values)

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -24,9 +24,9 @@ from tracker_client._batcher import Batcher, as_series
 from tracker_client._clock import wall_now_ns, wall_ns_from_seconds
 from tracker_client._delivery import Delivery
 from tracker_client._env import MODES
-from tracker_client._meta import Mode, SpoolMeta
+from tracker_client._meta import Mode, SpoolMeta, write_meta
 from tracker_client._options import Options
-from tracker_client._recover import recover_orphans
+from tracker_client._recover import deliver_spool, recover_orphans
 from tracker_client._rpc import (
     RETRYABLE_CODES,
     RunRef,
@@ -34,10 +34,17 @@ from tracker_client._rpc import (
     make_channel,
     status_number,
 )
+from tracker_client._sender_link import (
+    SENDER_SUFFIX,
+    SenderCounters,
+    SenderLink,
+    link_spool_exists,
+)
 from tracker_client._spool import Spool
 from tracker_client._stats import DeliveryStats, RunStats
 from tracker_client._summary import RunSummary, check_goal, check_key
 from tracker_client._sysmetrics import SystemMetrics
+from tracker_client._tail import Tail
 from tracker_client.integrations._params import flatten
 
 log = logging.getLogger("tracker_client")
@@ -94,7 +101,9 @@ class Run:
     """One writer (process / rank) attached to a run. Create it with :func:`init`."""
 
     def __init__(self, *, spool: Spool, delivery: Delivery, channel: grpc.Channel | None,
-                 options: Options, rank: int, mode: Mode, exit_timeout_s: float) -> None:
+                 options: Options, rank: int, mode: Mode, exit_timeout_s: float,
+                 sender: SenderLink | None = None,
+                 recover: Callable[[Path, threading.Event], bool] | None = None) -> None:
         self._spool = spool
         self._delivery = delivery
         self._channel = channel
@@ -127,7 +136,18 @@ class Run:
         """User summary values: ``run.summary["test/acc"] = 0.93`` (see RunSummary)."""
         self._sys: SystemMetrics | None = None
         self._artifacts = ArtifactRecorder(delivery.control.submit, rank)
+        self._sender = sender
+        self._sender_points = 0
+        """Points log() wrote into the sender process's tail."""
+        self._sender_settled = False
+        """The sender process died and its spool was delivered from here since."""
+        self._recover = recover
         self._batcher.start()
+        if sender is not None:
+            sender.on_ready = self._sender_ready
+            sender.on_lost = self._sender_lost
+            delivery.on_attach.append(sender.attach)
+            sender.start()
         delivery.start()
         if options.system_metrics_interval_s:
             self._sys = SystemMetrics(options.system_metrics_interval_s, self._log_system, rank)
@@ -174,27 +194,32 @@ class Run:
             step = self._step + 1
         self._step = step
         keys = tuple(metrics)
-        values = tuple([float(v) for v in metrics.values()])
         n = len(keys)
-        stats = self._stats
-        stats.points_logged += n
         if wall_time is None:  # wall_now_ns, inlined: this is the training thread's path
             res = self._wall_resolution
             wall_ns = time.time_ns() // res * res
         else:
             wall_ns = wall_ns_from_seconds(wall_time)
         # The tail holds the record as bytes: nothing for the GC to track, and a kill
-        # cannot lose it. Keys it cannot hold (not str) take the in-memory queue.
+        # cannot lose it. It converts the values itself (float() semantics). Keys it
+        # cannot hold (not str) take the in-memory queue.
         tail = self._tail
-        written = tail.log_scalars(keys, values, step, wall_ns) if tail is not None else -1
+        written = (tail.log_scalars(keys, metrics.values(), step, wall_ns)
+                   if tail is not None else -1)
+        stats = self._stats
+        stats.points_logged += n
         if written == 0:  # the batcher is a whole tail behind: drop, counted
             self._queue_dropped += n
             return
         if written < 0:
+            values = tuple([float(v) for v in metrics.values()])
             if len(self._records) >= self._max_queue:
                 self._queue_dropped += n
                 return
             self._records.append((keys, values, step, wall_ns))
+        elif tail is not None and tail.shared:  # the sender process polls its tail
+            self._sender_points += n
+            return
         if not self._wakeup.is_set() and (
             self._batcher.idle
             or stats.points_logged - self._batcher.consumed_points >= self._batch_points
@@ -217,6 +242,8 @@ class Run:
             return
         if written < 0:  # too big for the tail: queued in memory (spooled within ms)
             self._records.append((key, s, v, wall_ns))
+        elif tail is not None and tail.shared:
+            self._sender_points += n
         self._step = max(self._step, int(s.max()))
         if not self._wakeup.is_set():
             self._wakeup.set()
@@ -227,6 +254,31 @@ class Run:
         self._records.append((tuple(metrics), list(metrics.values()), step,
                               wall_now_ns(self._wall_resolution)))
         self._internal_logged += len(metrics)
+        self._wakeup.set()
+
+    def _sender_ready(self, tail: Tail) -> None:
+        # From the link's thread: the next log() goes to the sender process's tail.
+        if not self._closed:
+            self._tail = tail
+
+    def _sender_lost(self) -> None:
+        # The sender process died (or never started): log() goes back to this
+        # process's own tail; what the process had not delivered is delivered from here
+        # (exactly once: its spool's seqs and tail state say what was sent).
+        self._tail = self._spool.tail
+        link = self._sender
+        if self._recover is None or self._closed or link is None:
+            return  # offline: the spool waits for `tracker sync` like any other
+        recover = self._recover
+
+        def deliver() -> None:
+            time.sleep(0.2)  # a log() that read the old tail has finished writing it
+            if link.tail is not None:
+                link.tail.close()
+            if not link_spool_exists(link) or recover(link.spool_path, self._recovery_stop):
+                self._sender_settled = True
+
+        threading.Thread(target=deliver, name="tracker-sender-recover", daemon=True).start()
 
     def _on_batch(self) -> None:
         if self._delivery.sender is not None:
@@ -294,29 +346,49 @@ class Run:
     @property
     def stats(self) -> RunStats:
         """Delivery counters: logged, acknowledged, spooled, dropped, lag, ..."""
+        return self._stats_with(self._sender_counters(None))
+
+    def _sender_counters(self, fresh: dict[str, Any] | None) -> SenderCounters:
+        link = self._sender
+        if link is None:
+            return SenderCounters()
+        if fresh is None and link.alive and link.ready.is_set():
+            fresh = link.request("stats", 0.0, wait_s=1.0)
+        return SenderCounters.of(fresh or link.last, self._sender_points,
+                                 self._sender_settled)
+
+    def _stats_with(self, b: SenderCounters) -> RunStats:
         s = self._stats
         spool = self._spool
         logged = s.points_logged + self._internal_logged
-        dropped = self._queue_dropped + spool.counters.dropped_points
-        trimmed = spool.counters.trimmed_points  # acked + rejected, consistent with the seq
-        pending = max(0, logged - trimmed - dropped - s.points_invalid)
-        oldest = spool.oldest_pending_ns()
+        dropped = self._queue_dropped + spool.counters.dropped_points + b.dropped_points
+        # acked + rejected, consistent with the seq
+        trimmed = spool.counters.trimmed_points + b.trimmed_points
+        invalid = s.points_invalid + b.points_invalid
+        rejected = s.points_rejected + b.points_rejected
+        pending = max(0, logged - trimmed - dropped - invalid)
+        oldest = min((t for t in (spool.oldest_pending_ns(), b.oldest_pending_ns) if t),
+                     default=None)
+        state = "closed" if self._closed else s.state
         return RunStats(
-            points_logged=logged, points_acked=max(0, trimmed - s.points_rejected),
-            points_spooled=s.points_spooled,
-            points_pending=pending, points_dropped=dropped, points_invalid=s.points_invalid,
-            points_rejected=s.points_rejected, batches_pending=spool.pending_batches,
-            batches_sent=s.batches_sent, batches_rejected=s.batches_rejected,
-            spool_bytes=spool.bytes, corrupt_records=spool.counters.corrupt_records,
+            points_logged=logged, points_acked=max(0, trimmed - rejected),
+            points_spooled=s.points_spooled + b.points_spooled,
+            points_pending=pending, points_dropped=dropped, points_invalid=invalid,
+            points_rejected=rejected,
+            batches_pending=spool.pending_batches + b.batches_pending,
+            batches_sent=s.batches_sent + b.batches_sent,
+            batches_rejected=s.batches_rejected + b.batches_rejected,
+            spool_bytes=spool.bytes + b.spool_bytes,
+            corrupt_records=spool.counters.corrupt_records + b.corrupt_records,
             lag_s=max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0,
-            reconnects=s.reconnects, slow_downs=s.slow_downs,
+            reconnects=s.reconnects + b.reconnects, slow_downs=s.slow_downs + b.slow_downs,
             ops_failed=len(self._delivery.control.errors),
-            state="closed" if self._closed else s.state, last_error=s.last_error,
-            ack_latencies_ms=tuple(s.ack_ms),
+            state=state, last_error=s.last_error or b.last_error,
+            ack_latencies_ms=tuple(s.ack_ms) + b.ack_ms,
         )
 
-    def _report(self) -> DeliveryReport:
-        st = self.stats
+    def _report(self, sender: dict[str, Any] | None = None) -> DeliveryReport:
+        st = self._stats_with(self._sender_counters(sender))
         ops = self._delivery.pending_ops + self._artifacts.pending
         return DeliveryReport(
             durable=st.points_pending == 0 and st.batches_pending == 0 and ops == 0
@@ -335,7 +407,10 @@ class Run:
             self._artifacts.drain(deadline)
         if self.mode == "online":
             self._delivery.wait_delivered(deadline)
-        return self._report()
+        sender = None
+        if self._sender is not None and not self._closed:
+            sender = self._sender.request("flush", max(0.0, deadline - time.monotonic()))
+        return self._report(sender)
 
     def finish(self, status: str = "finished", timeout: float = 30.0) -> DeliveryReport:
         """Mark the run ``finished``/``failed``/``killed`` (primary rank only) and close.
@@ -369,10 +444,16 @@ class Run:
             self._artifacts.drain(deadline)
             self._artifacts.stop()
             self._batcher.stop(max(0.05, min(1.0, deadline - time.monotonic())))
+            sender = None
+            if self._sender is not None:
+                # From here log() writes this process's tail: kept on disk with the
+                # spool when it arrives too late to be delivered.
+                self._tail = self._spool.tail
+                sender = self._sender.close(max(0.0, deadline - time.monotonic()))
             if self.mode == "online":
                 self._delivery.wait_delivered(deadline)
             self._delivery.close(deadline)
-            report = self._report()
+            report = self._report(sender)
             self._closed = True
             if report.durable and self.mode == "online":
                 self._spool.destroy()
@@ -494,6 +575,7 @@ def init(
         sys_interval = None  # node-wide metrics: local rank 0 samples them for the node
     if sys_interval != opt.system_metrics_interval_s:
         opt = replace(opt, system_metrics_interval_s=sys_interval)
+    sender_kind = _env.sender(opt.sender)
     root = opt.spool_dir or _env.spool_dir()
     writer_id = f"{_safe(run_key or str(run_id))}.r{rank}.{uuid.uuid4().hex[:10]}"
     job_token = _env.job_resume_token()
@@ -523,12 +605,38 @@ def init(
         ref = _try_create(channel, spool, md, opt)
         if ref is not None:
             delivery.ref = ref
+    link = recover = None
+    if sender_kind == "process":
+        link = _sender_link(spool, opt, address, tls, key, mode)
+        if channel is not None:
+            online = channel
+
+            def recover(path: Path, stop: threading.Event) -> bool:
+                result = deliver_spool(path, online, md, opt, time.monotonic() + 3600.0, stop)
+                return result is not None and result.delivered
     run = Run(spool=spool, delivery=delivery, channel=channel, options=opt, rank=rank,
-              mode=mode, exit_timeout_s=exit_timeout_s)
+              mode=mode, exit_timeout_s=exit_timeout_s, sender=link, recover=recover)
     if channel is not None and opt.recover_orphans:
         threading.Thread(target=recover_orphans, name="tracker-recover", daemon=True,
                          args=(root, address, channel, md, opt, run._recovery_stop)).start()
     return run
+
+
+SENDER_NICE = 19
+"""The sender process runs below the training process's priority: on a busy node the
+training step wins the CPU, and the sender needs only a fraction of a core."""
+
+
+def _sender_link(spool: Spool, opt: Options, address: str, tls: _env.TlsOption, key: str | None,
+                 mode: Mode) -> SenderLink:
+    """The sender process's spool (next to this writer's, as writer ``<id>.s``) and the
+    link that starts it."""
+    meta = spool.meta
+    path = spool.path.parent / (meta.writer_id + SENDER_SUFFIX)
+    path.mkdir(parents=True, exist_ok=True)
+    write_meta(path, replace(meta, writer_id=meta.writer_id + SENDER_SUFFIX))
+    return SenderLink(path, {"options": opt.to_json(), "mode": mode, "server": address,
+                             "tls": tls, "api_key": key, "nice": SENDER_NICE})
 
 
 def _try_create(channel: grpc.Channel, spool: Spool, md: tuple[tuple[str, str], ...],

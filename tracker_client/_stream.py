@@ -44,6 +44,12 @@ FATAL_CODES = frozenset({
 })
 
 
+IDLE_WAIT_S = 1.0
+"""Longest idle wait of the stream threads. Every change they wait for (a new batch, an
+ack, the stream's end, stop, close) notifies them; the timeout is only a safety net.
+Short polls would cost the training loop: each wake-up takes the GIL from it."""
+
+
 def retry_delay_s(exc: grpc.RpcError) -> float:
     """The RetryInfo delay in a status' rich details, 0 when absent."""
     if not isinstance(exc, grpc.Call):  # fakes raise bare RpcErrors: no hint
@@ -228,7 +234,7 @@ class StreamSender:
                 while self._spool.pending_batches == 0 and not self._stop.is_set():
                     if self._drain_only or self._closing:
                         return
-                    self._cv.wait(0.5)
+                    self._cv.wait(IDLE_WAIT_S)
             if self._stop.is_set():
                 return
             self._wake.clear()  # a READY from now on ends the back-off after this stream
@@ -344,7 +350,7 @@ class StreamSender:
                         break
                     if cursor > self._spool.last_seq and (self._closing or self._drain_only):
                         return  # half-close: the server acks what it has, then ends
-                    self._cv.wait(0.1)
+                    self._cv.wait(IDLE_WAIT_S)
             rec = self._spool.get(cursor)
             # None: acknowledged meanwhile (by an earlier stream). Contiguity still needs
             # the seq; the server drops an already-committed seq before looking at it.

@@ -37,9 +37,10 @@ import contextlib
 import logging
 import mmap
 import os
+import platform
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,11 @@ HEADER_BYTES = 4096
 _FILE_HEADER = struct.Struct("<IIQ")  # magic, version, capacity
 _SLOT = struct.Struct("<QQQQQ")  # gen, epoch, covered, pending_seq, pending_end
 _SLOT_OFFSETS = (64, 128)
+_PUBLISHED = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_PUBLISHED_OFFSET = 256
+"""Where a writer in another process publishes ``write_pos`` (a cache line of its own:
+the reader's state-slot writes never share it)."""
 _ENTRY = struct.Struct("<IIQIB3x")  # length, crc, position, epoch, kind
 ENTRY_HEADER = _ENTRY.size
 _SCALAR = struct.Struct("<qqHH")  # step, wall_ns, number of keys, key blob bytes
@@ -74,6 +80,7 @@ MIN_BLOCK = 8
 MAX_BLOCK = 4096
 MAX_KEYS = 0xFFFF
 _KEY_CACHE_LIMIT = 4096
+_IN_ORDER_STORES = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 Scalars = tuple[tuple[str, ...], tuple[float, ...], int, int]
 """(keys, values, step, wall_ns), as log() got them."""
@@ -115,11 +122,12 @@ def _crc(buf: Any, start: int, end: int) -> int:
 class _KeyFormat:
     """The packing of one key tuple: its key blob and the struct of its entry."""
 
-    __slots__ = ("blob", "length", "struct")
+    __slots__ = ("blob", "blob_len", "count", "length", "struct")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self.blob = "\x00".join(keys).encode("utf-8")
-        n = len(keys)
+        self.blob_len = len(self.blob)
+        n = self.count = len(keys)
         self.struct = struct.Struct(f"<IIQIB3xqqHH{len(self.blob)}s{n}d")
         size = self.struct.size
         self.length = size + (-size % 8)  # 8-aligned entries: aligned header stores
@@ -131,6 +139,8 @@ class Tail:
     def __init__(self, mm: mmap.mmap, capacity: int, state: TailState, path: Path | None,
                  fd: int | None) -> None:
         self._mm = mm
+        self._view = memoryview(mm)
+        """For the CRC of each record without copying it (released in close)."""
         self.capacity = capacity
         self.path = path
         """``tail.bin``; None for a memory-only ring (the file could not be made)."""
@@ -148,6 +158,10 @@ class Tail:
         self._values: dict[int, struct.Struct] = {}
         self._dtypes: dict[tuple[int, int, int], np.dtype[Any]] = {}
         self.closed = False
+        self.shared = False
+        """Writer and reader are different processes (the sender process): the writer
+        publishes ``write_pos`` in the header and reads ``covered`` back from the state
+        slots; the reader takes ``write_pos`` from the header (:meth:`sync`)."""
 
     @property
     def persistent(self) -> bool:
@@ -159,6 +173,16 @@ class Tail:
     def _room(self, length: int) -> int | None:
         """Position where an entry of ``length`` bytes goes (after padding to the next
         lap when it would straddle the end), or None when the ring is full."""
+        pos = self._fit(length)
+        if pos is None and self.shared:
+            # The reader (another process) commits ``covered`` into the state slots.
+            state = _read_state(self._mm)
+            if state is not None and state.covered > self.covered:
+                self.covered = state.covered
+                pos = self._fit(length)
+        return pos
+
+    def _fit(self, length: int) -> int | None:
         pos = self.write_pos
         phys = pos % self.capacity
         if phys + length > self.capacity:
@@ -178,10 +202,15 @@ class Tail:
         _ENTRY.pack_into(mm, phys, length, 0, pos, self._epoch, KIND_PAD)
         struct.pack_into("<I", mm, phys + 4, _crc(mm, phys + 8, phys + ENTRY_HEADER))
 
-    def log_scalars(self, keys: tuple[str, ...], values: tuple[float, ...], step: int,
+    def log_scalars(self, keys: tuple[str, ...], values: Iterable[Any], step: int,
                     wall_ns: int) -> int:
         """Write one log() record. 1: written; 0: the ring is full (drop, count it);
-        -1: keys the ring cannot hold (not all str, NUL inside): use the queue."""
+        -1: keys the ring cannot hold (not all str, NUL inside): use the queue.
+
+        ``values`` go straight into the entry: ``struct`` converts each with
+        ``__float__`` (Python and numpy numbers, 0-d arrays and tensors) as ``float()``
+        would; TypeError / ValueError when one cannot be (nothing is written). This is
+        the training thread's path: every line here costs every step."""
         if self.closed:
             return 0
         fmt = self._keys.get(keys)
@@ -192,16 +221,32 @@ class Tail:
             if fmt is None:
                 return -1
         length = fmt.length
-        pos = self._room(length)
-        if pos is None:
-            return 0
+        pos = self.write_pos
+        cap = self.capacity
+        phys = pos % cap
+        if phys + length > cap or pos + length - self.covered > cap:
+            room = self._room(length)  # a lap ends here, or the ring looks full
+            if room is None:
+                return 0
+            pos = room
+            phys = pos % cap
+        phys += HEADER_BYTES
         mm = self._mm
-        phys = HEADER_BYTES + pos % self.capacity
-        fmt.struct.pack_into(mm, phys, length, 0, pos, self._epoch, KIND_SCALARS, step,
-                             wall_ns, len(keys), len(fmt.blob), fmt.blob, *values)
+        try:
+            fmt.struct.pack_into(mm, phys, length, 0, pos, self._epoch, KIND_SCALARS, step,
+                                 wall_ns, fmt.count, fmt.blob_len, fmt.blob, *values)
+        except struct.error:
+            # Not a float to struct (a str, or a type with only __index__): float()
+            # decides, with its own error for what no float can be made of.
+            fmt.struct.pack_into(mm, phys, length, 0, pos, self._epoch, KIND_SCALARS, step,
+                                 wall_ns, fmt.count, fmt.blob_len, fmt.blob,
+                                 *[float(v) for v in values])
         # The CRC last: a record torn by a kill fails it.
-        struct.pack_into("<I", mm, phys + 4, zlib.crc32(mm[phys + 8:phys + length]))
-        self.write_pos = pos + length
+        _CRC.pack_into(mm, phys + 4, zlib.crc32(self._view[phys + 8:phys + length]))
+        pos += length
+        self.write_pos = pos
+        if self.shared:
+            _PUBLISHED.pack_into(mm, _PUBLISHED_OFFSET, pos)
         return 1
 
     def _key_format(self, keys: tuple[str, ...]) -> _KeyFormat | None:
@@ -249,9 +294,34 @@ class Tail:
         mm[at:at + 8 * n] = values.tobytes()
         struct.pack_into("<I", mm, phys + 4, zlib.crc32(mm[phys + 8:phys + length]))
         self.write_pos = pos + length
+        if self.shared:
+            _PUBLISHED.pack_into(mm, _PUBLISHED_OFFSET, pos + length)
         return 1
 
     # -- reading (the batcher thread, and recovery) -------------------------------------
+
+    def sync(self) -> None:
+        """Reader of a shared tail: take the writer's published ``write_pos``.
+
+        A published position covers whole entries only: the writer publishes after the
+        entry's CRC. x86-64 (TSO) shows another core's stores in program order, so
+        that is enough there; elsewhere the entries the position covers are also checked
+        against their CRCs, and the position stops at the first that fails (it is read
+        again at the next sync)."""
+        if not self.shared or self.closed:
+            return
+        (published,) = _PUBLISHED.unpack_from(self._mm, _PUBLISHED_OFFSET)
+        if published <= self.write_pos:
+            return
+        if not _IN_ORDER_STORES:
+            pos = self.write_pos
+            while pos < published:
+                length = self._valid(pos)
+                if length is None:
+                    break
+                pos += length
+            published = pos
+        self.write_pos = published
 
     def read(self, limit: int = 1 << 62) -> Iterator[tuple[int, Any, int]]:
         """Records after ``read_pos`` up to ``write_pos`` (at most ``limit``): (kind,
@@ -423,6 +493,7 @@ class Tail:
         if self.closed:
             return
         self.closed = True
+        self._view.release()
         with contextlib.suppress(BufferError, ValueError):
             self._mm.close()
         if self._fd is not None:
@@ -466,6 +537,7 @@ def recover_tail(spool: Spool, append: Callable[[bytes, int], int | None],
         path.unlink(missing_ok=True)
         return 0
     mm, fd = _map(path, size - HEADER_BYTES)
+    tail: Tail | None = None
     try:
         magic, version, capacity = _FILE_HEADER.unpack_from(mm, 0)
         state = _read_state(mm)
@@ -508,6 +580,8 @@ def recover_tail(spool: Spool, append: Callable[[bytes, int], int | None],
                      "that died before spooling them", spool.path, recovered)
         return recovered
     finally:
+        if tail is not None:
+            tail.close()
         with contextlib.suppress(BufferError, ValueError):
             mm.close()
         os.close(fd)
@@ -544,6 +618,29 @@ def create_tail(directory: Path, capacity: int, epoch: int) -> Tail:
     return _init(Tail(mm, capacity, TailState(epoch=epoch), path, fd))
 
 
+def open_shared_writer(path: Path) -> Tail:
+    """The writer's side of a tail another process reads (the sender process made the
+    file and owns its state). Raises OSError / ValueError when ``path`` is not one."""
+    size = path.stat().st_size
+    mm, fd = _map(path, size - HEADER_BYTES)
+    try:
+        magic, version, capacity = _FILE_HEADER.unpack_from(mm, 0)
+        state = _read_state(mm)
+        if magic != MAGIC or version != VERSION or capacity != size - HEADER_BYTES or (
+                state is None):
+            raise ValueError(f"{path} is not a tail this client wrote")
+        (published,) = _PUBLISHED.unpack_from(mm, _PUBLISHED_OFFSET)
+        tail = Tail(mm, capacity, state, path, fd)
+        tail.write_pos = max(state.covered, published)
+        tail.shared = True
+        return tail
+    except BaseException:
+        with contextlib.suppress(BufferError, ValueError):
+            mm.close()
+        os.close(fd)
+        raise
+
+
 def _init(tail: Tail) -> Tail:
     _FILE_HEADER.pack_into(tail._mm, 0, MAGIC, VERSION, tail.capacity)
     tail._write_state(covered=0, pending_seq=0, pending_end=0)
@@ -568,6 +665,7 @@ def tail_backlog(directory: Path) -> int:
         return 0
     with open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), size, mmap.MAP_SHARED, mmap.PROT_READ)
+    tail: Tail | None = None
     try:
         state = _read_state(mm)
         magic, _version, capacity = _FILE_HEADER.unpack_from(mm, 0)
@@ -577,5 +675,7 @@ def tail_backlog(directory: Path) -> int:
         tail.write_pos = tail.valid_end()
         return sum(1 for _ in tail.read())
     finally:
+        if tail is not None:
+            tail.close()
         with contextlib.suppress(BufferError, ValueError):
             mm.close()
