@@ -29,8 +29,8 @@ from tracker_client._clock import Backoff
 from tracker_client._meta import SpoolMeta
 from tracker_client._rpc import RETRYABLE_CODES, Metadata, RunRef, deliver_op
 from tracker_client._spool import Spool
-from tracker_client._stream import IDLE_WAIT_S
 from tracker_client._stats import DeliveryStats
+from tracker_client._stream import IDLE_WAIT_S
 
 log = logging.getLogger("tracker_client")
 OPS_FILE = "ops.jsonl"

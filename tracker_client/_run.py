@@ -622,9 +622,10 @@ def init(
     return run
 
 
-SENDER_NICE = 19
-"""The sender process runs below the training process's priority: on a busy node the
-training step wins the CPU, and the sender needs only a fraction of a core."""
+SENDER_PRIORITY = os.environ.get("TRACKER_SENDER_PRIORITY", "idle")
+"""The sender process runs on the CPU time the training process leaves (``idle``:
+SCHED_IDLE on Linux; ``nice:N``; ``normal``). It needs a fraction of a core, and the
+training step should never wait for it."""
 
 
 def _sender_link(spool: Spool, opt: Options, address: str, tls: _env.TlsOption, key: str | None,
@@ -636,7 +637,7 @@ def _sender_link(spool: Spool, opt: Options, address: str, tls: _env.TlsOption, 
     path.mkdir(parents=True, exist_ok=True)
     write_meta(path, replace(meta, writer_id=meta.writer_id + SENDER_SUFFIX))
     return SenderLink(path, {"options": opt.to_json(), "mode": mode, "server": address,
-                             "tls": tls, "api_key": key, "nice": SENDER_NICE})
+                             "tls": tls, "api_key": key, "priority": SENDER_PRIORITY})
 
 
 def _try_create(channel: grpc.Channel, spool: Spool, md: tuple[tuple[str, str], ...],

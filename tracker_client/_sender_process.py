@@ -179,6 +179,19 @@ def _terminate(_signum: int, _frame: Any) -> None:
     raise _Terminate
 
 
+def _lower_priority(how: str) -> None:
+    """``idle``: run only on CPU time the training process leaves (Linux SCHED_IDLE:
+    any normal task on the same core preempts this one at once); ``nice:N``: a lower
+    nice value (a normal time slice, fewer of them); anything else: as is."""
+    if how == "idle" and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+    if how.startswith("nice:"):
+        with contextlib.suppress(OSError, ValueError):
+            os.nice(int(how[5:]))
+
+
 def main() -> int:
     """Entry point: ``python -m tracker_client._sender_process`` (started by ``init``)."""
     out = os.fdopen(os.dup(1), "w", buffering=1)
@@ -189,9 +202,7 @@ def main() -> int:
     config = json.loads(sys.stdin.readline() or "{}")
     if not config:
         return 1
-    if config.get("nice"):
-        with contextlib.suppress(OSError):
-            os.nice(int(config["nice"]))
+    _lower_priority(str(config.get("priority", "")))
     try:
         sender = SenderMain(config, out)
     except Exception as exc:  # reported; the training process keeps its own path

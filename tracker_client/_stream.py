@@ -159,7 +159,6 @@ class StreamSender:
     def attach(self, open_msg: ingest_pb2.Open) -> None:
         """Set the writer identity and start streaming."""
         self._open = open_msg
-        self._watch = ChannelWatch(self._channel, self._wake)
         self._thread.start()
 
     @property
@@ -204,8 +203,9 @@ class StreamSender:
         self._wake.set()
         with self._cv:
             self._cv.notify_all()
-        if self._watch is not None:
-            self._watch.close()
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
         call = self._call
         if call is not None:
             call.cancel()
@@ -237,7 +237,7 @@ class StreamSender:
                     self._cv.wait(IDLE_WAIT_S)
             if self._stop.is_set():
                 return
-            self._wake.clear()  # a READY from now on ends the back-off after this stream
+            self._wake.clear()  # set by stop(), or by READY during the back-off below
             hint = self._one_stream()
             failed_at = self._clock.monotonic()
             if self._stop.is_set() or self.fatal is not None:
@@ -246,7 +246,17 @@ class StreamSender:
                 continue
             self.stats.reconnects += 1
             delay = self._backoff.next_delay(hint)
-            if self._clock.sleep(delay, self._wake) and not self._stop.is_set():
+            # Watched only while backing off: grpc polls a subscribed channel's state in
+            # a thread that takes the GIL five times a second, and each time the
+            # training loop (this process's, with the thread sender) waits for it.
+            self._watch = ChannelWatch(self._channel, self._wake)
+            try:
+                woken = self._clock.sleep(delay, self._wake)
+            finally:
+                watch, self._watch = self._watch, None
+                if watch is not None:
+                    watch.close()
+            if woken and not self._stop.is_set():
                 # The channel is READY again: the server is back, try now and start the
                 # back-off over (a hint from the server still holds).
                 self._backoff.reset()
