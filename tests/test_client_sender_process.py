@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,3 +177,33 @@ def test_the_sender_setting_is_checked(tmp_path: Path, monkeypatch: pytest.Monke
     assert run._sender is not None
     ready(run)
     run.close(10)
+
+
+def test_auto_starts_the_process_only_when_the_threads_fall_behind(
+        server_proc: ServerProcess, database_url: str, tmp_path: Path) -> None:
+    slow = tracker_client.init(experiment="auto", server=server_proc.address,
+                               options=fast(tmp_path / "slow", sender="auto"))
+    for step in range(50):
+        slow.log({"k0": step}, step=step)
+        time.sleep(0.002)
+    assert slow.flush(30).durable and slow._sender is None  # kept up: no process
+    slow.finish(timeout=30)
+    # A 256 KiB tail and a loop that never sleeps: the threads fall behind at once.
+    run = tracker_client.init(experiment="auto", server=server_proc.address,
+                              options=fast(tmp_path / "fast", sender="auto",
+                                           spool_tail_bytes=256 << 10))
+    step = 0
+    deadline = time.monotonic() + 60
+    while run._sender is None or not run._sender.ready.is_set() or (
+            run._tail is not run._sender.tail):
+        assert time.monotonic() < deadline, "no sender process started"
+        log_steps(run, step, step + 100)
+        step += 100
+    log_steps(run, step, step + 20_000)  # through the process now
+    step += 20_000
+    wait_for(lambda: run.flush(5).points_pending == 0, timeout=60, what="all acknowledged")
+    st = run.stats
+    assert st.points_acked == st.points_logged - st.points_dropped
+    assert run.finish(timeout=30).durable
+    counts = stored(database_url, run.run_id or "")
+    assert max(counts.values()) == 1 and len(counts) == st.points_acked

@@ -65,6 +65,8 @@ class Batcher:
         self._flush_done = 0
         self._stopped = False
         self._warned_invalid = 0
+        self.on_behind: Callable[[], None] | None = None
+        """Called once when a quarter of the tail waits (``sender="auto"``)."""
         self._shared = self.tail is not None and self.tail.shared
         # A tail written by another process (the sender process) has no Event to set:
         # the thread looks every poll_s, which costs the writer nothing.
@@ -159,6 +161,10 @@ class Batcher:
         tail = self.tail
         if tail is not None:
             tail.sync()
+            if self.on_behind is not None and (
+                    tail.write_pos - tail.read_pos > tail.capacity // 4):
+                behind, self.on_behind = self.on_behind, None
+                behind()
         limit = self._limit()  # read again after each cut, not per record
         if tail is not None and tail.read_pos < tail.write_pos:
             for kind, rec, end in tail.read_blocks():

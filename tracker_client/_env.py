@@ -155,13 +155,13 @@ def system_metrics(interval_s: float | None) -> float | None:
 
 
 def sender(configured: str) -> str:
-    """Where log() is batched and sent: TRACKER_SENDER (``thread`` or ``process``) when
-    set, else ``configured`` (``Options.sender``)."""
+    """Where log() is batched and sent: TRACKER_SENDER (``thread``, ``process`` or
+    ``auto``) when set, else ``configured`` (``Options.sender``)."""
     raw = os.environ.get("TRACKER_SENDER", "").strip().lower()
     if not raw:
         return configured
-    if raw not in ("thread", "process"):
-        raise ValueError(f"TRACKER_SENDER must be thread or process, got {raw!r}")
+    if raw not in ("thread", "process", "auto"):
+        raise ValueError(f"TRACKER_SENDER must be thread, process or auto, got {raw!r}")
     return raw
 
 

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from tracker_client._spool import FULL_POLICIES, FullPolicy, SpoolOptions
 
-Sender = Literal["thread", "process"]
-SENDERS: tuple[Sender, ...] = ("thread", "process")
+Sender = Literal["thread", "process", "auto"]
+SENDERS: tuple[Sender, ...] = ("thread", "process", "auto")
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,12 @@ class Options:
     sender: Sender = "thread"
     """Where log()'s records are batched, spooled and streamed (``$TRACKER_SENDER``):
     ``thread``, background threads of the training process; ``process``, a sender
-    process of its own (one per training process). Threads share the training loop's
-    GIL, so a loop that stays in Python waits for them now and then (see
-    docs/client.md, "log() latency"); the process costs one more interpreter (~40 MB)
-    and ~0.5 s to start, during which log() uses the threads."""
+    process of its own (one per training process); ``auto``, threads until they fall
+    behind (a quarter of the tail waits), then a sender process. Threads share the
+    training loop's GIL, so a loop that stays in Python waits for them now and then and,
+    logging fast enough, outruns them (see docs/client.md, "The sender process"); the
+    process costs one more interpreter (~40 MB) and ~0.5 s to start, during which
+    log() uses the threads."""
 
     def __post_init__(self) -> None:
         if self.sender not in SENDERS:

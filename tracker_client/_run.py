@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ from tracker_client._batcher import Batcher, as_series
 from tracker_client._clock import wall_now_ns, wall_ns_from_seconds
 from tracker_client._delivery import Delivery
 from tracker_client._env import MODES
-from tracker_client._meta import Mode, SpoolMeta, write_meta
+from tracker_client._meta import Mode, SpoolMeta
 from tracker_client._options import Options
 from tracker_client._recover import deliver_spool, recover_orphans
 from tracker_client._rpc import (
@@ -103,7 +104,8 @@ class Run:
     def __init__(self, *, spool: Spool, delivery: Delivery, channel: grpc.Channel | None,
                  options: Options, rank: int, mode: Mode, exit_timeout_s: float,
                  sender: SenderLink | None = None,
-                 recover: Callable[[Path, threading.Event], bool] | None = None) -> None:
+                 recover: Callable[[Path, threading.Event], bool] | None = None,
+                 make_sender: Callable[[], SenderLink] | None = None) -> None:
         self._spool = spool
         self._delivery = delivery
         self._channel = channel
@@ -142,12 +144,12 @@ class Run:
         self._sender_settled = False
         """The sender process died and its spool was delivered from here since."""
         self._recover = recover
+        self._make_sender = make_sender
+        if make_sender is not None:  # sender="auto"
+            self._batcher.on_behind = self._sender_wanted
         self._batcher.start()
         if sender is not None:
-            sender.on_ready = self._sender_ready
-            sender.on_lost = self._sender_lost
-            delivery.on_attach.append(sender.attach)
-            sender.start()
+            self._start_sender(sender)
         delivery.start()
         if options.system_metrics_interval_s:
             self._sys = SystemMetrics(options.system_metrics_interval_s, self._log_system, rank)
@@ -256,6 +258,28 @@ class Run:
         self._internal_logged += len(metrics)
         self._wakeup.set()
 
+    def _start_sender(self, link: SenderLink) -> None:
+        self._sender = link
+        link.on_ready = self._sender_ready
+        link.on_lost = self._sender_lost
+        self._delivery.on_attach.append(link.attach)
+        ref = self._delivery.ref
+        if ref is not None and self._delivery.attached.is_set():
+            link.attach(ref)  # twice if an attach races this: the process takes one
+        link.start()
+
+    def _sender_wanted(self) -> None:
+        # From the batcher (sender="auto"): a quarter of the tail waits, the threads do
+        # not keep up with this loop. Started once, from a thread of its own.
+        make = self._make_sender
+        if make is None or self._closed or self._sender is not None:
+            return
+        self._make_sender = None
+        log.info("tracker_client: log() outpaces the in-process sender; starting a "
+                 "sender process (Options.sender='auto')")
+        threading.Thread(target=lambda: self._start_sender(make()),
+                         name="tracker-sender-start", daemon=True).start()
+
     def _sender_ready(self, tail: Tail) -> None:
         # From the link's thread: the next log() goes to the sender process's tail.
         if not self._closed:
@@ -355,7 +379,7 @@ class Run:
         if fresh is None and link.alive and link.ready.is_set():
             fresh = link.request("stats", 0.0, wait_s=1.0)
         return SenderCounters.of(fresh or link.last, self._sender_points,
-                                 self._sender_settled)
+                                 self._sender_settled, link.alive)
 
     def _stats_with(self, b: SenderCounters) -> RunStats:
         s = self._stats
@@ -369,7 +393,10 @@ class Run:
         pending = max(0, logged - trimmed - dropped - invalid)
         oldest = min((t for t in (spool.oldest_pending_ns(), b.oldest_pending_ns) if t),
                      default=None)
-        state = "closed" if self._closed else s.state
+        # While the process carries log(), its stream is the one that says how delivery
+        # goes; offline, the spool's "offline" holds either way.
+        state = "closed" if self._closed else (
+            b.state if b.state and s.state != "offline" else s.state)
         return RunStats(
             points_logged=logged, points_acked=max(0, trimmed - rejected),
             points_spooled=s.points_spooled + b.points_spooled,
@@ -383,9 +410,19 @@ class Run:
             lag_s=max(0.0, (time.time_ns() - oldest) / 1e9) if oldest else 0.0,
             reconnects=s.reconnects + b.reconnects, slow_downs=s.slow_downs + b.slow_downs,
             ops_failed=len(self._delivery.control.errors),
-            state=state, last_error=s.last_error or b.last_error,
+            state=state, last_error=self._own_error(b) or b.last_error,
             ack_latencies_ms=tuple(s.ack_ms) + b.ack_ms,
         )
+
+    def _own_error(self, b: SenderCounters) -> str:
+        error = self._stats.last_error
+        sender = self._delivery.sender
+        if b.state and sender is not None and error and error == sender.stream_error:
+            # This process's stream only carried what was logged before the sender
+            # process took over; once idle it does not reconnect, so its last error
+            # would stay. The process's stream tells how delivery goes.
+            return ""
+        return error
 
     def _report(self, sender: dict[str, Any] | None = None) -> DeliveryReport:
         st = self._stats_with(self._sender_counters(sender))
@@ -605,9 +642,16 @@ def init(
         ref = _try_create(channel, spool, md, opt)
         if ref is not None:
             delivery.ref = ref
-    link = recover = None
-    if sender_kind == "process":
-        link = _sender_link(spool, opt, address, tls, key, mode)
+    link: SenderLink | None = None
+    recover = make_sender = None
+    if sender_kind in ("process", "auto"):
+        def new_sender() -> SenderLink:
+            return _sender_link(spool, opt, address, tls, key, mode)
+
+        if sender_kind == "process":
+            link = new_sender()
+        else:
+            make_sender = new_sender
         if channel is not None:
             online = channel
 
@@ -615,7 +659,8 @@ def init(
                 result = deliver_spool(path, online, md, opt, time.monotonic() + 3600.0, stop)
                 return result is not None and result.delivered
     run = Run(spool=spool, delivery=delivery, channel=channel, options=opt, rank=rank,
-              mode=mode, exit_timeout_s=exit_timeout_s, sender=link, recover=recover)
+              mode=mode, exit_timeout_s=exit_timeout_s, sender=link, recover=recover,
+              make_sender=make_sender)
     if channel is not None and opt.recover_orphans:
         threading.Thread(target=recover_orphans, name="tracker-recover", daemon=True,
                          args=(root, address, channel, md, opt, run._recovery_stop)).start()
@@ -634,10 +679,12 @@ def _sender_link(spool: Spool, opt: Options, address: str, tls: _env.TlsOption, 
     link that starts it."""
     meta = spool.meta
     path = spool.path.parent / (meta.writer_id + SENDER_SUFFIX)
-    path.mkdir(parents=True, exist_ok=True)
-    write_meta(path, replace(meta, writer_id=meta.writer_id + SENDER_SUFFIX))
+    # The process writes meta.json once it holds the spool's lock: a spool with a meta
+    # and no owner is an orphan, which another process's recovery would take.
+    sender_meta = dataclasses.asdict(replace(meta, writer_id=meta.writer_id + SENDER_SUFFIX))
     return SenderLink(path, {"options": opt.to_json(), "mode": mode, "server": address,
-                             "tls": tls, "api_key": key, "priority": SENDER_PRIORITY})
+                             "tls": tls, "api_key": key, "priority": SENDER_PRIORITY,
+                             "meta": sender_meta})
 
 
 def _try_create(channel: grpc.Channel, spool: Spool, md: tuple[tuple[str, str], ...],

@@ -52,9 +52,12 @@ class SenderCounters:
     slow_downs: int = 0
     last_error: str = ""
     ack_ms: tuple[float, ...] = ()
+    state: str = ""
+    """The metric stream's state while the process runs ("" otherwise)."""
 
     @classmethod
-    def of(cls, snap: dict[str, Any], written: int, settled: bool) -> SenderCounters:
+    def of(cls, snap: dict[str, Any], written: int, settled: bool,
+           alive: bool) -> SenderCounters:
         """From the process's last counters; ``written``: points log() put in its tail.
         ``settled``: the process died and its spool was delivered since, so all of
         ``written`` is accounted for (acknowledged, or dropped/invalid as counted)."""
@@ -78,6 +81,7 @@ class SenderCounters:
             slow_downs=int(snap.get("slow_downs", 0)),
             last_error=str(snap.get("last_error", "")),
             ack_ms=tuple(float(x) for x in snap.get("ack_ms", ())),
+            state=str(snap.get("state", "")) if alive else "",
         )
 
 
@@ -126,7 +130,7 @@ class SenderLink:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
             close_fds=True, bufsize=1)
         assert self._proc.stdin is not None
-        self._write(json.dumps(self._config))
+        self._write(json.dumps(self._config, default=str))
         self.alive = True
         self._reader = threading.Thread(target=self._read_loop, name="tracker-sender-link",
                                         daemon=True)

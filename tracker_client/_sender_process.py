@@ -39,6 +39,7 @@ from typing import IO, Any
 from tracker_client import _env
 from tracker_client._batcher import Batcher
 from tracker_client._delivery import Delivery
+from tracker_client._meta import parse_meta
 from tracker_client._options import Options
 from tracker_client._rpc import RunRef, make_channel
 from tracker_client._run import CHANNEL_OPTIONS
@@ -83,6 +84,10 @@ class SenderMain:
         self.opt = Options.from_json(config["options"])
         self.online = config["mode"] == "online"
         self.spool = self.opt.spool().open(Path(config["spool"]), tail=True)
+        if config.get("meta") is not None:  # first start (a restart finds its meta)
+            meta = parse_meta(config["meta"])
+            if not self.spool.meta.writer_id:
+                self.spool.update_meta(lambda _: meta)
         tail = self.spool.tail
         if tail is None or tail.path is None:
             raise RuntimeError("the tail file could not be made (see the warning)")

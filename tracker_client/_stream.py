@@ -162,6 +162,11 @@ class StreamSender:
         self._thread.start()
 
     @property
+    def stream_error(self) -> str:
+        """The error that ended the last stream, until a stream opens again."""
+        return self._error
+
+    @property
     def attached(self) -> bool:
         """Whether a writer identity is set."""
         return self._open is not None
