@@ -169,7 +169,7 @@ def test_the_sender_setting_is_checked(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(ValueError, match="sender must be one of thread, process"):
         tracker_client.Options(sender="proc")  # type: ignore[arg-type]
     monkeypatch.setenv("TRACKER_SENDER", "proces")
-    with pytest.raises(ValueError, match="TRACKER_SENDER must be thread or process"):
+    with pytest.raises(ValueError, match="TRACKER_SENDER must be thread, process or auto"):
         tracker_client.init(experiment="x", mode="offline", options=fast(tmp_path))
     assert not list(tmp_path.iterdir())  # refused before anything touched the disk
     monkeypatch.setenv("TRACKER_SENDER", "process")
