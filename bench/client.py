@@ -173,9 +173,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=200_000, help="log() calls per phase")
     p.add_argument("--series-points", type=int, default=10_000_000,
                    help="points sent with log_series (in 1M-point arrays)")
-    p.add_argument("--sender", default="thread,process", metavar="thread,process",
+    p.add_argument("--sender", default="auto,thread,process", metavar="auto,thread,process",
                    help="Options.sender of the measured runs, comma-separated (default: "
-                        "both; the first is the JSON's top-level figures)")
+                        "all three; the first, the client's default, gives the JSON's "
+                        "top-level figures)")
     p.add_argument("--server-priority", default="idle", metavar="idle|nice:N|normal",
                    help="CPU priority of the server and PostgreSQL the bench starts "
                         "(default idle: SCHED_IDLE, only CPU time the loop leaves). On a "

@@ -69,7 +69,7 @@ class Options:
     compress (default ingest bench: ~0.4 bytes/point more at microseconds, ~1 at
     nanoseconds). A ``wall_time`` given to ``log()`` is kept to the microsecond."""
 
-    sender: Sender = "thread"
+    sender: Sender = "auto"
     """Where log()'s records are batched, spooled and streamed (``$TRACKER_SENDER``):
     ``thread``, background threads of the training process; ``process``, a sender
     process of its own (one per training process); ``auto``, threads until they fall
