@@ -66,7 +66,7 @@ class Batcher:
         self._stopped = False
         self._warned_invalid = 0
         self.on_behind: Callable[[], None] | None = None
-        """Called once when a quarter of the tail waits (``sender="auto"``)."""
+        """Called once when a sixteenth of the tail waits (``sender="auto"``)."""
         self._shared = self.tail is not None and self.tail.shared
         # A tail written by another process (the sender process) has no Event to set:
         # the thread looks every poll_s, which costs the writer nothing.
@@ -162,7 +162,7 @@ class Batcher:
         if tail is not None:
             tail.sync()
             if self.on_behind is not None and (
-                    tail.write_pos - tail.read_pos > tail.capacity // 4):
+                    tail.write_pos - tail.read_pos > tail.capacity // 16):
                 behind, self.on_behind = self.on_behind, None
                 behind()
         limit = self._limit()  # read again after each cut, not per record

@@ -73,7 +73,7 @@ class Options:
     """Where log()'s records are batched, spooled and streamed (``$TRACKER_SENDER``):
     ``thread``, background threads of the training process; ``process``, a sender
     process of its own (one per training process); ``auto``, threads until they fall
-    behind (a quarter of the tail waits), then a sender process. Threads share the
+    behind (a sixteenth of the tail waits), then a sender process. Threads share the
     training loop's GIL, so a loop that stays in Python waits for them now and then and,
     logging fast enough, outruns them (see docs/client.md, "The sender process"); the
     process costs one more interpreter (~40 MB) and ~0.5 s to start, during which
