@@ -273,3 +273,42 @@ def test_block_batches_equal_record_batches() -> None:
     two.add_block(keys, steps[:15], values[:15], wall[:15])
     two.add_block(keys, steps[15:], values[15:], wall[15:])
     assert one.build() == two.build()
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_shared_tail_shows_the_reader_whole_records_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_order: bool) -> None:
+    """The sender process's view of a tail another process writes: up to the published
+    position (x86-64), and also only entries whose CRC holds elsewhere."""
+    import tracker_client._tail as tail_mod
+
+    monkeypatch.setattr(tail_mod, "_IN_ORDER_STORES", in_order)
+    reader = create_tail(tmp_path, 64 << 10, 0)
+    reader.shared = True
+    writer = tail_mod.open_shared_writer(tmp_path / TAIL_FILE)
+    for step in range(3):
+        assert writer.log_scalars(("loss", "acc"), (step * 1.0, 0.5), step, 7) == 1
+    reader.sync()
+    assert [rec[2] for _k, rec, _e in reader.read()] == [0, 1, 2]
+    # A record whose bytes this core does not see whole yet (simulated: its last value
+    # byte differs from what its CRC covers).
+    writer.log_scalars(("loss", "acc"), (3.0, 0.5), 3, 7)
+    end = writer.write_pos
+    mm = writer._mm
+    mm[HEADER_BYTES + end - 9] ^= 0xFF
+    reader.sync()
+    assert (reader.write_pos == end) is in_order
+    mm[HEADER_BYTES + end - 9] ^= 0xFF  # the rest of the store arrives
+    reader.sync()
+    assert reader.write_pos == end
+    assert [rec[2] for _k, rec, _e in reader.read()] == [3]
+    # The reader commits what it spooled; a full ring then has room again for the writer.
+    reader.commit(end)
+    while writer.log_scalars(("loss", "acc"), (1.0, 2.0), 9, 7) == 1:
+        pass
+    reader.sync()
+    list(reader.read())
+    reader.commit(reader.read_pos)
+    assert writer.log_scalars(("loss", "acc"), (1.0, 2.0), 10, 7) == 1
+    writer.close()
+    reader.close()

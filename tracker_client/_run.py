@@ -667,8 +667,9 @@ def init(
     return run
 
 
-SENDER_PRIORITY = os.environ.get("TRACKER_SENDER_PRIORITY", "nice:10")
-"""The sender process runs below the training process (``nice:10``: about a tenth of
+SENDER_PRIORITY = "nice:10"
+"""The sender process runs below the training process (``$TRACKER_SENDER_PRIORITY``,
+default ``nice:10``: about a tenth of
 the CPU share of a normal task when they compete for a core). Not ``idle``
 (SCHED_IDLE) by default: behind busy DataLoader workers it would starve and the tail
 fill (measured: with the bench's server at normal priority it dropped 0.4 M of 10 M
@@ -685,7 +686,9 @@ def _sender_link(spool: Spool, opt: Options, address: str, tls: _env.TlsOption, 
     # and no owner is an orphan, which another process's recovery would take.
     sender_meta = dataclasses.asdict(replace(meta, writer_id=meta.writer_id + SENDER_SUFFIX))
     return SenderLink(path, {"options": opt.to_json(), "mode": mode, "server": address,
-                             "tls": tls, "api_key": key, "priority": SENDER_PRIORITY,
+                             "tls": tls, "api_key": key,
+                             "priority": os.environ.get("TRACKER_SENDER_PRIORITY",
+                                                        SENDER_PRIORITY),
                              "meta": sender_meta})
 
 
