@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import structlog
 
 from tests.citus_support import BACKEND, CitusCluster, build_citus
 from tests.http_support import client as http_client
-from tests.support import Api, ServerThread
+from tests.support import Api, ServerProcess, ServerThread
 from tracker_server.config import Settings
 from tracker_server.storage.migrate import migrate
 
@@ -126,6 +127,19 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         db_pool_size=4,
         auth="off",  # tests/test_auth*.py turn it on explicitly
     )
+
+
+@pytest.fixture
+def server_proc(database_url: str) -> Iterator[ServerProcess]:
+    """A real ``python -m tracker_server`` on a fixed port (restartable)."""
+    srv = ServerProcess(database_url, TRACKER_FLUSH_INTERVAL_MS="20")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.signal_all(signal.SIGCONT)
+        srv.terminate()
 
 
 @pytest.fixture

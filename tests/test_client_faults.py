@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,6 @@ from tracker_client._sync import main as sync_main
 pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(os.name != "posix", reason="signals")]
 
 KEYS = 5
-
-
-@pytest.fixture
-def server_proc(database_url: str) -> Iterator[ServerProcess]:
-    """A real ``python -m tracker_server`` on a fixed port (restartable)."""
-    srv = ServerProcess(database_url, TRACKER_FLUSH_INTERVAL_MS="20")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.signal_all(signal.SIGCONT)
-        srv.terminate()
 
 
 def log_steps(run: tracker_client.Run, start: int, stop: int, pause_every: int = 0) -> None:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +24,6 @@ pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(os.name != "posix", reason="signals, MAP_SHARED")]
 
 KEYS = 5
-
-
-@pytest.fixture
-def server_proc(database_url: str) -> Iterator[ServerProcess]:
-    """A real ``python -m tracker_server``."""
-    srv = ServerProcess(database_url, TRACKER_FLUSH_INTERVAL_MS="20")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.terminate()
 
 
 def ready(run: tracker_client.Run) -> int:
