@@ -195,3 +195,17 @@ def test_auto_starts_the_process_only_when_the_threads_fall_behind(
     assert run.finish(timeout=30).durable
     counts = stored(database_url, run.run_id or "")
     assert max(counts.values()) == 1 and len(counts) == st.points_acked
+
+
+def test_no_interpreter_to_start_keeps_log_in_the_trainer(
+        server_proc: ServerProcess, database_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    run = tracker_client.init(experiment="no-python", server=server_proc.address,
+                              options=fast(tmp_path, sender="process"))
+    assert run._sender is not None and not run._sender.alive
+    assert "cannot start the sender process" in run._sender.error
+    log_steps(run, 0, 1_000)
+    assert run.flush(30).durable
+    assert run.finish(timeout=30).durable
+    assert_exactly_once(database_url, run.run_id or "", 1_000)

@@ -266,7 +266,11 @@ class Run:
         ref = self._delivery.ref
         if ref is not None and self._delivery.attached.is_set():
             link.attach(ref)  # twice if an attach races this: the process takes one
-        link.start()
+        try:
+            link.start()
+        except OSError as exc:  # no interpreter to start (an embedded Python, ...)
+            link.error = f"cannot start the sender process: {exc}"
+            log.warning("tracker_client: %s; log() stays in this process", link.error)
 
     def _sender_wanted(self) -> None:
         # From the batcher (sender="auto"): a sixteenth of the tail waits, the threads do
