@@ -63,3 +63,22 @@ def test_bench_query_smoke(database_url: str, tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["benchmark"] == "query" and data["seed"]["series_points"] == 20000
     assert data["series_1m_to_1k_p50_ms"] > 0 and data["best_runs_p50_ms"] > 0
+
+
+def test_bench_client_smoke(database_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "client.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "client", "--calls", "4000", "--series-points",
+         "1000000", "--sender", "auto,process", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    assert data["sender"] == "auto" and set(data["by_sender"]) == {"auto", "process"}
+    for figures in data["by_sender"].values():
+        assert figures["log_durable"] and figures["log_series_durable"]
+        assert figures["log_us"]["max"] >= figures["log_us"]["p999"] > 0
+        assert figures["log_us_server_down"]["p50"] > 0
+    assert data["by_sender"]["process"]["log_points_dropped"] == 0
+    assert data["floor"]["loaded_us"]["p50"] > 0 and data["floor"]["quiet_us"]["p50"] > 0
