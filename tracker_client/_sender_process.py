@@ -192,7 +192,7 @@ def _lower_priority(how: str) -> None:
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
             return
-    if how.startswith("nice:"):
+    if how.startswith("nice:") and hasattr(os, "nice"):
         with contextlib.suppress(OSError, ValueError):
             os.nice(int(how[5:]))
 
