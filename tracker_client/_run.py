@@ -477,6 +477,7 @@ class Run:
             if self._closed:
                 return self._report()
             deadline = time.monotonic() + timeout
+            self._make_sender = None  # sender="auto": no process from now on
             atexit.unregister(self._atexit)
             self._recovery_stop.set()
             if self._sys is not None:

@@ -109,6 +109,7 @@ class SenderLink:
         """The last counters the process reported."""
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self._ref: RunRef | None = None
@@ -196,7 +197,7 @@ class SenderLink:
         if proc is None or proc.stdin is None:
             return False
         try:
-            with self._lock:
+            with self._write_lock:  # not _lock: the reader needs that one to dispatch
                 proc.stdin.write(line + "\n")
                 proc.stdin.flush()
             return True
