@@ -61,6 +61,7 @@ def test_everything_logged_arrives_once_with_its_values(
     report = run.flush(60)
     assert report.durable, report
     st = run.stats
+    assert st.sender == "process"
     total = 20_000 * KEYS + 3 + 50_000
     assert (st.points_logged, st.points_acked, st.points_pending) == (total, total, 0)
     got = values(database_url, run.run_id or "")
@@ -175,6 +176,7 @@ def test_auto_starts_the_process_only_when_the_threads_fall_behind(
         slow.log({"k0": step}, step=step)
         time.sleep(0.002)
     assert slow.flush(30).durable and slow._sender is None  # kept up: no process
+    assert slow.stats.sender == "thread"
     slow.finish(timeout=30)
     # A 256 KiB tail and a loop that never sleeps: the threads fall behind at once.
     run = tracker_client.init(experiment="auto", server=server_proc.address,

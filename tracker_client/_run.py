@@ -416,6 +416,7 @@ class Run:
             ops_failed=len(self._delivery.control.errors),
             state=state, last_error=self._own_error(b) or b.last_error,
             ack_latencies_ms=tuple(s.ack_ms) + b.ack_ms,
+            sender="process" if self._tail is not None and self._tail.shared else "thread",
         )
 
     def _own_error(self, b: SenderCounters) -> str:

@@ -75,6 +75,9 @@ class RunStats:
     ack_latencies_ms: tuple[float, ...] = ()
     """Send-to-ack times of the most recent acknowledged batches (up to 10,000), ms:
     from a batch's first send to the ack that covers it (commit included)."""
+    sender: str = "thread"
+    """Where ``log()``'s records go now: ``thread`` (this process's batcher) or
+    ``process`` (the sender process; see ``Options.sender``)."""
 
     def ack_percentile_ms(self, q: float) -> float | None:
         """The ``q``-th percentile (0-100) of ``ack_latencies_ms``; None before any ack."""
