@@ -62,9 +62,11 @@ def _in_flush(database_url: str, app: str) -> list[tuple[int, object]]:
 def _freeze_inside_flush(srv: ServerProc, database_url: str, app: str) -> int:
     """SIGSTOP ``srv`` while one of its flush transactions holds run locks; returns
     the backend pid left waiting inside that transaction."""
-    # Flush transactions are short: poll for one for up to 30 s (a loaded CI machine
-    # can take many tries: a catch counts only if the backend still waits after the stop).
-    deadline = time.monotonic() + 30
+    # Flush transactions are short (group commit: a few ms each at this load), so poll
+    # for one for up to 90 s: a loaded CI machine can take many tries (a catch counts
+    # only if the backend still waits after the stop; two clean-clone CI runs missed
+    # for 30 s while every local run caught one within seconds).
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if _in_flush(database_url, app):
             srv.freeze()
@@ -73,7 +75,7 @@ def _freeze_inside_flush(srv: ServerProc, database_url: str, app: str) -> int:
             if still:
                 return still[0][0]
             srv.thaw()
-        time.sleep(0.01)
+        time.sleep(0.002)
     raise AssertionError("never caught the server inside a flush transaction")
 
 
