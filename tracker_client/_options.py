@@ -76,7 +76,7 @@ class Options:
     behind (a sixteenth of the tail waits), then a sender process. Threads share the
     training loop's GIL, so a loop that stays in Python waits for them now and then and,
     logging fast enough, outruns them (see docs/client.md, "The sender process"); the
-    process costs one more interpreter (see docs/client.md) and ~0.5 s to start,
+    process costs one more interpreter (see docs/client.md) and ~0.2 s to start,
     during which log() uses the threads."""
 
     def __post_init__(self) -> None:
