@@ -302,6 +302,10 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     server_cpu_s = server_cpu.stop()
     pg_cpu_s = pg_cpu.stop()
     client_cpu_s = sum(m.stop() or 0.0 for m in client_cpu)
+    # Sender processes of the client transport: children of the client processes, most
+    # of them born after the first reading; each client process reports their CPU.
+    sender_cpu_s = sum(float(g.get("children_cpu_s") or 0.0) for g in got)
+    client_cpu_s += sender_cpu_s
     ours = {os.getpid(), *server_cpu.pids, *pg_cpu.pids,
             *(p for m in client_cpu for p in m.pids)}
     with contextlib.suppress(psutil.Error):
@@ -324,6 +328,7 @@ def _drive(h: Harness, p: IngestParams, procs: list[Any], progress: Any, ready: 
     for entry in fig["server_processes"]:
         entry["client_connections"] = connections.get(entry["pid"])
     fig["client_processes_cpu_s"] = [m.seconds for m in client_cpu]
+    fig["client_sender_processes_cpu_s"] = sender_cpu_s
     # CPU used by processes this run did not start (other jobs on a shared box make
     # every figure of this run lower; the JSON says how much), and apart from them the
     # kernel's own threads (writeback and journal of this run's PostgreSQL writes).
@@ -367,14 +372,21 @@ def _server_processes(h: Harness, meter: CpuMeter, window: float) -> list[dict[s
     return out
 
 
+def _py_spy() -> str:
+    """py-spy from this interpreter's environment, else from PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
+
+
 def _start_py_spy(h: Harness, seconds: float) -> subprocess.Popen[bytes] | None:
     """py-spy record of the server process, if asked for (pip install py-spy)."""
     if not h.py_spy or not h.server_pid:
         return None
     fmt = {".txt": "raw", ".json": "speedscope"}.get(Path(h.py_spy).suffix, "flamegraph")
     return subprocess.Popen(
-        ["py-spy", "record", "-p", str(h.server_pid), "-d", str(max(1, int(seconds))),
-         "-r", "100", "--threads", "-f", fmt, "-o", h.py_spy],
+        # --subprocesses: the server process is a supervisor; the workers do the work.
+        [_py_spy(), "record", "-p", str(h.server_pid), "-d", str(max(1, int(seconds))),
+         "-r", "100", "--threads", "--subprocesses", "-f", fmt, "-o", h.py_spy],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -5,6 +5,11 @@ protocol (Open, numbered Batches, Acks), so it measures the server with the leas
 client CPU, and it times every batch from hand-over to gRPC until the Ack that covers
 it (``ack_p50_ms``/``ack_p99_ms``). A window of unacknowledged batches per stream
 bounds what is in flight, like the client's ``max_inflight_bytes``.
+
+Requests are serialized with numpy (``tracker_client._packed``, byte for byte what
+protobuf writes) and handed to gRPC as bytes, as the client library does: building
+the message through protobuf's repeated fields cost ~210 ns per point, which on a
+shared box is CPU the server under test does not get.
 """
 
 from __future__ import annotations
@@ -22,11 +27,15 @@ from typing import TYPE_CHECKING
 import grpc
 
 from bench.workload import StreamPoints, Workload
+from tracker_client._columns import encode_batch_request, encode_open_request
+from tracker_client._packed import encode_columns
 
 if TYPE_CHECKING:
     from tracker_proto.v1 import ingest_pb2
 
-    StreamCall = grpc.aio.StreamStreamCall[ingest_pb2.StreamRequest, ingest_pb2.StreamResponse]
+    StreamCall = grpc.aio.StreamStreamCall[bytes, ingest_pb2.StreamResponse]
+
+STREAM_METHOD = "/tracker.v1.IngestService/Stream"
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 << 20),
@@ -100,9 +109,13 @@ class RawStream:
 
     def __init__(self, channel: grpc.aio.Channel, run_id: str, attempt: int,
                  workload: Workload, stream: int) -> None:
-        from tracker_proto.v1 import ingest_pb2_grpc
+        from tracker_proto.v1 import ingest_pb2
 
-        self.stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        self.stream = channel.stream_stream(
+            STREAM_METHOD,
+            request_serializer=None,  # requests are pre-serialized bytes
+            response_deserializer=ingest_pb2.StreamResponse.FromString,
+        )
         self.run_id = run_id
         self.attempt = attempt
         self.workload = workload
@@ -122,8 +135,8 @@ class RawStream:
         """Send Open and wait for Opened."""
         from tracker_proto.v1 import ingest_pb2
 
-        self._call = self.stub.Stream()
-        await self.call.write(ingest_pb2.StreamRequest(open=ingest_pb2.Open(
+        self._call = self.stream()
+        await self.call.write(encode_open_request(ingest_pb2.Open(
             run_id=self.run_id, writer_id=self.writer_id, rank=0, attempt=self.attempt)))
         first = await self.call.read()
         # read() answers grpc.aio.EOF or a response; the stubs type that as object.
@@ -149,8 +162,6 @@ class RawStream:
 
     async def _write(self, pace: Pace, t0: float, sent_at: dict[int, tuple[float, int]],
                      window: asyncio.Semaphore) -> None:
-        from tracker_proto.v1 import ingest_pb2, metrics_pb2
-
         res = self.result
         keys = self.workload.key_names()
         spb = self.workload.steps_per_batch
@@ -171,16 +182,8 @@ class RawStream:
             await window.acquire()
             cols = self.points.batch(step, nsteps)
             seq += 1
-            msg = ingest_pb2.StreamRequest(batch=ingest_pb2.Batch(
-                seq=seq,
-                columns=metrics_pb2.MetricColumns(
-                    keys=keys,
-                    key_index=cols.key_index.tolist(),
-                    steps=cols.steps.tolist(),
-                    values=cols.values.tolist(),
-                    wall_time_ns=cols.wall_ns.tolist(),
-                ),
-            ))
+            msg = encode_batch_request(seq, encode_columns(
+                keys, cols.key_index, cols.steps, cols.values, cols.wall_ns))
             t = time.monotonic()
             if not res.t_first_send:
                 res.t_first_send = t

@@ -59,6 +59,7 @@ def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
 
     die_with_parent()
     started = time.process_time()
+    reaped = _reaped_children_cpu_s()
     out: dict[str, Any] = {"pid": os.getpid(), "streams": spec.streams}
     released = False
 
@@ -85,7 +86,17 @@ def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
         if not released:
             ready.release()  # never leave the parent waiting for a dead worker
     out["cpu_s"] = time.process_time() - started
+    # The client's sender processes (one per run, started by init() or by the auto
+    # mode mid-run) are this process's children: their CPU is the client's, counted
+    # once they are reaped, as Run.close() does.
+    out["children_cpu_s"] = _reaped_children_cpu_s() - reaped
     results.put(out)
+
+
+def _reaped_children_cpu_s() -> float:
+    """User + system CPU seconds of this process's children that have been waited for."""
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 async def _raw(spec: WorkerSpec, wait_go: Any, report: Any) -> list[dict[str, Any]]:

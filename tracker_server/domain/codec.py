@@ -87,6 +87,10 @@ MAX_POINTS = 1 << 24
 ones a little more): a corrupt header cannot make the decoder allocate gigabytes."""
 
 _HEAD = struct.Struct("<BBBBI")
+# Chunks are encoded in the flush lanes' build threads while the event loop parses the
+# next batches: blosc2 holding the GIL while it compresses (its default) serialised the
+# two. The penalty of releasing it is for tiny buffers; ours are 4 KiB and up.
+blosc2.set_releasegil(True)
 _BLOSC2_CODECS = {"zstd": blosc2.Codec.ZSTD, "lz4": blosc2.Codec.LZ4}
 _REGULAR = struct.Struct("<qq")
 
