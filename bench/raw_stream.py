@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tracker_proto.v1 import ingest_pb2
 
     StreamCall = grpc.aio.StreamStreamCall[bytes, ingest_pb2.StreamResponse]
+    StreamCallable = grpc.aio.StreamStreamMultiCallable[bytes, ingest_pb2.StreamResponse]
 
 STREAM_METHOD = "/tracker.v1.IngestService/Stream"
 
@@ -111,7 +112,7 @@ class RawStream:
                  workload: Workload, stream: int) -> None:
         from tracker_proto.v1 import ingest_pb2
 
-        self.stream = channel.stream_stream(
+        self.stream: StreamCallable = channel.stream_stream(
             STREAM_METHOD,
             request_serializer=None,  # requests are pre-serialized bytes
             response_deserializer=ingest_pb2.StreamResponse.FromString,
