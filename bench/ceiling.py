@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,8 @@ class CeilingResult:
     copy_commit_s: float
     disk_bytes: int
     connections: int = 1
+    passes_points_per_s: list[float] = field(default_factory=list)
+    """Every pass of a repeated measurement (the result is the fastest)."""
 
     @property
     def points_per_s(self) -> float:
@@ -59,6 +61,7 @@ class CeilingResult:
         return {
             "ceiling_points_per_s": self.points_per_s,
             "ceiling_connections": self.connections,
+            "ceiling_passes_points_per_s": self.passes_points_per_s,
             "ceiling_points": self.points,
             "ceiling_flushes": self.flushes,
             "ceiling_chunk_rows": self.chunk_rows,
@@ -103,7 +106,7 @@ def _point_batch(cls: Any, seq: int, names: list[str], cols: Any, key_lut: np.nd
 
 def measure(conninfo: str, workload: Workload, streams: int, steps_per_stream: int,
             flush_points: int = DEFAULT_FLUSH_POINTS, cleanup: bool = True,
-            progress: Any = None, connections: int = 1) -> CeilingResult:
+            progress: Any = None, connections: int = 1, repeat: int = 1) -> CeilingResult:
     """Write ``streams x steps_per_stream x keys`` points; time only the write path.
 
     The points are generated first (not timed). The flushes are dealt round-robin to
@@ -111,11 +114,13 @@ def measure(conninfo: str, workload: Workload, streams: int, steps_per_stream: i
     while another COPYs the previous one on the lane's own connection, one transaction
     per flush: the overlap of Python and PostgreSQL work the server's flush lanes have,
     in one process.
+
+    With ``repeat`` > 1 the same points are written that many times (deleted in
+    between) and the fastest pass is the result: one pass of 10M points takes about a
+    second, so a checkpoint or a scheduler hiccup moved a single pass by up to 40%
+    (7.0-11.2 M points/s in five runs); every pass is kept in ``passes_points_per_s``.
     """
-    from tracker_server.domain.chunking import build_chunks
     from tracker_server.domain.points import PointBatch, WriterInfo, WriterKey
-    from tracker_server.storage.copy_binary import encode_chunks
-    from tracker_server.storage.metric_store import _COPY_SQL
 
     run_ids = [uuid.uuid4() for _ in range(streams)]
     writers = [WriterInfo(WriterKey(r, f"ceiling:{i}"), 0, 0) for i, r in enumerate(run_ids)]
@@ -141,73 +146,94 @@ def measure(conninfo: str, workload: Workload, streams: int, steps_per_stream: i
             flushes.append((n_flush, batches))
         before = relation_bytes(conn)
         conn.commit()
-
-        timing = {"build": 0.0, "encode": 0.0, "copy": 0.0}
-        rows = [0]
-        done = [0]
-        lock = threading.Lock()
-        errors: list[BaseException] = []
-
-        def produce(mine: list[tuple[int, list[tuple[Any, Any]]]],
-                    ready: queue.Queue[tuple[int, bytes | memoryview] | None]) -> None:
-            try:
-                for n_flush, batches in mine:
-                    t0 = time.perf_counter()
-                    chunks, _summaries = build_chunks(batches)
-                    t1 = time.perf_counter()
-                    payload = encode_chunks(chunks)
-                    with lock:
-                        timing["build"] += t1 - t0
-                        timing["encode"] += time.perf_counter() - t1
-                        rows[0] += chunks.rows
-                    ready.put((n_flush, payload))
-            finally:
-                ready.put(None)
-
-        def consume(lane_conn: psycopg.Connection[Any],
-                    ready: queue.Queue[tuple[int, bytes | memoryview] | None]) -> None:
-            try:
-                while (item := ready.get()) is not None:
-                    n_flush, payload = item
-                    t2 = time.perf_counter()
-                    with (lane_conn.transaction(), lane_conn.cursor() as cur,
-                          cur.copy(_COPY_SQL) as copy):
-                        copy.write(payload)
-                    with lock:
-                        timing["copy"] += time.perf_counter() - t2
-                        done[0] += n_flush
-                        if progress is not None:
-                            progress(done[0])
-            except BaseException as exc:  # re-raised by the main thread
-                errors.append(exc)
-
-        lanes = max(1, connections)
-        lane_conns = [conn] + [psycopg.connect(conninfo) for _ in range(lanes - 1)]
-        threads = []
-        for i, lane_conn in enumerate(lane_conns):
-            ready: queue.Queue[tuple[int, bytes | memoryview] | None] = queue.Queue(maxsize=2)
-            threads.append(threading.Thread(target=produce, args=(flushes[i::lanes], ready),
-                                            name=f"ceiling-encoder-{i}", daemon=True))
-            threads.append(threading.Thread(target=consume, args=(lane_conn, ready),
-                                            name=f"ceiling-copy-{i}", daemon=True))
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        seconds = time.perf_counter() - start
-        for extra in lane_conns[1:]:
-            extra.close()
-        if errors:
-            raise errors[0]
-        points = done[0]
-        copy_s = timing["copy"] / lanes  # per connection, as they overlap
-        after = relation_bytes(conn)
+        passes: list[CeilingResult] = []
+        for i in range(max(1, repeat)):
+            if i:
+                conn.execute("DELETE FROM metric_chunks WHERE run_id = ANY(%s)", (run_ids,))
+                conn.commit()
+            res = _timed_pass(conninfo, conn, flushes, connections, progress if i == 0 else None)
+            if i == 0:
+                res.disk_bytes = relation_bytes(conn) - before
+            passes.append(res)
         if cleanup:
             conn.execute("DELETE FROM metric_chunks WHERE run_id = ANY(%s)", (run_ids,))
             conn.commit()
+    best = max(passes, key=lambda r: r.points_per_s)
+    best.disk_bytes = passes[0].disk_bytes
+    best.passes_points_per_s = [r.points_per_s for r in passes]
+    return best
+
+
+def _timed_pass(conninfo: str, conn: psycopg.Connection[Any],
+                flushes: list[tuple[int, list[tuple[Any, Any]]]], connections: int,
+                progress: Any) -> CeilingResult:
+    """One timed write of ``flushes`` (see :func:`measure`)."""
+    from tracker_server.domain.chunking import build_chunks
+    from tracker_server.storage.copy_binary import encode_chunks
+    from tracker_server.storage.metric_store import _COPY_SQL
+
+    timing = {"build": 0.0, "encode": 0.0, "copy": 0.0}
+    rows = [0]
+    done = [0]
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def produce(mine: list[tuple[int, list[tuple[Any, Any]]]],
+                ready: queue.Queue[tuple[int, bytes | memoryview] | None]) -> None:
+        try:
+            for n_flush, batches in mine:
+                t0 = time.perf_counter()
+                chunks, _summaries = build_chunks(batches)
+                t1 = time.perf_counter()
+                payload = encode_chunks(chunks)
+                with lock:
+                    timing["build"] += t1 - t0
+                    timing["encode"] += time.perf_counter() - t1
+                    rows[0] += chunks.rows
+                ready.put((n_flush, payload))
+        finally:
+            ready.put(None)
+
+    def consume(lane_conn: psycopg.Connection[Any],
+                ready: queue.Queue[tuple[int, bytes | memoryview] | None]) -> None:
+        try:
+            while (item := ready.get()) is not None:
+                n_flush, payload = item
+                t2 = time.perf_counter()
+                with (lane_conn.transaction(), lane_conn.cursor() as cur,
+                      cur.copy(_COPY_SQL) as copy):
+                    copy.write(payload)
+                with lock:
+                    timing["copy"] += time.perf_counter() - t2
+                    done[0] += n_flush
+                    if progress is not None:
+                        progress(done[0])
+        except BaseException as exc:  # re-raised by the main thread
+            errors.append(exc)
+
+    lanes = max(1, connections)
+    lane_conns = [conn] + [psycopg.connect(conninfo) for _ in range(lanes - 1)]
+    threads = []
+    for i, lane_conn in enumerate(lane_conns):
+        ready: queue.Queue[tuple[int, bytes | memoryview] | None] = queue.Queue(maxsize=2)
+        threads.append(threading.Thread(target=produce, args=(flushes[i::lanes], ready),
+                                        name=f"ceiling-encoder-{i}", daemon=True))
+        threads.append(threading.Thread(target=consume, args=(lane_conn, ready),
+                                        name=f"ceiling-copy-{i}", daemon=True))
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    for extra in lane_conns[1:]:
+        extra.close()
+    if errors:
+        raise errors[0]
+    points = done[0]
+    copy_s = timing["copy"] / lanes  # per connection, as they overlap
     return CeilingResult(points, len(flushes), rows[0], seconds,
-                         timing["build"], timing["encode"], copy_s, after - before, lanes)
+                         timing["build"], timing["encode"], copy_s, 0, lanes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flush-points", type=int, default=DEFAULT_FLUSH_POINTS)
     p.add_argument("--connections", type=int, default=1,
                    help="COPY connections (lanes) writing at the same time (default 1)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="write the points this many times, report the fastest (default 3)")
     p.add_argument("--database-url", help="default: DATABASE_URL, else embedded PostgreSQL")
     p.add_argument("--json", metavar="PATH", help="write the figures to this file")
     args = p.parse_args(argv)
@@ -231,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = wl.steps_for(args.points // args.streams)
     with Database(args.database_url) as db:
         res = measure(db.conninfo, wl, args.streams, steps, args.flush_points,
-                      connections=args.connections)
+                      connections=args.connections, repeat=args.repeat)
     out = {**res.as_dict(), "streams": args.streams, **wl.as_dict(),
            "flush_points": args.flush_points}
     for k, v in out.items():

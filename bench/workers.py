@@ -59,15 +59,16 @@ def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
 
     die_with_parent()
     started = time.process_time()
-    reaped = _reaped_children_cpu_s()
     out: dict[str, Any] = {"pid": os.getpid(), "streams": spec.streams}
     released = False
+    at_go = [started, _reaped_children_cpu_s()]
 
     def wait_go() -> float:
         nonlocal released
         ready.release()
         released = True
         go.wait()
+        at_go[:] = [time.process_time(), _reaped_children_cpu_s()]
         return float(t0.value)
 
     def report(i: int, acked: int) -> None:
@@ -86,10 +87,14 @@ def worker_main(spec: WorkerSpec, progress: Any, ready: Any, go: Any, t0: Any,
         if not released:
             ready.release()  # never leave the parent waiting for a dead worker
     out["cpu_s"] = time.process_time() - started
+    # CPU from the start signal to the end, reported by the process itself: a reading
+    # from outside misses a process that exits before the harness looks.
+    out["run_cpu_s"] = time.process_time() - at_go[0]
     # The client's sender processes (one per run, started by init() or by the auto
     # mode mid-run) are this process's children: their CPU is the client's, counted
-    # once they are reaped, as Run.close() does.
-    out["children_cpu_s"] = _reaped_children_cpu_s() - reaped
+    # once they are reaped, as Run.close() does (a sender started before the signal
+    # is counted from its start).
+    out["children_cpu_s"] = _reaped_children_cpu_s() - at_go[1]
     results.put(out)
 
 
