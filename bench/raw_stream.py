@@ -1,4 +1,4 @@
-"""Raw stream writers: ``IngestService.Stream`` driven directly from the generated stubs.
+"""Raw stream writers: ``IngestService.Stream`` driven directly, without the client library.
 
 This is the ``--transport raw`` of ``bench ingest``: no client library, only the wire
 protocol (Open, numbered Batches, Acks), so it measures the server with the least

@@ -6,8 +6,8 @@ array (the progress bar) and its results through a queue. Two transports:
 
 * ``client``: the real ``tracker_client`` library (``Run.log`` per step, or
   ``Run.log_series`` per key with ``--api series``);
-* ``raw``: the wire protocol from the generated stubs (``bench/raw_stream.py``), which
-  also times every batch until its ack.
+* ``raw``: the wire protocol, batches serialized with numpy (``bench/raw_stream.py``),
+  which also times every batch until its ack.
 """
 
 from __future__ import annotations

@@ -498,15 +498,11 @@ class Run:
             self._delivery.close(deadline)
             report = self._report(sender)
             self._closed = True
-            if report.durable and self.mode == "online":
-                self._spool.destroy()
-            else:
-                self._spool.update_meta(lambda m: replace(m, closed=True))
-                self._spool.close()
-                if not report.durable and report.points_pending + report.ops_pending:
-                    log.warning("tracker_client: %d point(s) and %d op(s) not delivered; kept "
-                                "in %s", report.points_pending, report.ops_pending,
-                                self._spool.path)
+            self._spool.end(delivered=report.durable and self.mode == "online")
+            if not report.durable and report.points_pending + report.ops_pending:
+                log.warning("tracker_client: %d point(s) and %d op(s) not delivered; kept "
+                            "in %s", report.points_pending, report.ops_pending,
+                            self._spool.path)
             if self._channel is not None:
                 self._channel.close()
             return report

@@ -32,7 +32,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -170,11 +169,7 @@ class SenderMain:
         self.closed = True
         delivered = (snap["attached"] and snap["batches_pending"] == 0
                      and snap["unread_bytes"] == 0)
-        if delivered and self.online:
-            self.spool.destroy()
-        else:
-            self.spool.update_meta(lambda m: replace(m, closed=True))
-            self.spool.close()
+        self.spool.end(delivered=delivered and self.online)
         if self._channel is not None:
             self._channel.close()
         return snap

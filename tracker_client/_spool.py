@@ -635,6 +635,16 @@ class Spool:
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
 
+    def end(self, delivered: bool) -> None:
+        """The writer is done with this spool: delete it when everything in it was
+        ``delivered``, else mark it closed and keep it for the next start or
+        ``tracker sync``."""
+        if delivered:
+            self.destroy()
+        else:
+            self.update_meta(lambda m: replace(m, closed=True))
+            self.close()
+
 
 @dataclass
 class SpoolOptions:

@@ -194,6 +194,35 @@ def test_small_chunks_use_zstd_and_big_ones_blosc2() -> None:
         assert codec.encode(steps, np.sin(steps / 10.0), steps * 1000)[3] == body
 
 
+def test_threads_encode_and_decode_at_once_with_the_gil_released() -> None:
+    # blosc2 releases the GIL (the flush lanes' build threads encode while the event
+    # loop parses): concurrent calls must not share state.
+    import threading
+
+    rng = np.random.default_rng(7)
+    chunks = [(np.arange(n, dtype=np.int64) * 3, rng.standard_normal(n),
+               np.cumsum(rng.integers(1, 1000, n)).astype(np.int64))
+              for n in (600, 2000, 5000, 9000)]
+    want = [codec.encode(*c) for c in chunks]
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(30):
+            payload = codec.encode(*chunks[i])
+            if payload != want[i]:
+                errors.append(f"chunk {i}: encoding differs")
+            got = codec.decode(payload)
+            if not np.array_equal(got.values.view(np.uint64), chunks[i][1].view(np.uint64)):
+                errors.append(f"chunk {i}: values differ")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(chunks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
 @pytest.mark.parametrize("cut", ["truncate", "flip", "header"])
 def test_corrupt_blosc2_chunk_raises_codec_error(cut: str) -> None:
     n = 2000
