@@ -35,6 +35,13 @@ def test_bench_ingest_smoke(database_url: str, tmp_path: Path, transport: str) -
     assert data["points_committed"] == data["points_sent"]
     assert data["exactly_once"] is True
     assert data["e2e_points_per_s"] > 0 and data["ceiling_points_per_s"] > 0
+    # The ceiling is the fastest of three passes over the same points.
+    passes = data["ceiling_passes_points_per_s"]
+    assert len(passes) == 3 and data["ceiling_points_per_s"] == max(passes)
+    # Client CPU is what the client processes report, plus their sender processes.
+    assert len(data["client_processes_cpu_s"]) == 2
+    assert all(c > 0 for c in data["client_processes_cpu_s"])
+    assert data["client_sender_processes_cpu_s"] >= 0
     if transport == "raw":
         assert data["ack_p99_ms"] >= data["ack_p50_ms"] > 0
 
